@@ -1,0 +1,105 @@
+"""Running a check item: fixtures → Subject → registry check → pass, fail or skip."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_torchbridge.devices import runtime_device
+from pytest_torchbridge.expansion import CheckCase
+from pytest_torchbridge.options import Settings, settings
+
+RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
+    """The value of fixture ``name``, or ``None`` when no such fixture is defined."""
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        return None
+
+
+def required_fixture(request: pytest.FixtureRequest, name: str, role: str, keyword: str) -> Any:
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        pytest.fail(
+            f"{request.node.nodeid}: TorchBridge needs the {role} from a fixture named {name!r}, "
+            f"and none is defined. Define `@pytest.fixture def {name}(): ...` in conftest.py, "
+            f"or name another fixture with the marker keyword {keyword}=... or the ini option "
+            f"tb_{keyword}.", pytrace=False)
+
+
+def item_seed(base: int, nodeid: str) -> int:
+    """A seed that depends on the item, not on the order tests run in."""
+    return (base * 1_000_003 + zlib.crc32(nodeid.encode())) % (2**31)
+
+
+def build_subject(request: pytest.FixtureRequest, device: str, fixtures: dict[str, str],
+                  opts: Settings, model: Any = None, inputs: Any = None) -> Any:
+    from torchbridge.checks import Subject
+
+    if model is None:
+        model = required_fixture(request, fixtures.get("model_fixture", opts.model_fixture),
+                                 "model", "model_fixture")
+    if inputs is None:
+        inputs = required_fixture(request, fixtures.get("input_fixture", opts.input_fixture),
+                                  "sample input", "input_fixture")
+    factory = optional_fixture(request, fixtures.get("factory_fixture", opts.factory_fixture))
+    spec = optional_fixture(request, fixtures.get("spec_fixture", opts.spec_fixture))
+    reference_name = fixtures.get("reference_fixture")
+    reference = required_fixture(request, reference_name, "reference", "reference_fixture") \
+        if reference_name else None
+    return Subject(model=model, inputs=inputs, device=device, spec=spec, factory=factory,
+                   reference=reference, name=type(model).__name__)
+
+
+def run_context(item: pytest.Item, opts: Settings) -> Any:
+    from torchbridge.checks import RunContext
+
+    return RunContext(test_id=item.nodeid, golden_dir=Path(str(item.path)).parent,
+                      update_golden=opts.update_golden,
+                      seed=item_seed(opts.seed, item.nodeid),
+                      options={"config": item.config})
+
+
+def record(item: pytest.Item, result: Any) -> None:
+    """Keep the result for the reports and expose its metrics as JUnit properties."""
+    item.stash.setdefault(RESULTS_KEY, []).append(result.to_dict())
+    item.user_properties.append(("tb.check", result.check))
+    item.user_properties.append(("tb.device", result.device))
+    item.user_properties.append(("tb.status", result.status.value))
+    for name, metric in result.metrics.items():
+        item.user_properties.append((f"tb.{result.check}.{name}", metric.value))
+    for name, metric in result.budgets.items():
+        item.user_properties.append((f"tb.{result.check}.budget.{name}", metric.value))
+
+
+def conclude(result: Any) -> Any:
+    """Turn a result into pytest's outcome: return on pass, fail/skip otherwise."""
+    from torchbridge.checks import Status
+
+    if result.status is Status.FAILED:
+        pytest.fail(f"{result.check} [{result.device}]: {result.message}", pytrace=False)
+    if result.status is Status.SKIPPED:
+        pytest.skip(f"{result.check} [{result.device}]: {result.message}")
+    if result.status is Status.ERROR:
+        trace = result.details.get("traceback", "")
+        pytest.fail(f"{result.check} [{result.device}] raised {result.message}\n\n{trace}",
+                    pytrace=False)
+    return result
+
+
+def run_case(item: pytest.Function, case: CheckCase) -> None:
+    from torchbridge.checks import execute, registry
+
+    opts = settings(item.config)
+    device = runtime_device(item.config, case.device)
+    subject = build_subject(item._request, device, case.fixtures, opts)
+    result = execute(registry.get(case.check), subject, case.config, run_context(item, opts))
+    record(item, result)
+    conclude(result)

@@ -1,0 +1,99 @@
+"""The pytest11 entry point: options, markers, collection, fixtures and report glue.
+
+Importing this module imports neither torch nor the runtime; sessions that use no
+TorchBridge marker, fixture or option never pay for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_torchbridge import devices, expansion, options, results
+from pytest_torchbridge.fixtures import tb_check_case, tb_checks, tb_device, tb_hardware
+from pytest_torchbridge.markers import CASE_FIXTURE, mark_lines
+from pytest_torchbridge.results import pytest_runtest_makereport
+
+__all__ = ["pytest_runtest_makereport", "tb_check_case", "tb_checks", "tb_device",
+           "tb_hardware"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.addoption(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if results.is_controller(config):
+        config.pluginmanager.register(results.Gatherer(config), "torchbridge-gatherer")
+    for line in mark_lines():
+        config.addinivalue_line("markers", line)
+    devices.validate_at_startup(config)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if CASE_FIXTURE in metafunc.fixturenames:
+        expansion.parametrize(metafunc, devices.session_devices(metafunc.config))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = item.get_closest_marker("tb_requires")
+        if mark is not None:
+            _validate_requires(item, mark)
+
+
+def _validate_requires(item: pytest.Item, mark: pytest.Mark) -> None:
+    from torchbridge.errors import ConfigError
+    from torchbridge.requirements import validate
+
+    try:
+        validate(mark.kwargs)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    mark = item.get_closest_marker("tb_requires")
+    if mark is None:
+        return
+    from torchbridge.requirements import unmet
+
+    case = getattr(getattr(item, "callspec", None), "params", {}).get(CASE_FIXTURE)
+    device = case.device if case is not None else devices.session_devices(item.config)[0]
+    reason = unmet(mark.kwargs, devices.runtime_device(item.config, device))
+    if reason:
+        pytest.skip(f"tb.requires: {reason}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    callspec = getattr(pyfuncitem, "callspec", None)
+    case = callspec.params.get(CASE_FIXTURE) if callspec is not None else None
+    if not isinstance(case, expansion.CheckCase):
+        return None
+    from pytest_torchbridge.execution import run_case
+
+    run_case(pyfuncitem, case)
+    return True
+
+
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not results.is_controller(config):
+        return
+    results.write_reports(config)
+    skips = config.stash.get(results.SKIPS_KEY, [])
+    if options.settings(config).fail_on_skip and skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    skips = config.stash.get(results.SKIPS_KEY, [])
+    if skips and options.settings(config).fail_on_skip:
+        terminalreporter.write_line(
+            f"TorchBridge: {len(skips)} item(s) skipped for hardware reasons and "
+            "--tb-fail-on-skip is set; failing the session.", red=True)

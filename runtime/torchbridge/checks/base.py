@@ -1,0 +1,117 @@
+"""The check contract: a named, pure function of a subject and a validated configuration."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Subject
+from torchbridge.errors import CheckSkipped, ConfigError
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Base of every check's configuration.
+
+    Subclasses are frozen dataclasses whose ``__post_init__`` turns raw marker values
+    (``"5ms"``, ``{"cuda": "8ms"}``) into checked values and raises :class:`ConfigError`
+    on anything impossible. ``positional`` names the fields that positional marker
+    arguments fill, e.g. ``("format",)`` for ``@tb.export("onnx")``.
+    """
+
+    positional: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_args(cls, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
+                  ) -> CheckConfig:
+        kwargs = dict(kwargs or {})
+        if len(args) > len(cls.positional):
+            raise ConfigError(f"takes at most {len(cls.positional)} positional argument(s) "
+                              f"({', '.join(cls.positional) or 'none'}), got {len(args)}")
+        for name, value in zip(cls.positional, args, strict=False):
+            if name in kwargs:
+                raise ConfigError(f"argument {name!r} given twice")
+            kwargs[name] = value
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ConfigError(f"unknown keyword(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(known)) or 'none'}")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # a required field is missing
+            raise ConfigError(str(exc)) from None
+
+
+@dataclass
+class RunContext:
+    """Where and how a check runs, beyond the subject itself.
+
+    ``golden_dir`` is where relative golden/artifact paths resolve (the test file's folder
+    under pytest); ``work_dir`` is a scratch folder for exports; ``options`` carries
+    front-end options a check may read (e.g. ``baseline``).
+    """
+
+    test_id: str = ""
+    golden_dir: Path = field(default_factory=Path.cwd)
+    work_dir: Path | None = None
+    update_golden: bool = False
+    seed: int | None = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+C = TypeVar("C", bound=CheckConfig)
+
+
+class Check(abc.ABC, Generic[C]):
+    """A checklist item. Subclasses set ``name``, ``config_type``, ``family`` and ``run``.
+
+    ``exclusive`` checks (performance measurements) must not overlap other tests.
+    """
+
+    name: ClassVar[str]
+    config_type: ClassVar[type[CheckConfig]] = CheckConfig
+    family: ClassVar[str] = "correctness"
+    exclusive: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    def parse(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> C:
+        return self.config_type.from_args(args, kwargs)  # type: ignore[return-value]
+
+    def item_id(self, config: C) -> str:
+        """The id of this check's test item, ``tb-<name>`` unless a check refines it."""
+        return f"tb-{self.name.replace('_', '-')}"
+
+    @abc.abstractmethod
+    def run(self, subject: Subject, config: C, context: RunContext) -> CheckResult:
+        """Run the check. Raise :class:`CheckSkipped` when it cannot run here."""
+
+
+def execute(check: Check[Any], subject: Subject, config: CheckConfig,
+            context: RunContext | None = None) -> CheckResult:
+    """Run ``check`` and always return a result: exceptions become an ``error`` result
+    carrying the traceback, :class:`CheckSkipped` becomes ``skipped`` with its reason.
+    """
+    context = context or RunContext()
+    if context.seed is not None:
+        import torch
+
+        torch.manual_seed(context.seed)
+    start = time.perf_counter()
+    try:
+        result = check.run(subject, config, context)
+    except CheckSkipped as exc:
+        result = CheckResult(check.name, Status.SKIPPED, str(exc), subject.device)
+    except Exception as exc:  # a broken check or model must not crash the session
+        result = CheckResult(check.name, Status.ERROR, f"{type(exc).__name__}: {exc}",
+                             subject.device, details={"traceback": traceback.format_exc()})
+    result.duration_s = time.perf_counter() - start
+    result.test_id = result.test_id or context.test_id
+    return result

@@ -1,0 +1,212 @@
+"""Leaf-by-leaf comparison of model outputs of any pytree shape.
+
+Each output leaf gets max absolute / relative error, error statistics, and the smallest
+tolerance that would have passed (Polygraphy's "minimum required tolerance"), so a
+failure says both how far off it is and what setting would accept it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# (rtol, atol) per dtype, as torch.testing.assert_close has them; other dtypes are exact.
+DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float16: (1e-3, 1e-5),
+    torch.bfloat16: (1.6e-2, 1e-5),
+    torch.float32: (1.3e-6, 1e-5),
+    torch.float64: (1e-7, 1e-7),
+    torch.complex64: (1.3e-6, 1e-5),
+    torch.complex128: (1e-7, 1e-7),
+}
+
+
+def default_tolerance(dtype: torch.dtype) -> tuple[float, float]:
+    return DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
+
+
+def flatten(obj: Any, prefix: str = "output") -> list[tuple[str, Any]]:
+    """(path, leaf) pairs of tensors and plain values in nested outputs.
+
+    Handles tensors, mappings, lists/tuples, namedtuples, dataclasses and model-output
+    objects that behave like mappings (Hugging Face ``ModelOutput``).
+    """
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, int | float | str | bool):
+        return [(prefix, obj)]
+    if isinstance(obj, Mapping):
+        return [leaf for k, v in obj.items() for leaf in flatten(v, f"{prefix}.{k}")]
+    if hasattr(obj, "_fields"):
+        return [leaf for k in obj._fields for leaf in flatten(getattr(obj, k), f"{prefix}.{k}")]
+    if isinstance(obj, list | tuple):
+        return [leaf for i, v in enumerate(obj) for leaf in flatten(v, f"{prefix}[{i}]")]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [leaf for f in dataclasses.fields(obj)
+                for leaf in flatten(getattr(obj, f.name), f"{prefix}.{f.name}")]
+    return [(prefix, obj)]
+
+
+@dataclass
+class LeafComparison:
+    """How one output leaf compares with its expectation."""
+
+    path: str
+    ok: bool
+    reason: str = ""
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    rtol: float = 0.0
+    atol: float = 0.0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    mean_abs: float = 0.0
+    p99_abs: float = 0.0
+    mismatched: int = 0
+    total: int = 0
+    #: smallest atol that passes with the given rtol, and smallest rtol that passes with atol
+    min_atol: float = 0.0
+    min_rtol: float = 0.0
+
+    def describe(self) -> str:
+        if self.reason:
+            return f"{self.path}: {self.reason}"
+        return (f"{self.path}: {self.mismatched}/{self.total} elements differ; max abs "
+                f"{self.max_abs:.3g}, max rel {self.max_rel:.3g} (rtol={self.rtol:g}, "
+                f"atol={self.atol:g}); would pass with atol>={self.min_atol:.3g} "
+                f"or rtol>={self.min_rtol:.3g}")
+
+
+@dataclass
+class Comparison:
+    """All leaves of one comparison; ``ok`` when every leaf matched."""
+
+    leaves: list[LeafComparison] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(leaf.ok for leaf in self.leaves)
+
+    @property
+    def first_mismatch(self) -> LeafComparison | None:
+        return next((leaf for leaf in self.leaves if not leaf.ok), None)
+
+    @property
+    def max_abs(self) -> float:
+        return max((leaf.max_abs for leaf in self.leaves), default=0.0)
+
+    @property
+    def max_rel(self) -> float:
+        return max((leaf.max_rel for leaf in self.leaves), default=0.0)
+
+    def describe(self, limit: int = 3) -> str:
+        bad = [leaf.describe() for leaf in self.leaves if not leaf.ok]
+        more = f" (+{len(bad) - limit} more outputs)" if len(bad) > limit else ""
+        return "; ".join(bad[:limit]) + more
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(leaf) for leaf in self.leaves]
+
+
+Tolerance = tuple[float, float]
+
+
+def _tolerance_for(path: str, dtype: torch.dtype, rtol: float | None, atol: float | None,
+                   per_output: Mapping[str, Tolerance] | None) -> Tolerance:
+    if per_output:
+        for key, tol in per_output.items():
+            if path == key or path.endswith(key):
+                return tol
+    base_rtol, base_atol = default_tolerance(dtype)
+    return (base_rtol if rtol is None else rtol, base_atol if atol is None else atol)
+
+
+def _compare_tensors(path: str, actual: torch.Tensor, expected: torch.Tensor,
+                     tol: Tolerance, bitwise: bool) -> LeafComparison:
+    rtol, atol = (0.0, 0.0) if bitwise else tol
+    leaf = LeafComparison(path, True, shape=tuple(expected.shape), dtype=str(expected.dtype),
+                          rtol=rtol, atol=atol, total=expected.numel())
+    if actual.shape != expected.shape:
+        leaf.ok, leaf.reason = False, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+        return leaf
+    if actual.dtype != expected.dtype:
+        leaf.ok, leaf.reason = False, f"dtype {actual.dtype} != {expected.dtype}"
+        return leaf
+    a = actual.detach().cpu()
+    e = expected.detach().cpu()
+    if bitwise or not (e.is_floating_point() or e.is_complex()):
+        differ = ~((a == e) | (a.isnan() & e.isnan())) if e.is_floating_point() else a != e
+        leaf.mismatched = int(differ.sum())
+        leaf.ok = leaf.mismatched == 0
+        if e.is_floating_point() and e.numel():
+            diff = (a.double() - e.double()).abs().nan_to_num(0.0)
+            leaf.max_abs = float(diff.max())
+        leaf.min_atol = leaf.max_abs
+        return leaf
+    a64, e64 = a.to(torch.complex128 if e.is_complex() else torch.float64), \
+        e.to(torch.complex128 if e.is_complex() else torch.float64)
+    same_nonfinite = (a64 == e64) | (a64.isnan() & e64.isnan())
+    diff = torch.where(same_nonfinite, torch.zeros_like(a64.real if e.is_complex() else a64),
+                       (a64 - e64).abs())
+    scale = e64.abs()
+    bad = diff > atol + rtol * scale
+    leaf.mismatched = int(bad.sum())
+    leaf.ok = leaf.mismatched == 0
+    if diff.numel():
+        finite = diff.nan_to_num(math.inf)
+        leaf.max_abs = float(finite.max())
+        leaf.mean_abs = float(finite.mean())
+        leaf.p99_abs = float(torch.quantile(finite.flatten().float(), 0.99)) \
+            if finite.numel() <= 16_000_000 else leaf.max_abs
+        rel = finite / scale.clamp_min(torch.finfo(torch.float64).tiny)
+        leaf.max_rel = float(torch.where(finite == 0, torch.zeros_like(rel), rel).max())
+        leaf.min_atol = float((finite - rtol * scale).clamp_min(0).max())
+        leaf.min_rtol = float(((finite - atol).clamp_min(0) / scale.clamp_min(1e-300)).max())
+    return leaf
+
+
+def compare_outputs(actual: Any, expected: Any, *, rtol: float | None = None,
+                    atol: float | None = None, bitwise: bool = False,
+                    per_output: Mapping[str, Tolerance] | None = None) -> Comparison:
+    """Compare two outputs leaf by leaf.
+
+    ``rtol``/``atol`` override the per-dtype defaults; ``per_output`` maps an output path
+    (or its suffix, e.g. ``"logits"``) to its own ``(rtol, atol)``; ``bitwise`` demands
+    exact equality.
+
+    >>> compare_outputs(torch.ones(2), torch.ones(2)).ok
+    True
+    """
+    got, want = flatten(actual), flatten(expected)
+    result = Comparison()
+    if [p for p, _ in got] != [p for p, _ in want]:
+        result.leaves.append(LeafComparison(
+            "output", False, reason=f"structure differs: got {[p for p, _ in got]}, "
+                                    f"expected {[p for p, _ in want]}"))
+        return result
+    for (path, a), (_, e) in zip(got, want, strict=True):
+        if isinstance(e, torch.Tensor) and isinstance(a, torch.Tensor):
+            tol = _tolerance_for(path, e.dtype, rtol, atol, per_output)
+            result.leaves.append(_compare_tensors(path, a, e, tol, bitwise))
+        elif isinstance(e, torch.Tensor) or isinstance(a, torch.Tensor):
+            result.leaves.append(LeafComparison(
+                path, False, reason=f"type {type(a).__name__} != {type(e).__name__}"))
+        else:
+            result.leaves.append(LeafComparison(
+                path, a == e, reason="" if a == e else f"value {a!r} != {e!r}"))
+    return result
+
+
+def nonfinite_outputs(output: Any) -> list[str]:
+    """Paths of output leaves holding NaN or Inf, with counts."""
+    found = []
+    for path, leaf in flatten(output):
+        if isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex()):
+            nan = int(leaf.isnan().sum())
+            inf = int(leaf.isinf().sum())
+            if nan or inf:
+                found.append(f"{path} ({nan} NaN, {inf} Inf of {leaf.numel()})")
+    return found

@@ -1,0 +1,61 @@
+"""``forward``: the model runs, its outputs are finite, and it is in eval mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.compare import nonfinite_outputs
+from torchbridge.checks.registry import register
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Subject
+
+# Modules whose behaviour differs between train() and eval().
+_MODE_SENSITIVE = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm,
+                   torch.nn.modules.instancenorm._InstanceNorm, torch.nn.AlphaDropout)
+
+
+@dataclass(frozen=True)
+class ForwardConfig(CheckConfig):
+    """``allow_training_mode``: accept a model left in training mode."""
+
+    allow_training_mode: bool = False
+
+
+def training_modules(model: Any) -> list[str]:
+    """Names of submodules in training mode whose behaviour differs from eval mode."""
+    if not isinstance(model, torch.nn.Module):
+        return []
+    return [f"{name} ({type(module).__name__})" if name else type(module).__name__
+            for name, module in model.named_modules()
+            if module.training and isinstance(module, _MODE_SENSITIVE)]
+
+
+@register
+class ForwardCheck(Check[ForwardConfig]):
+    name = "forward"
+    config_type = ForwardConfig
+    summary = "The model runs on the sample input, outputs are finite, eval mode is set."
+
+    def run(self, subject: Subject, config: ForwardConfig, context: RunContext) -> CheckResult:
+        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        model, _ = subject.placed()
+        in_training = training_modules(model)
+        output = subject.run(model=model)
+        bad = nonfinite_outputs(output)
+        result.metric("outputs", len(bad), "")
+        if bad:
+            result.status = Status.FAILED
+            result.message = f"non-finite outputs: {'; '.join(bad)}"
+        elif in_training and not config.allow_training_mode:
+            result.status = Status.FAILED
+            shown = ", ".join(in_training[:5]) + (" ..." if len(in_training) > 5 else "")
+            result.message = (f"model is in training mode; these modules behave differently "
+                              f"in eval mode: {shown}. Call model.eval() before serving.")
+        else:
+            result.message = "forward pass ran; all outputs finite"
+        result.details["training_modules"] = in_training
+        return result

@@ -1,0 +1,71 @@
+"""The one registry of checks. Every front end looks checks up here.
+
+Built-in checks live in the modules of this package and register themselves on import;
+third-party packages can add checks through the ``torchbridge.checks`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from torchbridge.checks.base import Check, CheckConfig
+from torchbridge.errors import ConfigError
+
+_CORE_MODULES = {"base", "compare", "registry", "result", "subject"}
+_CHECKS: dict[str, type[Check[Any]]] = {}
+_loaded = False
+
+CheckT = TypeVar("CheckT", bound=type[Check[Any]])
+
+
+def register(cls: CheckT) -> CheckT:
+    """Class decorator adding a check to the registry under ``cls.name``."""
+    existing = _CHECKS.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"check {cls.name!r} registered twice ({existing} and {cls})")
+    _CHECKS[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import torchbridge.checks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _CORE_MODULES and not info.name.startswith("_"):
+            importlib.import_module(f"torchbridge.checks.{info.name}")
+    for ep in entry_points(group="torchbridge.checks"):
+        ep.load()
+
+
+def names() -> list[str]:
+    """Names of every registered check, sorted."""
+    _load_builtin()
+    return sorted(_CHECKS)
+
+
+def get(name: str) -> Check[Any]:
+    """An instance of the check registered as ``name``; a clear error for unknown names."""
+    _load_builtin()
+    try:
+        return _CHECKS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown check {name!r}; known checks: {', '.join(names())}") \
+            from None
+
+
+def parse_config(name: str, args: tuple[Any, ...] = (),
+                 kwargs: Mapping[str, Any] | None = None) -> CheckConfig:
+    """Validate arguments for check ``name`` as a marker, fixture method or file gives them."""
+    check = get(name)
+    try:
+        return check.parse(args, kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"tb.{name}: {exc}") from None
