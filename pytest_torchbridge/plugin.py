@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 from pytest_torchbridge import devices, expansion, options, results
-from pytest_torchbridge.fixtures import tb_check_case, tb_checks, tb_device, tb_hardware
 from pytest_torchbridge.markers import CASE_FIXTURE, mark_lines
 from pytest_torchbridge.results import pytest_runtest_makereport
 
-__all__ = ["pytest_runtest_makereport", "tb_check_case", "tb_checks", "tb_device",
-           "tb_hardware"]
+# Feature modules register their own hooks, options and fixtures; none imports torch.
+pytest_plugins = [
+    "pytest_torchbridge.fixtures",
+]
+
+__all__ = ["pytest_runtest_makereport"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
