@@ -1,0 +1,478 @@
+"""Loading a model for the command line: one function every ``--model`` option goes through.
+
+A model is given as
+
+* a ``torch.export`` archive (``.pt2``),
+* a TorchScript archive (recognised by its contents, whatever its suffix),
+* an ONNX file (an onnxruntime-backed callable, for commands that can work on one),
+* ``package.module:factory`` or ``path/to/file.py:factory``, with optional weights from a
+  safetensors file or a ``.pt``/``.pth`` state dict (read with ``weights_only=True``).
+
+A pickled whole-module checkpoint (``torch.save(model)``) runs code when loaded, so it
+is refused unless the caller passes ``allow_pickle=True``. Whatever goes wrong raises
+:class:`~torchbridge.errors.ModelLoadError` with what to change; no substitute model is
+ever returned.
+
+Example::
+
+    loaded = load_model("mypkg.models:build_classifier", "clf.safetensors")
+    logits = loaded.model(torch.randn(8, 128))
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import importlib.util
+import logging
+import sys
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from torchbridge.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+SourceKind = Literal["pt2", "torchscript", "onnx", "factory", "pickle"]
+
+_ONNX_HINT = "pip install 'pytest-torchbridge[onnx]'"
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and where it came from.
+
+    ``model`` is callable like the original (an ``nn.Module``, a TorchScript module, or
+    an :class:`OnnxModel`); ``example_inputs`` are the inputs stored with the archive
+    (``.pt2`` keeps them) or ``None``; ``sha256`` maps each file read (model archive,
+    weights, ONNX external data) to its hex digest, for provenance in reports.
+    """
+
+    model: Any
+    example_inputs: Any
+    source: SourceKind
+    path: str
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_torch(self) -> bool:
+        """Whether ``model`` is a PyTorch module (anything but an ONNX session)."""
+        return isinstance(self.model, torch.nn.Module | torch.jit.ScriptModule)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 digest of a file, read in chunks so large checkpoints stay cheap."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _zip_names(path: Path) -> list[str]:
+    if not zipfile.is_zipfile(path):
+        return []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def detect_kind(path: Path) -> str:
+    """What a model file holds: ``pt2``, ``torchscript``, ``onnx``, ``safetensors``,
+    ``torch-save`` (a ``torch.save`` pickle, zip or legacy) or ``unknown``.
+
+    Archives are recognised by their contents, not their suffix: a ``.pt`` file can be a
+    TorchScript archive, a state dict or a whole pickled module.
+    """
+    names = _zip_names(path)
+    if names:
+        tails = {name.split("/", 1)[1] if "/" in name else name for name in names}
+        if "archive_format" in tails or "models/model.json" in tails:
+            return "pt2"
+        if "constants.pkl" in tails or any(t.startswith("code/") for t in tails):
+            return "torchscript"
+        if "data.pkl" in tails:
+            return "torch-save"
+        return "unknown"
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".safetensors":
+        return "safetensors"
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head[:1] == b"\x80":  # pickle protocol marker: legacy (non-zip) torch.save
+        return "torch-save"
+    return "unknown"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _load_checkpoint(path: str | Path, *, weights_only: bool = True) -> Any:
+    """The single place this module calls ``torch.load``.
+
+    Security scanning hooks in here (before the load), so every checkpoint the CLI
+    reads passes through one gate. ``weights_only=False`` is only reached after the
+    caller explicitly allowed pickles.
+    """
+    return torch.load(path, map_location="cpu", weights_only=weights_only)
+
+
+def _refuse_pickle(path: Path, reason: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{path} is a pickled whole-module checkpoint ({reason}). Loading it runs arbitrary "
+        "code from the file. Prefer a safe format: export it with torch.export (.pt2), "
+        "TorchScript, or pass --model package.module:factory --weights weights.safetensors. "
+        "If you trust the file, pass --allow-pickle (allow_pickle=True).")
+
+
+def _load_torch_save(path: Path, allow_pickle: bool) -> tuple[Any, SourceKind]:
+    try:
+        obj = _load_checkpoint(path, weights_only=True)
+    except Exception as exc:  # weights_only refuses classes: a whole pickled module
+        if "weights_only" not in str(exc) and "Unsupported" not in str(exc):
+            raise ModelLoadError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
+                                 f"{_first_line(exc)}") from None
+        if not allow_pickle:
+            raise _refuse_pickle(path, _unsafe_globals(path)) from None
+        log.warning("loading %s with weights_only=False: this runs code from the file, "
+                    "as --allow-pickle asked", path)
+        try:
+            obj = _load_checkpoint(path, weights_only=False)
+        except Exception as exc2:
+            raise ModelLoadError(f"cannot unpickle {path}: {type(exc2).__name__}: "
+                                 f"{_first_line(exc2)}") from None
+        if not isinstance(obj, torch.nn.Module):
+            raise ModelLoadError(f"{path} unpickled to a {type(obj).__name__}, not an "
+                                 "nn.Module") from None
+        return obj, "pickle"
+    if isinstance(obj, torch.nn.Module):  # only reachable with custom safe globals
+        return obj, "pickle"
+    raise ModelLoadError(
+        f"{path} holds a {_describe(obj)}, not a model. A state dict needs its architecture: "
+        "pass --model package.module:factory --weights " + path.name)
+
+
+def _unsafe_globals(path: Path) -> str:
+    """Name the classes/functions the pickle would import: the reason it is refused."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # a legacy (non-zip) checkpoint: torch cannot list them
+        return "it imports classes that weights_only=True does not allow"
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"it imports {shown}"
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        return f"state dict ({len(obj)} entries)" if obj else "empty mapping"
+    return type(obj).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _flat(exc: BaseException, limit: int = 600) -> str:
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text[:limit] + (" ..." if len(text) > limit else "")
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def _load_pt2(path: Path, device: str) -> LoadedModel:
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load torch.export archive {path}: "
+                             f"{type(exc).__name__}: {_first_line(exc)}") from None
+    module = program.module()
+    module.to(device)
+    example = program.example_inputs
+    args = None
+    if example is not None:
+        pos, kw = example
+        args = dict(kw) if kw and not pos else tuple(pos)
+    return LoadedModel(module, args, "pt2", str(path), {path.name: sha256_file(path)})
+
+
+def _load_torchscript(path: Path, device: str) -> LoadedModel:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load TorchScript archive {path}: "
+                             f"{type(exc).__name__}: {_first_line(exc)}") from None
+    module.eval()
+    return LoadedModel(module, None, "torchscript", str(path), {path.name: sha256_file(path)})
+
+
+class OnnxModel:
+    """An ONNX file behind an onnxruntime session, callable like a PyTorch model.
+
+    Tensors go in (positionally in ``input_names`` order, or by keyword), tensors come
+    out: one tensor for a single output, else a tuple. Outputs are on the CPU.
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelLoadError(f"loading ONNX models needs onnxruntime: {_ONNX_HINT}") \
+                from None
+        self.path = Path(path)
+        self.providers = onnx_providers(device, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # keep onnxruntime's info/warnings off the CLI output
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=self.providers)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load ONNX model {path}: {type(exc).__name__}: "
+                                 f"{_first_line(exc)}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _feeds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if len(args) > len(self.input_names):
+            raise TypeError(f"ONNX model takes {len(self.input_names)} input(s) "
+                            f"({', '.join(self.input_names)}), got {len(args)}")
+        feeds = dict(zip(self.input_names, args, strict=False))
+        unknown = sorted(set(kwargs) - set(self.input_names))
+        if unknown:
+            raise TypeError(f"unknown ONNX input(s) {unknown}; inputs: {self.input_names}")
+        feeds.update(kwargs)
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise TypeError(f"missing ONNX input(s) {missing}")
+        return {name: _to_numpy(value) for name, value in feeds.items()}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        outputs = self.session.run(None, self._feeds(args, kwargs))
+        tensors = tuple(torch.from_numpy(out) for out in outputs)
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r}, inputs={self.input_names}, " \
+               f"providers={self.providers})"
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().contiguous().numpy()
+    return value
+
+
+def onnx_providers(device: str, available: list[str]) -> list[str]:
+    """Execution providers for a run on ``device``: CUDA first when asked and present."""
+    if device.startswith("cuda") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _load_onnx(path: Path, device: str) -> LoadedModel:
+    files = {path.name: sha256_file(path)}
+    try:
+        import onnx
+    except ImportError:
+        raise ModelLoadError(f"loading ONNX models needs onnx: {_ONNX_HINT}") from None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelLoadError(f"{path} is not a readable ONNX model (corrupt or truncated?): "
+                             f"{type(exc).__name__}: {_first_line(exc)}") from None
+    for location in _external_locations(proto):
+        data = path.parent / location
+        if not data.is_file():
+            raise ModelLoadError(f"{path} keeps weights in {location}, which is missing; "
+                                 "copy it next to the .onnx file")
+        files[location] = sha256_file(data)
+    return LoadedModel(OnnxModel(path, device), None, "onnx", str(path), files)
+
+
+def _external_locations(proto: Any) -> list[str]:
+    locations: set[str] = set()
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                locations.add(entry.value)
+    return sorted(locations)
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def _import_factory(spec: str) -> Callable[..., Any]:
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise ModelLoadError(f"--model {spec!r}: expected a file path or "
+                             "package.module:factory")
+    if target.endswith(".py") or "/" in target:
+        file = Path(target)
+        if not file.is_file():
+            raise ModelLoadError(f"--model {spec!r}: no such file {file}")
+        module_spec = importlib.util.spec_from_file_location(file.stem, file)
+        if module_spec is None or module_spec.loader is None:
+            raise ModelLoadError(f"--model {spec!r}: cannot import {file}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules.setdefault(file.stem, module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ModelLoadError(f"--model {spec!r}: importing {file} failed: "
+                                 f"{type(exc).__name__}: {_first_line(exc)}") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ModelLoadError(f"--model {spec!r}: cannot import {target!r} ({exc}); is "
+                                 "the package installed or on PYTHONPATH?") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        public = sorted(n for n in vars(module) if callable(getattr(module, n))
+                        and not n.startswith("_"))[:12]
+        raise ModelLoadError(f"--model {spec!r}: {target} has no callable {attr!r}; "
+                             f"callables there: {', '.join(public) or 'none'}")
+    return factory
+
+
+def _load_weights(model: torch.nn.Module, weights: Path) -> dict[str, str]:
+    if not weights.is_file():
+        raise ModelLoadError(f"--weights {weights}: no such file")
+    kind = detect_kind(weights)
+    if kind == "safetensors":
+        from safetensors.torch import load_model as load_safetensors
+
+        _check_safetensors(weights)
+        try:
+            load_safetensors(model, str(weights), strict=True)
+        except Exception as exc:
+            raise ModelLoadError(f"--weights {weights} do not fit the model "
+                                 f"{type(model).__name__}: {_flat(exc)}") from None
+    elif kind == "torch-save":
+        try:
+            state = _load_checkpoint(weights, weights_only=True)
+        except Exception as exc:
+            raise ModelLoadError(f"--weights {weights} is not a plain state dict (read with "
+                                 f"weights_only=True): {_first_line(exc)}. Save "
+                                 "model.state_dict(), or better, a safetensors file") from None
+        if not isinstance(state, Mapping):
+            raise ModelLoadError(f"--weights {weights} holds a {_describe(state)}, "
+                                 "not a state dict")
+        try:
+            model.load_state_dict(state, strict=True)
+        except Exception as exc:
+            raise ModelLoadError(f"--weights {weights} do not fit the model "
+                                 f"{type(model).__name__}: {_flat(exc)}") from None
+    else:
+        raise ModelLoadError(f"--weights {weights}: expected a .safetensors file or a "
+                             f".pt/.pth state dict, found {kind}")
+    return {weights.name: sha256_file(weights)}
+
+
+def _check_safetensors(path: Path) -> None:
+    """Open the header (and the data size it declares) before loading into a model, so a
+    truncated or corrupt file is reported as such and not as a key mismatch."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as exc:
+        raise ModelLoadError(f"--weights {path} is not a valid safetensors file (truncated or "
+                             f"corrupt?): {_flat(exc)}") from None
+
+
+def _load_factory(spec: str, weights: str | None, device: str) -> LoadedModel:
+    factory = _import_factory(spec)
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ModelLoadError(f"--model {spec!r}: calling the factory failed: "
+                             f"{type(exc).__name__}: {_first_line(exc)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ModelLoadError(f"--model {spec!r}: the factory returned a "
+                             f"{type(model).__name__}, expected a torch.nn.Module")
+    files = _load_weights(model, Path(weights)) if weights else {}
+    model.to(device).eval()
+    return LoadedModel(model, None, "factory", spec, files)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = False,
+               device: str = "cpu") -> LoadedModel:
+    """Load the model named by ``spec`` (see the module docstring) onto ``device``.
+
+    Raises :class:`ModelLoadError` for a missing file, an unreadable or corrupt file,
+    weights that do not fit, and a pickled whole module when ``allow_pickle`` is false.
+    """
+    path = Path(spec)
+    if path.is_file():
+        if weights:
+            raise ModelLoadError(f"--weights applies to --model package.module:factory only; "
+                                 f"{spec} already holds its weights")
+        return _load_file(path, allow_pickle, device)
+    if ":" in spec and not path.exists():
+        return _load_factory(spec, weights, device)
+    if path.is_dir():
+        raise ModelLoadError(f"--model {spec}: is a directory; give a model file or "
+                             "package.module:factory")
+    raise ModelLoadError(f"--model {spec}: no such file. Give a .pt2, TorchScript or ONNX "
+                         "file, or package.module:factory")
+
+
+def _load_file(path: Path, allow_pickle: bool, device: str) -> LoadedModel:
+    kind = detect_kind(path)
+    if kind == "pt2":
+        return _load_pt2(path, device)
+    if kind == "torchscript":
+        return _load_torchscript(path, device)
+    if kind == "onnx":
+        return _load_onnx(path, device)
+    if kind == "torch-save":
+        model, source = _load_torch_save(path, allow_pickle)
+        model.to(device).eval()
+        return LoadedModel(model, None, source, str(path), {path.name: sha256_file(path)})
+    if kind == "safetensors":
+        raise ModelLoadError(f"{path} holds weights only; pass the architecture with "
+                             f"--model package.module:factory --weights {path.name}")
+    raise ModelLoadError(f"{path}: not a recognised model file (expected a torch.export .pt2, "
+                         "a TorchScript archive, an ONNX file or a torch.save checkpoint); "
+                         "it may be corrupt or truncated")
+
+
+# --------------------------------------------------------------------------- CLI glue
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """Add ``--model``, ``--weights`` and ``--allow-pickle`` to a command's parser."""
+    parser.add_argument("--model", required=required,
+                        help="a .pt2 or TorchScript archive, an ONNX file, or "
+                             "package.module:factory (or path/file.py:factory)")
+    parser.add_argument("--weights", default=None,
+                        help="safetensors (or .pt state dict) weights for a factory model")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow loading a pickled whole-module checkpoint; this RUNS "
+                             "CODE from the file, use only for files you trust")
+
+
+def load_from_args(args: argparse.Namespace, device: str = "cpu") -> LoadedModel:
+    """:func:`load_model` with the options :func:`add_model_arguments` added."""
+    return load_model(args.model, args.weights, allow_pickle=args.allow_pickle, device=device)
