@@ -1,0 +1,112 @@
+"""``determinism``: repeated runs, and a freshly built model, give the same outputs.
+
+Runs are compared bitwise unless a tolerance is given. Torch is deliberately *not*
+reseeded between runs: dropout left on or a random op must show up as a difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torchbridge.checks import _tolerances
+from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.compare import Comparison, compare_outputs
+from torchbridge.checks.forward import training_modules
+from torchbridge.checks.registry import register
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Subject
+from torchbridge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DeterminismConfig(CheckConfig):
+    """``runs``: forward passes compared (>= 2). ``rtol``/``atol``: accept differences up to
+    this tolerance instead of demanding bitwise equality. ``across_instances``: also compare
+    a model freshly built by the ``model_factory`` fixture (default: when one exists)."""
+
+    runs: int = 3
+    rtol: float | None = None
+    atol: float | None = None
+    across_instances: bool | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 2:
+            raise ConfigError(f"runs must be a whole number >= 2, got {self.runs!r}")
+        object.__setattr__(self, "rtol", _tolerances.tolerance("rtol", self.rtol))
+        object.__setattr__(self, "atol", _tolerances.tolerance("atol", self.atol))
+        if self.across_instances not in (None, True, False):
+            raise ConfigError(f"across_instances must be True or False, "
+                              f"got {self.across_instances!r}")
+
+    @property
+    def bitwise(self) -> bool:
+        return self.rtol is None and self.atol is None
+
+
+def _compare(actual: Any, expected: Any, config: DeterminismConfig) -> Comparison:
+    if config.bitwise:
+        # rtol=atol=0 is bitwise equality for numbers, and still reports max abs/rel and
+        # the tolerance that would pass, which a plain equality test would not.
+        return compare_outputs(actual, expected, rtol=0.0, atol=0.0)
+    return compare_outputs(actual, expected, rtol=config.rtol, atol=config.atol)
+
+
+def _hint(model: Any) -> str:
+    modules = training_modules(model)
+    if not modules:
+        return ""
+    return (f" The model is in training mode ({', '.join(modules[:3])}); call model.eval() "
+            "before serving.")
+
+
+@register
+class DeterminismCheck(Check[DeterminismConfig]):
+    name = "determinism"
+    config_type = DeterminismConfig
+    summary = "Repeated runs and a fresh model instance produce identical outputs."
+
+    def run(self, subject: Subject, config: DeterminismConfig, context: RunContext
+            ) -> CheckResult:
+        across = config.across_instances
+        if across and subject.factory is None:
+            raise ConfigError("across_instances=True needs a fixture named 'model_factory' "
+                              "(or factory_fixture=...) returning a freshly built model")
+        model, _ = subject.placed()
+        first = subject.run(model=model)
+        compared: list[tuple[str, Comparison]] = []
+        for index in range(2, config.runs + 1):
+            compared.append((f"run {index} of {config.runs} vs run 1",
+                             _compare(subject.run(model=model), first, config)))
+        if across is None:
+            across = subject.factory is not None
+        if across:
+            fresh = subject.fresh_model()
+            compared.append(("a fresh model from model_factory vs the fixture's model",
+                             _compare(subject.run(model=fresh), first, config)))
+        return self._result(subject, config, model, compared, across)
+
+    def _result(self, subject: Subject, config: DeterminismConfig, model: Any,
+                compared: list[tuple[str, Comparison]], across: bool) -> CheckResult:
+        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        worst = max((c.max_abs for _, c in compared), default=0.0)
+        result.metric("runs", config.runs)
+        result.metric("max_abs_error", worst)
+        result.metric("diverging_runs", sum(not c.ok for _, c in compared))
+        result.details["compared"] = [{"what": what, "ok": c.ok, "max_abs": c.max_abs}
+                                      for what, c in compared]
+        mode = "bitwise" if config.bitwise else f"rtol={config.rtol}, atol={config.atol}"
+        diverging = next(((what, c) for what, c in compared if not c.ok), None)
+        if diverging is None:
+            result.details["comparison"] = compared[-1][1].to_dict() if compared else []
+            extra = " and a fresh instance" if across else ""
+            result.message = f"{config.runs} runs{extra} identical ({mode})"
+            return result
+        what, comparison = diverging
+        first_bad = comparison.first_mismatch
+        result.status = Status.FAILED
+        result.details["comparison"] = comparison.to_dict()
+        result.details["first_diverging_output"] = first_bad.path if first_bad else ""
+        result.message = (f"not deterministic ({mode}): {what} differs; "
+                          f"{comparison.describe()}.{_hint(model)}")
+        return result

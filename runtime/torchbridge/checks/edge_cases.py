@@ -1,0 +1,235 @@
+"""``edge_cases``: empty batch, batch of one, the largest batch, min/max of dynamic dims,
+and batch invariance (row i of a batched output equals the output for row i alone)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from torchbridge.checks import _tolerances
+from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.compare import Comparison, compare_outputs, flatten, nonfinite_outputs
+from torchbridge.checks.registry import register
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Inputs, Subject
+from torchbridge.errors import ConfigError
+
+EMPTY_BATCH_MODES = ("must_work", "rejects")
+
+
+def _sizes(name: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, tuple | list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ConfigError(f"{name} must be whole numbers >= 0, got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class EdgeCasesConfig(CheckConfig):
+    """``batch_sizes``: batches to run (default: 0, 1 and the spec's ``max_batch`` or twice
+    the sample's batch). ``dims``: sizes per named dynamic dim, ``{"seq": (1, 512)}``
+    (default: each declared dim's min and max). ``batch_invariance`` with
+    ``invariance_rtol``/``invariance_atol``. ``empty_batch``: ``"must_work"`` or
+    ``"rejects"`` (the model refuses empty input by design: an exception is expected)."""
+
+    batch_sizes: tuple[int, ...] | None = None
+    dims: Mapping[str, tuple[int, ...]] | None = None
+    batch_invariance: bool = True
+    invariance_rtol: float | None = None
+    invariance_atol: float | None = None
+    invariance_rows: int = 8
+    empty_batch: str = "must_work"
+
+    def __post_init__(self) -> None:
+        if self.batch_sizes is not None:
+            object.__setattr__(self, "batch_sizes", _sizes("batch_sizes", self.batch_sizes))
+        if self.dims is not None:
+            if not isinstance(self.dims, Mapping):
+                raise ConfigError(f"dims maps dim names to sizes, e.g. {{'seq': (1, 512)}}, "
+                                  f"got {self.dims!r}")
+            object.__setattr__(self, "dims", {str(k): _sizes(f"dims[{k!r}]", v)
+                                              for k, v in self.dims.items()})
+        if self.empty_batch not in EMPTY_BATCH_MODES:
+            raise ConfigError(f"empty_batch must be one of {', '.join(EMPTY_BATCH_MODES)}, "
+                              f"got {self.empty_batch!r}")
+        for name in ("invariance_rtol", "invariance_atol"):
+            object.__setattr__(self, name, _tolerances.tolerance(name, getattr(self, name)))
+        rows = self.invariance_rows
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ConfigError(f"invariance_rows must be a whole number >= 1, got {rows!r}")
+        if not isinstance(self.batch_invariance, bool):
+            raise ConfigError(f"batch_invariance must be True or False, "
+                              f"got {self.batch_invariance!r}")
+
+
+@dataclass
+class Case:
+    """One edge case that ran: what it was, whether it held, and why not."""
+
+    name: str
+    ok: bool
+    problem: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": self.name, "ok": self.ok, "problem": self.problem}
+
+
+def _batch_leaves(output: Any, batch: int) -> list[str]:
+    """Output paths whose leading dim is the batch (equals the sample's batch size)."""
+    return [path for path, leaf in flatten(output)
+            if isinstance(leaf, torch.Tensor) and leaf.dim() and leaf.shape[0] == batch]
+
+
+def _leading_dims(output: Any) -> dict[str, int]:
+    return {path: int(leaf.shape[0]) for path, leaf in flatten(output)
+            if isinstance(leaf, torch.Tensor) and leaf.dim()}
+
+
+def _row_of(output: Any, index: int, batch: int) -> Any:
+    def pick(leaf: Any) -> Any:
+        if isinstance(leaf, torch.Tensor) and leaf.dim() and leaf.shape[0] == batch:
+            return leaf.narrow(0, index, 1)
+        return leaf
+
+    return pytree.tree_map(pick, output)
+
+
+class _Runner:
+    """Runs one edge case, turning an exception or a non-finite output into a problem."""
+
+    def __init__(self, subject: Subject, model: Any) -> None:
+        self.subject = subject
+        self.model = model
+
+    def __call__(self, inputs: Inputs) -> tuple[Any, str]:
+        try:
+            output = self.subject.run(inputs, model=self.model)
+        except Exception as exc:  # the model's failure is the finding, not a crash
+            return None, f"raised {type(exc).__name__}: {exc}"
+        bad = nonfinite_outputs(output)
+        return output, f"non-finite outputs: {'; '.join(bad)}" if bad else ""
+
+
+@register
+class EdgeCasesCheck(Check[EdgeCasesConfig]):
+    name = "edge_cases"
+    config_type = EdgeCasesConfig
+    summary = "Empty batch, batch of one, the largest batch, dynamic-dim extremes, " \
+              "batch invariance."
+
+    def run(self, subject: Subject, config: EdgeCasesConfig, context: RunContext
+            ) -> CheckResult:
+        model, _ = subject.placed()
+        runner = _Runner(subject, model)
+        base, problem = runner(subject.inputs)
+        if problem:
+            return CheckResult(self.name, Status.FAILED, f"the sample input itself {problem}",
+                               subject.device)
+        batch = subject.batch_size
+        cases = [self._batch_case(runner, subject, size, base, batch, config)
+                 for size in self._batch_sizes(subject, config)]
+        dims, unknown = self._dims(subject, config)
+        if unknown:
+            known = ", ".join(subject.spec.dims) or "none (declare them in the input_spec fixture)"
+            cases.append(Case(f"dims {unknown}", False,
+                              f"unknown dynamic dim(s) {unknown}; the input spec declares: "
+                              f"{known}"))
+        for name, size in dims:
+            _, problem = runner(subject.with_dim(name, size))
+            cases.append(Case(f"{name}={size}", not problem, problem))
+        invariance = self._invariance(runner, subject, base, batch, config) \
+            if config.batch_invariance else None
+        return self._result(subject, cases, invariance)
+
+    @staticmethod
+    def _batch_sizes(subject: Subject, config: EdgeCasesConfig) -> tuple[int, ...]:
+        if config.batch_sizes is not None:
+            return config.batch_sizes
+        largest = subject.spec.max_batch or 2 * subject.batch_size
+        return tuple(dict.fromkeys((0, 1, largest)))
+
+    @staticmethod
+    def _dims(subject: Subject, config: EdgeCasesConfig) -> tuple[list[tuple[str, int]],
+                                                                  list[str]]:
+        if config.dims is None:
+            wanted = {name: tuple(s for s in (dim.min, dim.max) if s is not None)
+                      for name, dim in subject.spec.dims.items()}
+        else:
+            wanted = dict(config.dims)
+        unknown = [name for name in wanted if name not in subject.spec.dims]
+        runs = [(name, size) for name, sizes in wanted.items() if name not in unknown
+                for size in dict.fromkeys(sizes)]
+        return runs, unknown
+
+    @staticmethod
+    def _batch_case(runner: _Runner, subject: Subject, size: int, base: Any, batch: int,
+                    config: EdgeCasesConfig) -> Case:
+        name = f"batch={size}"
+        output, problem = runner(subject.with_batch(size))
+        if size == 0 and config.empty_batch == "rejects":
+            if output is None and problem.startswith("raised"):
+                return Case(name, True, f"rejected as declared: {problem}")
+            return Case(name, False, "empty_batch='rejects' but the model accepted an empty "
+                                     "batch; drop empty_batch= or make the model refuse it")
+        if problem:
+            hint = " (if the model rejects empty input by design, use empty_batch='rejects')" \
+                if size == 0 else ""
+            return Case(name, False, problem + hint)
+        expected = _batch_leaves(base, batch)
+        got = _leading_dims(output)
+        wrong = [f"{path} has {got.get(path)} rows" for path in expected
+                 if got.get(path) != size]
+        if wrong:
+            return Case(name, False, f"outputs do not follow the batch size {size}: "
+                                     f"{', '.join(wrong)}")
+        return Case(name, True)
+
+    @staticmethod
+    def _invariance(runner: _Runner, subject: Subject, base: Any, batch: int,
+                    config: EdgeCasesConfig) -> tuple[Case, Comparison | None]:
+        if batch < 2:
+            return Case("batch invariance", True, "skipped: the sample has one row"), None
+        overrides = _tolerances.effective_per_output(
+            base, subject.device, config.invariance_rtol, config.invariance_atol, {},
+            loosen=True)
+        worst = Comparison()
+        for index in range(min(batch, config.invariance_rows)):
+            single, problem = runner(subject.row(index))
+            if problem:
+                return Case("batch invariance", False, f"row {index} alone {problem}"), None
+            comparison = compare_outputs(single, _row_of(base, index, batch),
+                                         rtol=config.invariance_rtol,
+                                         atol=config.invariance_atol, per_output=overrides)
+            if not comparison.ok:
+                return Case("batch invariance", False,
+                            f"row {index} alone differs from row {index} of the batch of "
+                            f"{batch}: {comparison.describe()}"), comparison
+            if comparison.max_abs >= worst.max_abs:
+                worst = comparison
+        return Case("batch invariance", True), worst
+
+    def _result(self, subject: Subject, cases: list[Case],
+                invariance: tuple[Case, Comparison | None] | None) -> CheckResult:
+        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        if invariance is not None:
+            cases.append(invariance[0])
+            if invariance[1] is not None:
+                result.details["comparison"] = invariance[1].to_dict()
+                result.metric("max_invariance_error", invariance[1].max_abs)
+        failed = [case for case in cases if not case.ok]
+        result.metric("cases", len(cases))
+        result.metric("failed_cases", len(failed))
+        result.details["cases"] = [case.to_dict() for case in cases]
+        if failed:
+            result.status = Status.FAILED
+            result.message = "; ".join(f"{case.name}: {case.problem}" for case in failed)
+        else:
+            result.message = f"{len(cases)} edge cases held: " + \
+                ", ".join(case.name for case in cases)
+        return result

@@ -1,0 +1,78 @@
+"""``multi_gpu``: the model gives the same outputs on every visible GPU."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from torchbridge.checks import _tolerances
+from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.compare import Comparison, Tolerance, compare_outputs
+from torchbridge.checks.registry import register
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Subject, call_model, to_device
+from torchbridge.errors import CheckSkipped
+
+
+@dataclass(frozen=True)
+class MultiGpuConfig(CheckConfig):
+    """``rtol``/``atol``: tolerance between GPUs (default per dtype, as torch.testing:
+    identical GPUs run identical kernels). ``per_output`` overrides by output."""
+
+    rtol: float | None = None
+    atol: float | None = None
+    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rtol", _tolerances.tolerance("rtol", self.rtol))
+        object.__setattr__(self, "atol", _tolerances.tolerance("atol", self.atol))
+        object.__setattr__(self, "per_output",
+                           _tolerances.per_output("per_output", self.per_output))
+
+
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@register
+class MultiGpuCheck(Check[MultiGpuConfig]):
+    name = "multi_gpu"
+    config_type = MultiGpuConfig
+    summary = "Outputs agree across every visible GPU."
+
+    def run(self, subject: Subject, config: MultiGpuConfig, context: RunContext
+            ) -> CheckResult:
+        count = visible_gpus()
+        if count < 2:
+            raise CheckSkipped(f"needs 2 GPUs, found {count}")
+        source = subject.model
+        outputs = {}
+        for index in range(count):
+            device = f"cuda:{index}"
+            model = copy.deepcopy(source)
+            if isinstance(model, torch.nn.Module):
+                model = model.to(device)
+            with torch.inference_mode():
+                outputs[device] = to_device(call_model(model, to_device(subject.inputs, device)),
+                                            "cpu")
+            del model
+        first, *others = outputs
+        compared: dict[str, Comparison] = {
+            device: compare_outputs(outputs[device], outputs[first], rtol=config.rtol,
+                                    atol=config.atol, per_output=config.per_output)
+            for device in others}
+        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result.metric("gpus", count)
+        result.metric("max_abs_error", max(c.max_abs for c in compared.values()))
+        result.details["comparisons"] = {d: c.to_dict() for d, c in compared.items()}
+        bad = [f"{device} vs {first}: {c.describe()}" for device, c in compared.items()
+               if not c.ok]
+        if bad:
+            result.status = Status.FAILED
+            result.message = "outputs differ between GPUs: " + " | ".join(bad)
+        else:
+            result.message = f"outputs agree on {count} GPUs ({', '.join(outputs)})"
+        return result
