@@ -1,0 +1,43 @@
+"""Production readiness of the MLP (256 → 1024 → 1024 → 10)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pytest_torchbridge as tb
+
+EXAMPLE = "mlp"
+
+
+@pytest.fixture
+def mlp_reference(model: torch.nn.Module) -> object:
+    """The same network written out with plain tensor operations: an independent reference."""
+    weights = [(layer.weight, layer.bias) for layer in model.layers
+               if isinstance(layer, torch.nn.Linear)]
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        for index, (weight, bias) in enumerate(weights):
+            x = x @ weight.T + bias
+            if index < len(weights) - 1:
+                x = F.relu(x)
+        return x
+
+    return reference
+
+
+@tb.forward
+@tb.determinism(runs=5)
+@tb.accuracy(golden="goldens/mlp.safetensors")
+@tb.accuracy(reference_fixture="mlp_reference", rtol=1e-5, atol=1e-5)
+@tb.edge_cases(batch_sizes=[0, 1, 64])
+@tb.cpu_fallback
+def test_mlp_ready(model: torch.nn.Module, sample_input: torch.Tensor) -> None:
+    assert model(sample_input).shape == (8, 10)
+
+
+@tb.multi_gpu
+@tb.requires(device="cuda")
+def test_mlp_on_gpus(model: torch.nn.Module, sample_input: torch.Tensor) -> None:
+    assert model.cuda()(sample_input.cuda()).device.type == "cuda"
