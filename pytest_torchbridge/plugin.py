@@ -17,6 +17,7 @@ from pytest_torchbridge.results import pytest_runtest_makereport
 # Feature modules register their own hooks, options and fixtures; none imports torch.
 pytest_plugins = [
     "pytest_torchbridge.fixtures",
+    "pytest_torchbridge.summary",
 ]
 
 __all__ = ["pytest_runtest_makereport"]

@@ -1,0 +1,70 @@
+"""Merging TorchBridge reports, the merge gate, the markdown summary and the HTML report.
+
+>>> from torchbridge.reporting import merge_reports, decide, render_markdown
+>>> merged = merge_reports(["cpu.json", "gpu.json"])          # doctest: +SKIP
+>>> verdict = decide(merged)                                   # doctest: +SKIP
+>>> print(render_markdown(merged, verdict))                    # doctest: +SKIP
+
+:func:`publish` does all of it in one call, as ``tb-report merge`` and the pytest
+options ``--tb-markdown`` / ``--tb-html`` use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torchbridge.report import write_json
+from torchbridge.reporting.gate import GatePolicy, Verdict, decide
+from torchbridge.reporting.html import render_html, write_html
+from torchbridge.reporting.markdown import render_markdown, write_markdown
+from torchbridge.reporting.merge import (
+    MergedReport,
+    ReportError,
+    from_results,
+    load_report,
+    merge_reports,
+    merge_sources,
+)
+
+
+@dataclass
+class Outputs:
+    """Where :func:`publish` writes; ``None`` skips that output."""
+
+    json: str | Path | None = None
+    markdown: str | Path | None = None
+    html: str | Path | None = None
+    step_summary: bool = True
+
+
+@dataclass
+class Published:
+    """The verdict and the files written."""
+
+    verdict: Verdict
+    files: list[Path] = field(default_factory=list)
+
+
+def publish(report: MergedReport, outputs: Outputs, policy: GatePolicy | None = None,
+            title: str = "TorchBridge report") -> Published:
+    """Decide the gate for ``report`` and write the requested outputs."""
+    verdict = decide(report, policy)
+    files: list[Path] = []
+    if outputs.json:
+        document = report.to_dict()
+        document["verdict"] = verdict.to_dict()
+        files.append(write_json(outputs.json, document))
+    if outputs.markdown or outputs.step_summary:
+        files += write_markdown(outputs.markdown, render_markdown(report, verdict),
+                                outputs.step_summary)
+    if outputs.html:
+        files.append(write_html(outputs.html, render_html(report, verdict, title)))
+    return Published(verdict, files)
+
+
+__all__ = [
+    "GatePolicy", "MergedReport", "Outputs", "Published", "ReportError", "Verdict", "decide",
+    "from_results", "load_report", "merge_reports", "merge_sources", "publish",
+    "render_html", "render_markdown",
+]
