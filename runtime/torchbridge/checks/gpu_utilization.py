@@ -1,0 +1,85 @@
+"""``gpu_utilization``: how busy NVML sees the GPU while the model runs back to back.
+
+Example::
+
+    @tb.gpu_utilization(min_percent=60, batch_size=64)
+
+Skipped, with the reason, on a device that is not a CUDA GPU or without NVML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.registry import register
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Subject
+from torchbridge.errors import CheckSkipped, ConfigError
+from torchbridge.measure.runner import ModelRejected, bind, positive_int
+from torchbridge.units import parse_duration
+
+
+@dataclass(frozen=True)
+class GpuUtilizationConfig(CheckConfig):
+    """``min_percent`` mean utilisation (0-100), ``duration`` of the run, ``batch_size``."""
+
+    min_percent: Any = None
+    duration: Any = "2s"
+    batch_size: Any = None
+
+    def __post_init__(self) -> None:
+        value = self.min_percent
+        if value is not None and (isinstance(value, bool) or
+                                  not isinstance(value, int | float) or not 0 < value <= 100):
+            raise ConfigError(f"min_percent must be a number in (0, 100], got {value!r}")
+        object.__setattr__(self, "duration", parse_duration(self.duration, "duration"))
+        object.__setattr__(self, "batch_size", positive_int(self.batch_size, "batch_size"))
+
+
+@register
+class GpuUtilizationCheck(Check[GpuUtilizationConfig]):
+    name = "gpu_utilization"
+    config_type = GpuUtilizationConfig
+    family = "performance"
+    exclusive = True
+    summary = "Mean NVML GPU utilisation while running back to back at or above a floor."
+
+    def run(self, subject: Subject, config: GpuUtilizationConfig, context: RunContext
+            ) -> CheckResult:
+        from torchbridge.measure.gpu import UtilizationSampler, nvml_unavailable
+        from torchbridge.measure.throughput import measure_batch
+
+        reason = nvml_unavailable(subject.device)
+        if reason:
+            raise CheckSkipped(reason)
+        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        try:
+            call = bind(subject, config.batch_size)
+        except ModelRejected as exc:
+            result.status = Status.FAILED
+            result.message = str(exc)
+            return result
+        size = call.batch_size or 1
+        with UtilizationSampler(subject.device, interval=0.02) as sampler:
+            rate = measure_batch(call.fn, size, subject.device, config.duration)
+        samples = sampler.samples
+        mean = samples.mean_gpu_percent
+        result.details.update({"gpu_utilization": samples.to_dict(), "batch_size": size,
+                               "samples_per_s": rate.samples_per_s})
+        if mean is None:
+            raise CheckSkipped("NVML returned no utilisation samples during the run")
+        result.metric("gpu_utilization_pct", mean, "%")
+        result.metric("samples_per_s", rate.samples_per_s, "samples/s")
+        if config.min_percent is not None:
+            result.budget("gpu_utilization_pct", float(config.min_percent), "%")
+        text = f"mean GPU utilisation {mean:.0f} % over {len(samples.gpu_percent)} samples " \
+               f"(batch {size}, {rate.samples_per_s:,.0f} samples/s)"
+        if config.min_percent is not None and mean < config.min_percent:
+            result.status = Status.FAILED
+            result.message = f"{text} < floor {config.min_percent} %; raise the batch size " \
+                             "or feed the GPU faster"
+        else:
+            result.message = text
+        return result

@@ -1,0 +1,165 @@
+"""``latency``: per-call percentiles gated with confidence bounds, stopping early.
+
+Example::
+
+    @tb.latency(p50="5ms", p99={"cuda": "8ms", "cpu": "40ms"}, batch_size=1, threads=1)
+
+A failure reads like ``p99 23.1 ms > budget 20 ms (n=812, 95 % bounds 21.9-24.6 ms,
+cpu, 1 thread, batch 1)``. See :mod:`torchbridge.measure.sequential` for the decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.registry import register
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Subject
+from torchbridge.measure.baseline import apply_baseline
+from torchbridge.measure.runner import ModelRejected, bind, fraction, positive_int
+from torchbridge.units import PerDevice, format_duration, parse_duration
+
+GATED: tuple[str, ...] = ("p50", "p90", "p95", "p99")
+#: Without any budget for this device, measuring stops after this many samples.
+UNGATED_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class LatencyConfig(CheckConfig):
+    """Percentile budgets (durations, per device if a dict), batch size, threads, caps."""
+
+    p50: Any = None
+    p90: Any = None
+    p95: Any = None
+    p99: Any = None
+    batch_size: Any = None
+    threads: Any = None
+    max_time: Any = "5s"
+    max_samples: Any = 100_000
+    confidence: Any = 0.95
+    warmup: Any = None
+
+    def __post_init__(self) -> None:
+        for name in GATED:
+            object.__setattr__(self, name, PerDevice.parse(getattr(self, name), parse_duration,
+                                                           name))
+        object.__setattr__(self, "batch_size", positive_int(self.batch_size, "batch_size"))
+        object.__setattr__(self, "threads", positive_int(self.threads, "threads"))
+        object.__setattr__(self, "max_time", parse_duration(self.max_time, "max_time"))
+        object.__setattr__(self, "max_samples",
+                           positive_int(self.max_samples, "max_samples", allow_none=False))
+        object.__setattr__(self, "confidence",
+                           fraction(self.confidence, "confidence", 0.5, 1.0))
+        if self.warmup is not None:
+            object.__setattr__(self, "warmup", parse_duration(self.warmup, "warmup"))
+
+    def budgets_for(self, device: str) -> dict[str, float]:
+        """Gated percentiles and their budgets (seconds) on ``device``."""
+        found = {name: getattr(self, name).for_device(device) for name in GATED}
+        return {name: value for name, value in found.items() if value is not None}
+
+    def devices_with_budgets(self) -> list[str]:
+        names: set[str] = set()
+        for name in GATED:
+            budget: PerDevice[float] = getattr(self, name)
+            names.update(budget.by_device)
+        return sorted(names)
+
+
+def describe_env(device: str, threads: int, batch: int | None) -> str:
+    plural = "thread" if threads == 1 else "threads"
+    return f"{device}, {threads} {plural}" + (f", batch {batch}" if batch is not None else "")
+
+
+@register
+class LatencyCheck(Check[LatencyConfig]):
+    name = "latency"
+    config_type = LatencyConfig
+    family = "performance"
+    exclusive = True
+    summary = "Per-call latency percentiles within budgets, with confidence bounds."
+
+    def run(self, subject: Subject, config: LatencyConfig, context: RunContext) -> CheckResult:
+        from torchbridge.measure import sequential, stats, timing
+
+        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        budgets = config.budgets_for(subject.device)
+        with timing.threads(config.threads):
+            try:
+                call = bind(subject, config.batch_size)
+            except ModelRejected as exc:
+                result.status = Status.FAILED
+                result.message = str(exc) + ("; pass a batch_size the model accepts"
+                                             if config.batch_size else
+                                             "; check the sample_input fixture")
+                return result
+            stopper = sequential.Stopper({k: v * 1e9 for k, v in budgets.items()},
+                                         config.confidence)
+            measured = timing.measure(
+                call.fn, subject.device, max_time=config.max_time,
+                max_samples=config.max_samples if budgets else
+                min(config.max_samples, UNGATED_SAMPLES),
+                batch_size=call.batch_size, stop=stopper if budgets else None,
+                warmup_seconds=config.warmup)
+        samples = measured.samples_ns
+        summary = stats.summarize(samples)
+        for key, value in (("min", summary.min), ("max", summary.max), ("mean", summary.mean),
+                           ("std", summary.std), *summary.percentiles.items()):
+            result.metric(f"{key}_ms", value / 1e6, "ms")
+        result.metric("samples", summary.n, "1")
+        for name, seconds in budgets.items():
+            result.budget(f"{name}_ms", seconds * 1e3, "ms")
+        decision = sequential.final(samples, {k: v * 1e9 for k, v in budgets.items()},
+                                    config.confidence)
+        ordered = sorted(samples)
+        ci = {}
+        for name in GATED:
+            low, high = stats.bounds(ordered, stats.PERCENTILES[name], config.confidence)
+            ci[name] = [low / 1e6 if low != float("-inf") else None,
+                        high / 1e6 if high != float("inf") else None]
+        env = measured.env
+        result.details.update({
+            "samples_ns": samples, "batch_size": call.batch_size, "threads": env.threads,
+            "ci_ms": ci, "confidence": config.confidence, "clock": env.clock,
+            "decision": decision.verdict if budgets else "measured",
+            "stopped_early": measured.stopped_early, "stop_reason": measured.stop_reason,
+            "torch_version": env.torch_version, "seconds": measured.seconds,
+            "warmup": {"calls": measured.warmup.calls, "seconds": measured.warmup.seconds,
+                       "settled": measured.warmup.settled},
+            "looks": stopper.looks,
+        })
+        where = describe_env(subject.device, env.threads, call.batch_size)
+        result.status, result.message = self._verdict(decision, config, summary.n, where,
+                                                      subject.device, summary.percentiles)
+        apply_baseline(result, context, ["p50", *budgets], unit=" ns")
+        return result
+
+    def _verdict(self, decision: Any, config: LatencyConfig, n: int, where: str, device: str,
+                 values: dict[str, float]) -> tuple[Status, str]:
+        from torchbridge.measure import sequential
+
+        pct = f"{config.confidence * 100:g} %"
+        if not decision.gates:
+            others = config.devices_with_budgets()
+            note = f"; budgets are given for {', '.join(others)} only, so {device} is " \
+                   "measured, not gated" if others else ""
+            return Status.PASSED, (f"p50 {format_duration(values['p50'] / 1e9)}, p99 "
+                                   f"{format_duration(values['p99'] / 1e9)} (n={n}, {where})"
+                                   f"{note}")
+        parts = []
+        for gate in decision.gates:
+            lo = format_duration(gate.lower / 1e9) if gate.lower != float("-inf") else "-inf"
+            hi = format_duration(gate.upper / 1e9) if gate.upper != float("inf") else "inf"
+            sign = {"pass": "<=", "fail": ">", "undecided": "~"}[gate.state]
+            text = (f"{gate.name} {format_duration(gate.value / 1e9)} {sign} budget "
+                    f"{format_duration(gate.budget / 1e9)} (n={n}, {pct} bounds {lo}–{hi}, "  # noqa: RUF001
+                    f"{where})")
+            if gate.state == "undecided":
+                text += f": inconclusive, {sequential.why_inconclusive(gate, config.confidence)}"
+            parts.append((gate.state, text))
+        if decision.verdict == "pass":
+            return Status.PASSED, "; ".join(text for _, text in parts)
+        wanted = "fail" if decision.verdict == "fail" else "undecided"
+        return Status.FAILED, "; ".join(text for state, text in parts if state == wanted)

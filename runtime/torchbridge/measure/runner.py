@@ -1,0 +1,78 @@
+"""Turning a check's subject into a timed call: placement, batch size, first-call check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torchbridge.errors import ConfigError
+
+
+@dataclass
+class BoundCall:
+    """A zero-argument callable running the model once on fixed inputs."""
+
+    fn: Callable[[], Any]
+    model: Any
+    inputs: Any
+    batch_size: int | None
+
+
+class ModelRejected(Exception):
+    """The model raised on its first call with these inputs (not an out-of-memory)."""
+
+
+def bind(subject: Any, batch_size: int | None = None) -> BoundCall:
+    """The subject's model and inputs on its device, at ``batch_size`` when given.
+
+    The first call runs here, outside any timing: an exception there becomes
+    :class:`ModelRejected` (or propagates when it is an out-of-memory).
+    """
+    import torch
+
+    from torchbridge.checks.subject import call_model, to_device
+    from torchbridge.measure.memory import is_out_of_memory
+
+    model, _ = subject.placed()
+    if batch_size is not None:
+        inputs = to_device(subject.with_batch(batch_size), subject.device)
+        size: int | None = batch_size
+    else:
+        inputs = to_device(subject.inputs, subject.device)
+        try:
+            size = subject.batch_size
+        except ConfigError:
+            size = None
+
+    def fn() -> Any:
+        return call_model(model, inputs)
+
+    try:
+        with torch.inference_mode():
+            fn()
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise
+        what = f"batch size {size}" if size is not None else "its sample input"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelRejected(f"the model rejects {what}: {type(exc).__name__}: {first}") \
+            from exc
+    return BoundCall(fn, model, inputs, size)
+
+
+def positive_int(value: object, what: str, allow_none: bool = True) -> int | None:
+    """Validate a marker argument that must be a whole number >= 1."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def fraction(value: object, what: str, low: float = 0.0, high: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not low < float(value) < high:
+        raise ConfigError(f"{what} must be a number strictly between {low:g} and {high:g}, "
+                          f"got {value!r}")
+    return float(value)
