@@ -1,0 +1,251 @@
+"""Dynamic batching: a bounded queue drained by one worker thread.
+
+The event loop only enqueues and awaits; inference runs on the worker thread. A batch is
+released when it holds ``max_rows`` rows or ``max_delay`` passed since its first request
+-- but the worker waits for more only while another request is known to be on its way
+(being parsed on the event loop). With one client nobody is on the way, so a request runs
+the moment it is queued and batching adds no latency.
+
+Requests are grouped by shape (apart from the batch dim); a request whose deadline passed
+or whose client went away is dropped before compute. Each request's future is resolved
+exactly once, on the event loop, with one wake-up per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+log = logging.getLogger("torchbridge.serving")
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` requests; the caller answers 503 with Retry-After."""
+
+
+class Dropped(Exception):
+    """A request left before compute: its deadline passed or its client disconnected."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Work:
+    """One request in the queue. ``encode`` turns its outputs into the response body on the
+    worker thread, so serialisation does not hold up the event loop."""
+
+    __slots__ = ("dead", "deadline", "encode", "enqueued", "future", "gone", "inputs", "key",
+                 "loop", "queued_s", "rows")
+
+    def __init__(self, inputs: Sequence[Any], rows: int, key: Any, deadline: float,
+                 loop: asyncio.AbstractEventLoop, encode: Callable[[Any], Any] | None = None
+                 ) -> None:
+        self.inputs = inputs
+        self.rows = rows
+        self.key = key
+        self.deadline = deadline
+        self.loop = loop
+        self.encode = encode
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.enqueued = 0.0
+        self.queued_s = 0.0
+        self.dead: str | None = None  # set on the event loop; read by the worker
+        #: returns True once the client has disconnected (read by the worker thread)
+        self.gone: Callable[[], bool] | None = None
+
+    def abandon(self, reason: str) -> None:
+        """Mark the request as gone (event loop only) so the worker skips it."""
+        if self.dead is None:
+            self.dead = reason
+        if not self.future.done():
+            self.future.set_exception(Dropped(reason))
+
+
+Compute = Callable[[list[Work]], list[Any]]
+
+
+class Batcher:
+    """Queue + worker thread. ``compute(batch)`` returns one output per request in order.
+
+    ``hooks`` receives ``on_batch(size_rows, queue_seconds_list, inference_s)`` and
+    ``on_drop(reason)`` for metrics.
+    """
+
+    def __init__(self, compute: Compute, *, max_rows: int, max_delay_s: float,
+                 max_queue: int, hooks: Any = None, name: str = "tb-batcher") -> None:
+        self._compute = compute
+        self.max_rows = max_rows
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self._hooks = hooks
+        self._queue: collections.deque[Work] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._arriving = 0
+        self._waiting = False
+        self._stopping = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # ------------------------------------------------------------------ event-loop side
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting in the queue (not counting the batch being computed)."""
+        return len(self._queue)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread is running."""
+        return self._thread.is_alive()
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._busy
+
+    def arriving(self) -> None:
+        """A request is being parsed and will probably join the queue soon."""
+        self._arriving += 1
+
+    def arrived(self) -> None:
+        """The request announced with :meth:`arriving` was queued or rejected."""
+        self._arriving -= 1
+        if self._waiting and self._arriving <= 0:
+            with self._cond:
+                self._cond.notify()
+
+    def submit(self, work: Work) -> None:
+        """Queue ``work``; raise :class:`QueueFull` when the queue is at its limit."""
+        with self._cond:
+            if self._stopping:
+                raise QueueFull("server is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(f"queue full ({self.max_queue} requests waiting)")
+            work.enqueued = time.monotonic()
+            self._queue.append(work)
+            self._cond.notify()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Finish every queued request, then end the worker. True when it ended in time."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # ------------------------------------------------------------------ worker side
+    def _run(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch is None:
+                return
+            if batch:
+                self._process(batch)
+
+    def _collect(self) -> list[Work] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            self._busy = True
+            batch: list[Work] = []
+            rows = self._take(batch, 0)
+            if not batch:
+                return []
+            release_at = batch[0].enqueued + self.max_delay_s
+            while rows < self.max_rows and self._arriving > 0 and not self._stopping:
+                remaining = release_at - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._waiting = True
+                self._cond.wait(remaining)
+                self._waiting = False
+                rows = self._take(batch, rows)
+            return batch
+
+    def _take(self, batch: list[Work], rows: int) -> int:
+        """Move live requests of the batch's shape group from the queue into ``batch``."""
+        now = time.monotonic()
+        keep: list[Work] = []
+        queue = self._queue
+        while queue:
+            work = queue.popleft()
+            if work.dead is not None or now >= work.deadline:
+                self._drop(work, work.dead or "deadline")
+                continue
+            if work.gone is not None and work.gone():
+                self._drop(work, "disconnected")
+                continue
+            fits = not batch or (work.key == batch[0].key and rows + work.rows <= self.max_rows)
+            if fits:
+                batch.append(work)
+                rows += work.rows
+                if rows >= self.max_rows:
+                    break
+            else:
+                keep.append(work)
+        if keep:  # requests of other shapes keep their place at the front
+            queue.extendleft(reversed(keep))
+        return rows
+
+    def _drop(self, work: Work, reason: str) -> None:
+        if self._hooks is not None:
+            self._hooks.on_drop(reason)
+        work.loop.call_soon_threadsafe(work.abandon, reason)
+
+    def _process(self, batch: list[Work]) -> None:
+        start = time.monotonic()
+        for work in batch:
+            work.queued_s = start - work.enqueued
+        try:
+            results = self._safe_compute(batch)
+        finally:
+            with self._cond:
+                self._busy = False
+        if self._hooks is not None:
+            self._hooks.on_batch(sum(w.rows for w in batch), [w.queued_s for w in batch],
+                                 time.monotonic() - start)
+        # One wake-up of the event loop per batch, not per request.
+        batch[0].loop.call_soon_threadsafe(_deliver, batch, results)
+
+    def _safe_compute(self, batch: list[Work]) -> list[Any]:
+        try:
+            return self._encode(batch, self._compute(batch))
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+        # One bad request must not fail the others: run them one by one to isolate it.
+        out: list[Any] = []
+        for work in batch:
+            try:
+                out.extend(self._encode([work], self._compute([work])))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    @staticmethod
+    def _encode(batch: list[Work], results: list[Any]) -> list[Any]:
+        return [w.encode(r) if w.encode is not None else r
+                for w, r in zip(batch, results, strict=True)]
+
+
+def _deliver(batch: list[Work], results: list[Any]) -> None:
+    for work, result in zip(batch, results, strict=True):
+        if work.future.done():
+            continue  # timed out or disconnected meanwhile; nobody is waiting
+        if isinstance(result, BaseException):
+            work.future.set_exception(result)
+        else:
+            work.future.set_result(result)
+
+
+__all__ = ["Batcher", "Dropped", "QueueFull", "Work"]

@@ -1,0 +1,173 @@
+"""``POST /generate`` for models with ``stream`` and/or ``generate`` methods.
+
+The model contract (as the example language model has it): ``stream(input_ids,
+max_new_tokens, eos_token_id)`` yields the next token of every sequence, ``(batch,)``, one
+step at a time; ``generate(input_ids, max_new_tokens=..., eos_token_id=...)`` returns the
+prompt followed by the new tokens. Generation runs on its own worker thread, one step per
+hop, so the deadline and a client's disconnect stop it between two tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import orjson
+import torch
+
+from torchbridge.serving.errors import ApiError, overloaded
+from torchbridge.serving.state import ServingState
+
+_DONE = object()
+
+
+class GenerateRequest:
+    """A validated ``/generate`` body."""
+
+    def __init__(self, body: Any, state: ServingState) -> None:
+        if not isinstance(body, dict):
+            raise ApiError(400, 'body must be a JSON object {"input_ids": [...]}')
+        ids = body.get("input_ids")
+        rows = [ids] if isinstance(ids, list) and ids and not isinstance(ids[0], list) else ids
+        if not isinstance(rows, list) or not rows or not all(
+                isinstance(r, list) and r and len(r) == len(rows[0]) for r in rows):
+            raise ApiError(422, "input_ids must be a non-empty list of token ids, or a list "
+                                "of such lists of equal length")
+        vocab = vocab_size(state.model)
+        for row in rows:
+            for token in row:
+                if isinstance(token, bool) or not isinstance(token, int) or token < 0 or \
+                        (vocab is not None and token >= vocab):
+                    bound = f"[0, {vocab})" if vocab is not None else ">= 0"
+                    raise ApiError(422, f"input_ids must be integers in {bound}")
+        if len(rows) > state.config.max_batch_size:
+            raise ApiError(422, f"at most {state.config.max_batch_size} prompts per request")
+        self.input_ids = rows
+        self.max_new_tokens = _int(body.get("max_new_tokens", 16), "max_new_tokens", 0,
+                                   state.config.max_new_tokens)
+        eos = body.get("eos_token_id")
+        self.eos_token_id = None if eos is None else _int(eos, "eos_token_id", 0, None)
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise ApiError(422, "stream must be true or false")
+        if stream and not state.config.enable_streaming:
+            raise ApiError(400, "streaming is disabled on this server (enable_streaming)")
+        self.stream = stream
+
+
+def vocab_size(model: Any) -> int | None:
+    """The model's vocabulary: ``vocab_size`` attribute, else its first embedding's size."""
+    size = getattr(model, "vocab_size", None)
+    if isinstance(size, int):
+        return size
+    if isinstance(model, torch.nn.Module):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Embedding):
+                return int(module.num_embeddings)
+    return None
+
+
+def _int(value: Any, name: str, low: int, high: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or \
+            (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ApiError(422, f"{name} must be an integer {bound}")
+    return value
+
+
+class Generation:
+    """One generation on the generate thread: steps until done, deadline or cancel."""
+
+    def __init__(self, state: ServingState, request: GenerateRequest, deadline: float) -> None:
+        if state.generating >= state.config.max_queue_size:
+            raise overloaded(f"{state.generating} generations in progress")
+        self.state = state
+        self.request = request
+        self.deadline = deadline
+        self.tokens: list[list[int]] = [[] for _ in request.input_ids]
+        self.finish_reason = "length"
+        self._iterator: Iterator[Any] | None = None
+
+    def _start(self) -> Iterator[Any]:
+        model = self.state.model
+        ids = torch.tensor(self.request.input_ids, dtype=torch.long,
+                           device=self.state.config.device)
+        if callable(getattr(model, "stream", None)):
+            return iter(model.stream(ids, self.request.max_new_tokens, self.request.eos_token_id))
+        with torch.inference_mode():
+            full = model.generate(ids, max_new_tokens=self.request.max_new_tokens,
+                                  eos_token_id=self.request.eos_token_id)
+        return iter(full[:, ids.shape[1]:].unbind(1))
+
+    def _step(self) -> Any:
+        if self._iterator is None:
+            self._iterator = self._start()
+        with torch.inference_mode():
+            return next(self._iterator, _DONE)
+
+    def _close(self) -> None:
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+
+    async def steps(self) -> AsyncIterator[list[int]]:
+        """The new token of every sequence, step by step; raises ApiError 504 at the deadline."""
+        state = self.state
+        loop = asyncio.get_running_loop()
+        assert state.generator is not None
+        state.generating += 1
+        try:
+            while True:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ApiError(504, "deadline passed during generation")
+                future = loop.run_in_executor(state.generator, self._step)
+                try:
+                    token = await asyncio.wait_for(asyncio.shield(future), remaining)
+                except TimeoutError:
+                    raise ApiError(504, "deadline passed during generation") from None
+                if token is _DONE:
+                    return
+                step = [int(t) for t in torch.as_tensor(token).reshape(-1).tolist()]
+                for row, value in zip(self.tokens, step, strict=False):
+                    row.append(value)
+                if self.request.eos_token_id is not None and \
+                        all(self.request.eos_token_id in row for row in self.tokens):
+                    self.finish_reason = "eos"
+                yield step
+        except Exception as exc:
+            if isinstance(exc, ApiError):
+                raise
+            state.metrics.on_failure(exc)
+            raise ApiError(500, f"generation failed ({type(exc).__name__}); see the server "
+                                "log") from exc
+        finally:
+            state.generating -= 1
+            # Runs after any step in flight (one thread), so the generator is not busy.
+            if state.generator is not None:
+                with contextlib.suppress(RuntimeError):  # executor shut down with the server
+                    loop.run_in_executor(state.generator, self._close)
+
+    async def collect(self) -> bytes:
+        async for _ in self.steps():
+            pass
+        return orjson.dumps({"tokens": self.tokens, "finish_reason": self.finish_reason,
+                             "model_version": self.state.config.model_version})
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """Server-sent events: one ``data:`` per step, then ``event: done`` (or ``error``)."""
+        index = 0
+        try:
+            async for step in self.steps():
+                yield b"data: " + orjson.dumps({"index": index, "tokens": step}) + b"\n\n"
+                index += 1
+        except ApiError as exc:
+            yield b"event: error\ndata: " + orjson.dumps({"error": exc.message,
+                                                          "status": exc.status}) + b"\n\n"
+            return
+        yield b"event: done\ndata: " + orjson.dumps(
+            {"tokens": self.tokens, "finish_reason": self.finish_reason,
+             "model_version": self.state.config.model_version}) + b"\n\n"

@@ -1,0 +1,190 @@
+"""The ASGI layer in front of every route: request ids, access control, limits, metrics, logs.
+
+A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs a task and a
+stream per request). For each request it
+
+* assigns the request id (the client's ``X-Request-ID`` if sane) and adds ``X-Request-ID``
+  and ``X-Model-Version`` to the response;
+* checks the API key and the role the route needs (401 / 403), the per-key rate limit
+  (429 with Retry-After) and a declared ``Content-Length`` over the limit (413);
+* turns an unhandled exception into a JSON 500 so the server keeps serving;
+* records request metrics, one structured log line, and an audit record for inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from torchbridge.serving.errors import ApiError, error_body, presented_key
+from torchbridge.serving.logging import access_log, request_id
+
+if TYPE_CHECKING:
+    from torchbridge.serving.state import ServingState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("torchbridge.serving")
+
+_OPEN = {"/health", "/ready", "/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs",
+         "/docs/oauth2-redirect", "/redoc"}
+_ROUTES: dict[str, tuple[str, str | None]] = {
+    "/predict": ("/predict", "infer"), "/generate": ("/generate", "infer"),
+    "/metrics": ("/metrics", "admin"), "/v2": ("/v2", "admin"),
+}
+_V2_MODEL = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?(/infer|/ready)?$")
+INFERENCE_ENDPOINTS = frozenset({"/predict", "/generate", "/v2/models/{name}/infer"})
+
+
+def classify(path: str) -> tuple[str, str | None]:
+    """(metrics label, role needed) for a path; unknown paths share one label."""
+    if path in _OPEN:
+        return path, None
+    hit = _ROUTES.get(path)
+    if hit is not None:
+        return hit
+    match = _V2_MODEL.match(path)
+    if match is not None:
+        tail = match.group(2)
+        if tail == "/infer":
+            return "/v2/models/{name}/infer", "infer"
+        if tail == "/ready":
+            return "/v2/models/{name}/ready", None
+        return "/v2/models/{name}", "admin"
+    return "other", None
+
+
+class RequestInfo:
+    """What a route tells the middleware about a request, for logs and the audit record."""
+
+    __slots__ = ("deadline", "endpoint", "inputs", "key_id", "note", "request_id", "rows",
+                 "start")
+
+    def __init__(self, rid: str, endpoint: str, start: float) -> None:
+        self.request_id = rid
+        self.endpoint = endpoint
+        self.start = start
+        self.deadline = math.inf
+        self.inputs: Any = None
+        self.rows = 0
+        self.key_id: str | None = None
+        self.note: str | None = None
+
+
+class ServingMiddleware:
+    """See the module docstring. ``state`` holds the config, keys, limiter and metrics."""
+
+    def __init__(self, app: ASGIApp, state: ServingState) -> None:
+        self.app = app
+        self.state = state
+        self._version = state.config.model_version.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        start = time.monotonic()
+        headers = dict(scope["headers"])
+        endpoint, role = classify(scope["path"])
+        rid = request_id(headers.get(b"x-request-id"))
+        info = RequestInfo(rid, endpoint, start)
+        scope["tb"] = info
+        status = [0]
+        extra = [(b"x-request-id", rid.encode()), (b"x-model-version", self._version)]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        state.metrics.in_progress.inc()
+        try:
+            refusal = self._admit(scope, headers, role, info)
+            if refusal is not None:
+                await respond(send_with_headers, refusal)
+            else:
+                await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("unhandled error in %s (request %s)", scope["path"], rid)
+            if status[0] == 0:
+                await respond(send_with_headers, ApiError(500, f"internal error; request id "
+                                                               f"{rid}"))
+        finally:
+            state.metrics.in_progress.dec()
+            self._record(scope, info, status[0] or 500, time.monotonic() - start)
+
+    def _admit(self, scope: Scope, headers: dict[bytes, bytes], role: str | None,
+               info: RequestInfo) -> ApiError | None:
+        state = self.state
+        identity = None
+        if role is not None and state.keys.enabled:
+            key = presented_key(headers)
+            if key is None:
+                return ApiError(401, "missing API key: send 'Authorization: Bearer <key>' or "
+                                     "'X-API-Key: <key>'", {"WWW-Authenticate": "Bearer"})
+            roles = state.keys.roles(key)
+            if roles is None:
+                return ApiError(401, "invalid API key", {"WWW-Authenticate": "Bearer"})
+            info.key_id = identity = state.keys.key_id(key)
+            if role not in roles:
+                return ApiError(403, f"this API key lacks the {role!r} role")
+        if role == "infer" and state.limiter is not None:
+            client = scope.get("client")
+            who = identity or (client[0] if client else "anonymous")
+            wait = state.limiter.take(who)
+            if wait > 0:
+                return ApiError(429, f"rate limit of {state.limiter.rate:g} requests/s "
+                                     "exceeded", {"Retry-After": str(max(1, math.ceil(wait)))})
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                return ApiError(400, "Content-Length is not a number")
+            if size > state.config.max_body_bytes:
+                return ApiError(413, f"body of {size} bytes exceeds the limit of "
+                                     f"{state.config.max_body_bytes} bytes")
+        return None
+
+    def _record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
+        state = self.state
+        state.metrics.observe_request(info.endpoint, status, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            record: dict[str, Any] = {
+                "request_id": info.request_id, "method": scope["method"],
+                "endpoint": info.endpoint, "status": status,
+                "latency_ms": round(seconds * 1000.0, 3),
+                "model": state.config.model_name, "model_version": state.config.model_version}
+            if info.inputs is not None:
+                record["inputs"] = info.inputs
+            if info.key_id is not None:
+                record["key_id"] = info.key_id
+            if info.note:
+                record["note"] = info.note
+            access_log.info("request", extra={"tb": record})
+        if state.audit is not None and info.endpoint in INFERENCE_ENDPOINTS:
+            state.audit.write({
+                "request_id": info.request_id, "endpoint": info.endpoint, "status": status,
+                "model": state.config.model_name, "model_version": state.config.model_version,
+                "weights_sha256": state.config.weights_sha256, "key_id": info.key_id,
+                "rows": info.rows})
+
+
+async def respond(send: Send, error: ApiError) -> None:
+    """Send ``error`` as a complete JSON response."""
+    body = error_body(error.message)
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,118 @@
+"""Running the app: ``run_server`` (blocking, with graceful SIGTERM) and ``ServerThread``.
+
+On SIGTERM or SIGINT uvicorn stops accepting connections, lets requests already received
+finish (up to the grace period), then runs the app's shutdown, which finishes every queued
+request before the batching worker ends. No request that got in is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from torchbridge.errors import ConfigError
+from torchbridge.serving.logging import configure_json_logging
+
+log = logging.getLogger("torchbridge.serving")
+
+
+def _uvicorn_config(app: Any, host: str, port: int, ssl_certfile: str | None,
+                    ssl_keyfile: str | None, grace_period_s: float | None,
+                    log_level: str) -> Any:
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("serving needs uvicorn: pip install 'pytest-torchbridge[serve]'") \
+            from None
+    if grace_period_s is None:
+        state = getattr(getattr(app, "state", None), "tb", None)
+        grace_period_s = state.config.grace_period_s if state is not None else 30.0
+    return uvicorn.Config(
+        app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        timeout_graceful_shutdown=int(max(1, round(grace_period_s))), lifespan="on",
+        # Our middleware writes one structured line per request; uvicorn's would repeat it.
+        access_log=False, log_level=log_level, log_config=None, server_header=False)
+
+
+def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000,
+               ssl_certfile: str | None = None, ssl_keyfile: str | None = None, *,
+               grace_period_s: float | None = None, log_level: str = "info") -> None:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then shut down gracefully.
+
+    Binds 127.0.0.1 unless ``host`` says otherwise (``0.0.0.0`` in a container, behind
+    API keys). With ``ssl_certfile`` and ``ssl_keyfile`` it serves HTTPS only. Logs go
+    to stderr as JSON lines.
+    """
+    import uvicorn
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("TLS needs both ssl_certfile and ssl_keyfile")
+    configure_json_logging()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: the server is reachable from other machines; keep API keys "
+                    "on", host)
+    uvicorn.Server(_uvicorn_config(app, host, port, ssl_certfile, ssl_keyfile,
+                                   grace_period_s, log_level)).run()
+
+
+class ServerThread:
+    """The real uvicorn server on 127.0.0.1 and an ephemeral port, in a background thread.
+
+    For tests and checks in one process::
+
+        with ServerThread(app) as server:
+            httpx.get(server.url + "/health")
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
+                 ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+                 grace_period_s: float | None = 5.0, startup_timeout: float = 30.0) -> None:
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host = host
+        self.port = int(self._sock.getsockname()[1])
+        scheme = "https" if ssl_certfile else "http"
+        self.url = f"{scheme}://{host}:{self.port}"
+        self._server = uvicorn.Server(_uvicorn_config(app, host, self.port, ssl_certfile,
+                                                      ssl_keyfile, grace_period_s, "warning"))
+        self._startup_timeout = startup_timeout
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="tb-server", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # reported by start()/stop()
+            self._error = exc
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start: {self._error!r}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful stop: in-flight and queued requests finish first."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

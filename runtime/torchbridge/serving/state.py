@@ -1,0 +1,208 @@
+"""Everything one server holds: model, signature, batcher, access control, metrics, lifecycle.
+
+Lifecycle: :meth:`ServingState.start` starts the batcher and warms the model up in the
+background, so ``/health`` answers at once while ``/ready`` stays 503 until the model is
+loaded *and* warm. :meth:`ServingState.stop` marks the server not ready and finishes every
+queued request before the worker ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import orjson
+import torch
+
+from torchbridge.checks.subject import named_inputs
+from torchbridge.serving.batcher import Batcher, Dropped, QueueFull, Work
+from torchbridge.serving.config import ServerConfig
+from torchbridge.serving.errors import ApiError, KeyRing, RateLimiter, overloaded
+from torchbridge.serving.logging import AuditLog
+from torchbridge.serving.metrics import ServerMetrics
+from torchbridge.serving.runner import ModelRunner, leaves
+from torchbridge.serving.schemas import V2_DATATYPES, Signature, group_key, rows_of
+
+log = logging.getLogger("torchbridge.serving")
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+class ServingState:
+    """The server's parts; created by :func:`~torchbridge.serving.app.create_fastapi_server`."""
+
+    def __init__(self, model: Any, config: ServerConfig, sig: Signature,
+                 sample: Any = None) -> None:
+        self.model = model
+        self.config = config
+        self.sig = sig
+        self.sample = sample
+        self.keys = KeyRing(config.load_api_keys())
+        self.limiter = RateLimiter(config.rate_limit, config.rate_burst or config.rate_limit) \
+            if config.rate_limit else None
+        self.metrics = ServerMetrics(config.model_name, config.model_version,
+                                     config.weights_sha256, self._queue_depth, config.device)
+        self.runner = ModelRunner(model, sig, config.device, self.metrics.on_failure)
+        self.batcher = Batcher(self.runner, max_rows=config.max_batch_size,
+                               max_delay_s=config.max_batch_delay_s,
+                               max_queue=config.max_queue_size, hooks=self.metrics)
+        self.audit: AuditLog | None = None
+        self.generator = ThreadPoolExecutor(1, thread_name_prefix="tb-generate") \
+            if has_generate(model) else None
+        self.generating = 0
+        self.ready = False
+        self.not_ready_reason = "starting"
+        self.outputs: list[dict[str, Any]] = []
+        self._warmup_task: asyncio.Task[None] | None = None
+        version = config.model_version
+        self.encode_predict: Callable[[Any], bytes] = \
+            lambda tree: orjson.dumps({"outputs": tree, "model_version": version}, option=_NUMPY)
+
+    def _queue_depth(self) -> int:
+        return self.batcher.depth
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self.batcher.alive:
+            return
+        if self.config.audit_log:
+            self.audit = AuditLog(self.config.audit_log)
+        self.batcher.start()
+        self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        if self.sample is None or not self.config.warmup:
+            self.ready = True
+            self.not_ready_reason = ""
+            log.warning("ready without warm-up (%s)", "warm-up disabled" if self.config.warmup
+                        is False else "no sample input to warm up with")
+            return
+        self.not_ready_reason = "warming up"
+        try:
+            for rows in sorted({1, self.config.max_batch_size}):
+                arrays = sample_arrays(self.sample, self.sig, rows)
+                tree = await self.infer(arrays, time.monotonic() + 600.0, encode=None)
+                if rows == 1:
+                    self.outputs = output_metadata(tree)
+        except Exception as exc:
+            self.not_ready_reason = f"warm-up failed: {type(exc).__name__}: {exc}"
+            log.error("warm-up failed; the server stays not ready", exc_info=True)
+            return
+        self.ready = True
+        self.not_ready_reason = ""
+        log.info("model %s version %s warmed up and ready", self.config.model_name,
+                 self.config.model_version)
+
+    async def stop(self) -> None:
+        self.ready = False
+        self.not_ready_reason = "shutting down"
+        if self._warmup_task is not None and not self._warmup_task.done():
+            self._warmup_task.cancel()
+        await asyncio.to_thread(self.batcher.stop, self.config.grace_period_s)
+        if self.generator is not None:
+            self.generator.shutdown(wait=False, cancel_futures=True)
+        if self.audit is not None:
+            self.audit.close()
+
+    # ------------------------------------------------------------------ inference
+    def enqueue(self, arrays: Sequence[np.ndarray], deadline: float,
+                encode: Callable[[Any], Any] | None,
+                gone: Callable[[], bool] | None = None) -> Work:
+        """Queue one request (503 when the queue is full); await it with :meth:`wait`."""
+        work = Work(arrays, rows_of(arrays, self.sig), group_key(arrays, self.sig), deadline,
+                    asyncio.get_running_loop(), encode)
+        work.gone = gone
+        try:
+            self.batcher.submit(work)
+        except QueueFull as exc:
+            raise overloaded(str(exc)) from None
+        return work
+
+    async def wait(self, work: Work) -> Any:
+        """The request's result; a passed deadline, a model error or a disconnect become
+        :class:`ApiError` 504, 500 or 499."""
+        loop = work.loop
+        timer = loop.call_at(_loop_time(loop, work.deadline), work.abandon, "deadline")
+        try:
+            return await work.future
+        except Dropped as exc:
+            if exc.reason == "deadline":
+                raise ApiError(504, "deadline passed before the result was ready (timeout "
+                                    f"{self.config.timeout_seconds:g} s)") from None
+            raise ApiError(499, "client disconnected") from None
+        except Exception as exc:
+            log.error("inference failed", exc_info=exc)
+            raise ApiError(500, f"inference failed ({type(exc).__name__}); see the server "
+                                "log") from None
+        finally:
+            timer.cancel()
+            if not work.future.done():  # cancelled while waiting: let the worker skip it
+                work.abandon("disconnected")
+
+    async def infer(self, arrays: Sequence[np.ndarray], deadline: float,
+                    encode: Callable[[Any], Any] | None) -> Any:
+        return await self.wait(self.enqueue(arrays, deadline, encode))
+
+    def deadline(self, start: float, header: str | None) -> float:
+        """``start`` plus the timeout, shortened by a valid ``X-Request-Timeout`` header."""
+        timeout = self.config.timeout_seconds
+        if header is not None:
+            try:
+                asked = float(header)
+            except ValueError:
+                raise ApiError(400, "X-Request-Timeout must be a number of seconds") from None
+            if not math.isfinite(asked) or asked <= 0:
+                raise ApiError(400, "X-Request-Timeout must be a positive number of seconds")
+            timeout = min(timeout, asked)
+        return start + timeout
+
+    def require_ready(self) -> None:
+        if not self.ready:
+            raise overloaded(f"model not ready ({self.not_ready_reason})")
+
+    # ------------------------------------------------------------------ metadata
+    def v2_metadata(self) -> dict[str, Any]:
+        return {"name": self.config.model_name, "versions": [self.config.model_version],
+                "platform": "pytorch_torchbridge",
+                "inputs": [spec.metadata() for spec in self.sig.inputs],
+                "outputs": self.outputs}
+
+
+def has_generate(model: Any) -> bool:
+    return callable(getattr(model, "stream", None)) or callable(getattr(model, "generate", None))
+
+
+def sample_arrays(sample: Any, sig: Signature, rows: int) -> list[np.ndarray]:
+    """The sample input as numpy arrays with ``rows`` rows (repeating its rows)."""
+    arrays = []
+    for (_, value), spec in zip(named_inputs(sample), sig.inputs, strict=True):
+        tensor = value.detach().cpu()
+        if tensor.dtype is torch.bfloat16:
+            tensor = tensor.float()
+        array = tensor.numpy()
+        if spec.batch_axis is not None:
+            have = array.shape[spec.batch_axis]
+            index = np.arange(rows) % max(have, 1)
+            array = np.take(array, index, axis=spec.batch_axis)
+        arrays.append(np.ascontiguousarray(array))
+    return arrays
+
+
+def output_metadata(tree: Any) -> list[dict[str, Any]]:
+    """v2 output metadata from one result: names, datatypes, shapes with -1 for the batch."""
+    out = []
+    for name, array in leaves(tree):
+        dtype = torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype
+        shape = [-1, *array.shape[1:]] if array.ndim else []
+        out.append({"name": name, "datatype": V2_DATATYPES.get(dtype, "BYTES"), "shape": shape})
+    return out
+
+
+def _loop_time(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    """``deadline`` (time.monotonic) on the loop's clock."""
+    return loop.time() + (deadline - time.monotonic())
