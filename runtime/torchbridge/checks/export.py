@@ -1,0 +1,153 @@
+"""``export``: the model exports to a format and the artifact is proven against eager PyTorch.
+
+``@tb.export("onnx", dynamic=True)``, ``@tb.export("torchscript", method="trace")``,
+``@tb.export("safetensors")``, ``@tb.export("pt2")``; each becomes its own item,
+``test_x[tb-export-onnx]``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchbridge.checks._tolerances import per_output as check_per_output
+from torchbridge.checks._tolerances import tolerance
+from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.compare import Tolerance
+from torchbridge.checks.forward import training_modules
+from torchbridge.checks.registry import register
+from torchbridge.checks.result import CheckResult, Status
+from torchbridge.checks.subject import Subject
+from torchbridge.errors import ConfigError
+
+FORMATS = ("onnx", "torchscript", "safetensors", "pt2")
+
+
+@dataclass(frozen=True)
+class ExportConfig(CheckConfig):
+    """``format``: onnx | torchscript | safetensors | pt2. ``dynamic``: dynamic batch and
+    named dims, validated at batch 1, an odd batch and the largest batch. ``method``:
+    trace | script (torchscript only). ``exporter``: dynamo | legacy (onnx only).
+    ``opset``: ONNX opset. ``rtol``/``atol``/``per_output``: comparison tolerances.
+    ``batch_sizes``: the batch sizes to validate at instead of the default plan."""
+
+    positional = ("format",)
+
+    format: str = ""
+    dynamic: bool = True
+    method: str | None = None
+    exporter: str | None = None
+    opset: int | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    per_output: Mapping[str, Tolerance] | None = None
+    batch_sizes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        fmt = str(self.format).lower()
+        if fmt not in FORMATS:
+            raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got "
+                              f"{self.format!r}; e.g. @tb.export('onnx')")
+        object.__setattr__(self, "format", fmt)
+        if not isinstance(self.dynamic, bool):
+            raise ConfigError(f"dynamic must be True or False, got {self.dynamic!r}")
+        self._only_for("method", "torchscript", ("trace", "script"))
+        self._only_for("exporter", "onnx", ("dynamo", "legacy"))
+        if self.opset is not None:
+            if fmt != "onnx":
+                raise ConfigError(f"opset applies to format 'onnx' only, not {fmt!r}")
+            if isinstance(self.opset, bool) or not isinstance(self.opset, int) \
+                    or not 7 <= self.opset <= 30:
+                raise ConfigError(f"opset must be an integer ONNX opset (e.g. 18), "
+                                  f"got {self.opset!r}")
+        object.__setattr__(self, "rtol", tolerance("rtol", self.rtol))
+        object.__setattr__(self, "atol", tolerance("atol", self.atol))
+        object.__setattr__(self, "per_output", check_per_output("per_output", self.per_output))
+        object.__setattr__(self, "batch_sizes", _batch_sizes(self.batch_sizes))
+
+    def _only_for(self, name: str, fmt: str, allowed: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value is None:
+            return
+        if self.format != fmt:
+            raise ConfigError(f"{name} applies to format {fmt!r} only, not {self.format!r}")
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _batch_sizes(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value or any(
+            isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in value):
+        raise ConfigError(f"batch_sizes must be a non-empty list of integers >= 1, "
+                          f"got {value!r}")
+    return tuple(value)
+
+
+def options_from(config: ExportConfig) -> Any:
+    """The runtime's :class:`ExportOptions` for a check configuration."""
+    from torchbridge.export import ExportOptions, Tolerances
+
+    return ExportOptions(dynamic=config.dynamic, method=config.method or "trace",
+                         exporter=config.exporter or "dynamo", opset=config.opset,
+                         tolerances=Tolerances(config.rtol, config.atol,
+                                               dict(config.per_output or {})),
+                         batch_sizes=config.batch_sizes)
+
+
+def result_from(report: Any, device: str) -> CheckResult:
+    """A check result carrying the export report's metrics and per-run comparisons."""
+    status = Status.PASSED if report.ok else Status.FAILED
+    result = CheckResult("export", status, report.summary(), device)
+    result.metric("max_abs_error", report.max_abs_error)
+    result.metric("export_s", report.export_s, "s")
+    result.metric("file_bytes", report.file_bytes, "bytes")
+    result.metric("validation_runs", len(report.validations))
+    result.details.update(report.to_dict())
+    return result
+
+
+@register
+class ExportCheck(Check[ExportConfig]):
+    name = "export"
+    config_type = ExportConfig
+    family = "export"
+    summary = "Exports to ONNX/TorchScript/SafeTensors/pt2 and proves the artifact matches."
+
+    def item_id(self, config: ExportConfig) -> str:
+        variant = "-script" if config.method == "script" else \
+            "-legacy" if config.exporter == "legacy" else ""
+        return f"tb-export-{config.format}{variant}"
+
+    def run(self, subject: Subject, config: ExportConfig, context: RunContext) -> CheckResult:
+        from torchbridge.export import ExportFailed, artifact_path, export_model
+
+        in_training = training_modules(subject.model)
+        if in_training:
+            return CheckResult(self.name, Status.FAILED,
+                               f"model is in training mode ({', '.join(in_training[:3])}); "
+                               "an export would bake in training behaviour and eager "
+                               "outputs would not be reproducible. Call model.eval() first",
+                               subject.device)
+        with tempfile.TemporaryDirectory(prefix="tb-export-") as scratch:
+            folder = Path(context.work_dir) if context.work_dir else Path(scratch)
+            path = artifact_path(folder, _stem(subject), config.format)
+            try:
+                report = export_model(subject, config.format, path, options_from(config))
+            except ExportFailed as exc:
+                return CheckResult(self.name, Status.FAILED, str(exc), subject.device,
+                                   details={"format": config.format})
+            result = result_from(report, subject.device)
+        if not context.work_dir:
+            result.details["artifacts_kept"] = False
+        return result
+
+
+def _stem(subject: Subject) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in subject.name) or "model"

@@ -1,0 +1,73 @@
+"""Export a model to ONNX, TorchScript, SafeTensors or pt2, and prove the artifact.
+
+Every format loads its artifact back and compares it with eager PyTorch (several batch
+sizes for the graph formats), writes a ``sha256sum``-compatible checksum next to it, and
+returns an :class:`ExportReport`. A model that cannot be exported raises
+:class:`ExportFailed` naming the cause (the operator and module for ONNX, the source
+line for data-dependent control flow).
+
+Example::
+
+    from torchbridge.checks import Subject
+    from torchbridge.export import ExportOptions, export_model
+
+    report = export_model(Subject(model, x), "onnx", Path("clf.onnx"), ExportOptions())
+    assert report.ok, report.summary()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torchbridge.checks.subject import Subject
+from torchbridge.errors import ConfigError
+from torchbridge.export.common import (
+    FORMATS,
+    SUFFIXES,
+    ExportFailed,
+    ExportOptions,
+    ExportReport,
+    Tolerances,
+    Validation,
+)
+
+Exporter = Callable[[Subject, Path, ExportOptions], ExportReport]
+
+
+def exporter(fmt: str) -> Exporter:
+    """The export function of format ``fmt``."""
+    if fmt == "onnx":
+        from torchbridge.export.onnx import export_onnx
+
+        return export_onnx
+    if fmt == "torchscript":
+        from torchbridge.export.torchscript import export_torchscript
+
+        return export_torchscript
+    if fmt == "safetensors":
+        from torchbridge.export.safetensors import export_safetensors
+
+        return export_safetensors
+    if fmt == "pt2":
+        from torchbridge.export.pt2 import export_pt2
+
+        return export_pt2
+    raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def export_model(subject: Subject, fmt: str, path: Path,
+                 options: ExportOptions | None = None) -> ExportReport:
+    """Export ``subject.model`` to ``path`` in format ``fmt`` and validate it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return exporter(fmt)(subject, path, options or ExportOptions())
+
+
+def artifact_path(out_dir: Path, stem: str, fmt: str) -> Path:
+    """``<out_dir>/<stem><suffix>`` for format ``fmt`` (``model.onnx``, ``model.ts.pt``)."""
+    return Path(out_dir) / f"{stem}{SUFFIXES[fmt]}"
+
+
+__all__ = ["FORMATS", "SUFFIXES", "ExportFailed", "ExportOptions", "ExportReport",
+           "Tolerances", "Validation", "artifact_path", "export_model", "exporter"]

@@ -1,0 +1,82 @@
+"""TorchScript: trace or script → ``torch.jit.save`` → ``torch.jit.load`` → compare.
+
+TorchScript is deprecated in torch 2.13 (``torch.export`` replaces it) and says so with
+warnings on every call. Those warnings, and the tracer's warnings about Python values
+baked into the trace, are recorded in the report instead of being emitted, so suites
+running with ``-W error`` pass; the validation at several batch sizes is what decides.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchbridge.checks.subject import Subject, call_model
+from torchbridge.export.checksums import write_checksum
+from torchbridge.export.common import (
+    GRAPH_ATOL,
+    GRAPH_RTOL,
+    ExportFailed,
+    ExportOptions,
+    ExportReport,
+    as_call,
+    condensed,
+    export_subject,
+    quiet,
+    validate,
+    validation_plan,
+    warning_texts,
+)
+
+METHODS = ("trace", "script")
+
+
+def to_torchscript(model: Any, subject: Subject, method: str) -> Any:
+    """A ``ScriptModule`` of ``model`` by tracing on the subject's inputs or by scripting."""
+    if method not in METHODS:
+        raise ExportFailed(f"unknown TorchScript method {method!r}; use one of {METHODS}")
+    try:
+        if method == "script":
+            return torch.jit.script(model)
+        args, kwargs = as_call(subject.inputs)
+        if kwargs:
+            return torch.jit.trace(model, example_kwarg_inputs=kwargs, strict=False,
+                                   check_trace=False)
+        return torch.jit.trace(model, args, strict=False, check_trace=False)
+    except Exception as exc:
+        hint = "; try method='trace'" if method == "script" else \
+            "; try method='script' or export to pt2"
+        raise ExportFailed(f"torch.jit.{method} failed: {type(exc).__name__}: "
+                           f"{condensed(str(exc), 600)}{hint}") from None
+
+
+def export_torchscript(subject: Subject, path: Path, options: ExportOptions) -> ExportReport:
+    """Trace or script ``subject.model``, save to ``path``, load it back, prove it."""
+    report = ExportReport("torchscript", path)
+    base = export_subject(subject)
+    model, _ = base.placed()
+    start = time.perf_counter()
+    with quiet() as caught:
+        module = to_torchscript(model, base, options.method)
+        torch.jit.save(module, str(path))
+    report.export_s = time.perf_counter() - start
+    report.files = [path]
+    report.checksum_file = write_checksum(path, report.files)
+    texts = warning_texts(caught)
+    report.details["method"] = options.method
+    report.details["warnings"] = texts
+    report.details["tracer_warnings"] = [t for t in texts if t.startswith("TracerWarning")]
+    if options.validate:
+        with quiet():
+            loaded = torch.jit.load(str(path), map_location=subject.device).eval()
+        plan = validation_plan(subject, dynamic=options.dynamic,
+                               batch_sizes=options.batch_sizes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            report.validations = validate(lambda x: call_model(loaded, x), subject, plan,
+                                          options.tolerances.or_defaults(GRAPH_RTOL, GRAPH_ATOL))
+    return report
