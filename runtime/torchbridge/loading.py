@@ -337,6 +337,9 @@ def _import_factory(spec: str) -> Callable[..., Any]:
             raise ModelLoadError(f"--model {spec!r}: importing {file} failed: "
                                  f"{type(exc).__name__}: {_first_line(exc)}") from None
     else:
+        # Like uvicorn and gunicorn: a module path resolves from the working directory.
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
         try:
             module = importlib.import_module(target)
         except ImportError as exc:

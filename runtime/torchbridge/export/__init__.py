@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from torchbridge.checks.subject import Subject
@@ -61,7 +61,28 @@ def export_model(subject: Subject, fmt: str, path: Path,
     """Export ``subject.model`` to ``path`` in format ``fmt`` and validate it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return exporter(fmt)(subject, path, options or ExportOptions())
+    options = options or ExportOptions()
+    report = exporter(fmt)(subject, path, options)
+    report.details["validated"] = options.validate
+    return report
+
+
+def export_many(subject: Subject, targets: Mapping[str, Path],
+                options: ExportOptions | None = None,
+                on_done: Callable[[ExportReport], None] | None = None) -> list[ExportReport]:
+    """Export to every ``format → path`` in ``targets``. A format that cannot be exported
+    gives a report with ``error`` set; the others still run. Missing optional packages
+    (:class:`CheckSkipped`) propagate: they are an environment problem, not the model's."""
+    reports = []
+    for fmt, path in targets.items():
+        try:
+            report = export_model(subject, fmt, path, options)
+        except ExportFailed as exc:
+            report = ExportReport(fmt, Path(path), error=str(exc))
+        reports.append(report)
+        if on_done is not None:
+            on_done(report)
+    return reports
 
 
 def artifact_path(out_dir: Path, stem: str, fmt: str) -> Path:
@@ -70,4 +91,4 @@ def artifact_path(out_dir: Path, stem: str, fmt: str) -> Path:
 
 
 __all__ = ["FORMATS", "SUFFIXES", "ExportFailed", "ExportOptions", "ExportReport",
-           "Tolerances", "Validation", "artifact_path", "export_model", "exporter"]
+           "Tolerances", "Validation", "artifact_path", "export_many", "export_model", "exporter"]

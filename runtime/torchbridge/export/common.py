@@ -90,10 +90,18 @@ class ExportReport:
     export_s: float = 0.0
     validations: list[Validation] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    #: why the export itself failed (empty when it produced an artifact)
+    error: str = ""
 
     @property
     def ok(self) -> bool:
-        return bool(self.validations) and all(v.ok for v in self.validations)
+        """Exported, and every validation run matched (an unvalidated export is ok only
+        when validation was switched off)."""
+        if self.error:
+            return False
+        if not self.validations:
+            return self.details.get("validated") is False
+        return all(v.ok for v in self.validations)
 
     @property
     def file_bytes(self) -> int:
@@ -106,8 +114,10 @@ class ExportReport:
     def summary(self) -> str:
         """One line: what was proven, or the first mismatch."""
         bad = [v for v in self.validations if not v.ok]
+        if self.error:
+            return f"{self.format}: export failed: {self.error}"
         if not self.validations:
-            return f"{self.format}: exported but not validated"
+            return f"{self.format}: exported, not validated (validation switched off)"
         if bad:
             first = bad[0]
             return (f"{self.format}: {len(bad)}/{len(self.validations)} validation runs "
@@ -123,7 +133,7 @@ class ExportReport:
                 "export_s": self.export_s, "file_bytes": self.file_bytes,
                 "max_abs_error": self.max_abs_error, "message": self.summary(),
                 "validations": [v.to_dict() for v in self.validations],
-                "details": self.details}
+                "error": self.error, "details": self.details}
 
 
 def _sizes(sizes: Mapping[str, int]) -> str:
