@@ -16,6 +16,7 @@ from pytest_torchbridge.results import pytest_runtest_makereport
 
 # Feature modules register their own hooks, options and fixtures; none imports torch.
 pytest_plugins = [
+    "pytest_torchbridge.performance",
     "pytest_torchbridge.fixtures",
     "pytest_torchbridge.summary",
 ]

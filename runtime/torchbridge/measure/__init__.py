@@ -15,5 +15,13 @@ from torchbridge.measure.memory import MemoryEstimate, estimate_memory, measure_
 from torchbridge.measure.stats import Summary, percentile, summarize
 from torchbridge.measure.timing import Measurement, measure
 
-__all__ = ["MemoryEstimate", "Measurement", "Summary", "estimate_memory", "measure",
-           "measure_peak", "percentile", "summarize"]
+__all__ = [
+           "Measurement",
+           "MemoryEstimate",
+           "Summary",
+           "estimate_memory",
+           "measure",
+           "measure_peak",
+           "percentile",
+           "summarize",
+]

@@ -66,6 +66,9 @@ class MemoryEstimate(int):
                 "inputs": self.inputs, "activations": self.activations,
                 "batch_size": self.batch_size, "seconds": self.seconds}
 
+    def __str__(self) -> str:
+        return str(int(self))
+
     def __repr__(self) -> str:
         return (f"MemoryEstimate(total={int(self)}, parameters={self.parameters}, "
                 f"buffers={self.buffers}, inputs={self.inputs}, "

@@ -1,0 +1,72 @@
+"""Estimated and measured peak memory of real models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import torchbridge
+from torchbridge.errors import ConfigError
+from torchbridge.measure.memory import estimate_memory, is_out_of_memory, measure_peak
+
+
+def mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(),
+                               torch.nn.Linear(256, 10)).eval()
+
+
+def test_estimate_counts_parameters_inputs_and_the_largest_live_activations() -> None:
+    model = mlp()
+    est = estimate_memory(model, batch_size=32, sample_input=torch.randn(1, 64))
+    params = sum(p.numel() for p in model.parameters()) * 4
+    assert est.parameters == params
+    assert est.inputs == 32 * 64 * 4
+    # linear1 output and its ReLU copy are alive together at the peak
+    assert est.activations == 2 * 32 * 256 * 4
+    assert int(est) == params + est.inputs + est.activations
+
+
+def test_estimate_allocates_nothing_even_for_an_impossible_batch() -> None:
+    model = torch.nn.Linear(4096, 4096)
+    est = estimate_memory(model, batch_size=10_000_000, sample_input=torch.randn(1, 4096))
+    assert est.activations == 10_000_000 * 4096 * 4  # 164 GB, never allocated
+
+
+def test_estimate_without_input_uses_the_first_linear_layer() -> None:
+    est = torchbridge.get_manager().estimate_memory(mlp(), batch_size=8)
+    assert est.inputs == 8 * 64 * 4
+    assert isinstance(est, int)
+
+
+def test_estimate_without_input_for_a_conv_model_asks_for_one() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    with pytest.raises(ConfigError, match="sample_input"):
+        estimate_memory(model, batch_size=2)
+
+
+def test_measured_cpu_peak_sees_torch_allocations() -> None:
+    class Scratch(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            big = torch.ones(16 * 2**20 // 4)  # 16 MiB, touched
+            return x + big[:1]
+
+    peak = measure_peak(Scratch(), torch.ones(1), "cpu")
+    assert peak.method in ("rss-hwm", "rss-sampled")
+    assert peak.forward_bytes >= 15 * 2**20
+
+
+def test_estimate_matches_measured_peak_within_a_fifth_for_an_mlp() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(),
+                                torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
+                                torch.nn.Linear(1024, 10)).eval()
+    x = torch.randn(32, 256)
+    est = estimate_memory(model, 32, x)
+    measured = measure_peak(model, x, "cpu")
+    assert 0.8 <= int(est) / measured.peak_bytes <= 1.2
+
+
+def test_a_failed_cpu_allocation_counts_as_out_of_memory() -> None:
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(2**60, dtype=torch.uint8)
+    assert is_out_of_memory(info.value)
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
