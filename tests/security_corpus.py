@@ -13,6 +13,7 @@ import pickle
 import runpy
 import struct
 import subprocess
+import sys
 import webbrowser
 import zipfile
 from collections.abc import Callable
@@ -142,6 +143,9 @@ class TiedLM(torch.nn.Module):
 
 def example_models() -> dict[str, torch.nn.Module]:
     """The example models (examples/models) plus a tied-weight model."""
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:  # the repository root, where examples/ lives
+        sys.path.insert(0, root)
     from examples.models import EXAMPLES
 
     models = {name: ex.build() for name, ex in EXAMPLES.items()}

@@ -28,6 +28,8 @@ ZIP_SUFFIXES = {".zip", ".npz", ".jar", ".mar"}
 _STORAGE = re.compile(r"(^|/)(data|weights|constants|tensors?)/[^/]*$")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _SPOOL = 32 * MiB
+#: The first pickle of a legacy (non-zip) ``torch.save`` file: its magic number.
+LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 
 
 @dataclass
@@ -195,13 +197,21 @@ def scan_content(path: str | Path, limits: ScanLimits = DEFAULT_LIMITS) -> Conte
         head = handle.read(8)
         handle.seek(0)
         try:
-            if head.startswith(_ZIP_MAGIC) or _is_zip(handle):
+            if _is_zip(handle):
                 _scan_zip(handle, path.name, 0, result, limits)
+            elif head.startswith(_ZIP_MAGIC):
+                result.format = "zip"
+                result.invalid.append(f"{path.name}: zip archive without its central "
+                                      "directory (truncated?)")
             elif head[:1] == b"\x80" or path.suffix.lower() in PICKLE_SUFFIXES | \
                     TORCH_SUFFIXES:
-                result.format = "torch-legacy" if looks_like_pickle(head) and \
-                    path.suffix.lower() in TORCH_SUFFIXES else "pickle"
+                legacy = handle.read(len(LEGACY_MAGIC)) == LEGACY_MAGIC
+                handle.seek(0)
+                result.format = "torch-legacy" if legacy else "pickle"
                 _scan_pickle(handle, path.name, result, limits, multiple=True)
+                if legacy and result.pickles < 5 and not result.invalid:
+                    result.invalid.append(f"{path.name}: legacy torch.save file with "
+                                          f"{result.pickles} of its 5 pickles (truncated)")
         except LimitExceeded as exc:
             result.unsafe.append(f"{path.name}: {exc}")
     return result

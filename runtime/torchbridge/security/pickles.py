@@ -46,6 +46,17 @@ _LINE_ARGS = {"decimalnl_short", "decimalnl_long", "stringnl", "stringnl_noescap
               "unicodestringnl", "floatnl"}
 
 
+def python3_name(qualified: str) -> str:
+    """The name Python 3 imports for a global written by a protocol 0-2 pickler
+    (``commands.Popen`` → ``subprocess.Popen``, ``__builtin__.eval`` → ``builtins.eval``)."""
+    module, _, name = qualified.rpartition(".")
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return f"{module}.{name}"
+
+
 class PickleError(ValueError):
     """The stream is not a complete pickle (truncated, or not a pickle at all)."""
 
@@ -141,12 +152,8 @@ class _Walker:
     def _global(self, module: str, name: str) -> None:
         # Protocols 0-2 carry Python 2 names; the unpickler maps them as pickle does
         # (``__builtin__.eval`` is imported as ``builtins.eval``), and so do we.
-        if self.proto < 3:
-            if (module, name) in _compat_pickle.NAME_MAPPING:
-                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-            elif module in _compat_pickle.IMPORT_MAPPING:
-                module = _compat_pickle.IMPORT_MAPPING[module]
-        self.findings.add_global(f"{module}.{name}")
+        qualified = f"{module}.{name}"
+        self.findings.add_global(python3_name(qualified) if self.proto < 3 else qualified)
 
     def _string(self, value: str) -> None:
         if len(self.findings.strings) < self.limits.max_strings:
