@@ -19,6 +19,7 @@ pytest_plugins = [
     "pytest_torchbridge.performance",
     "pytest_torchbridge.fixtures",
     "pytest_torchbridge.summary",
+    "pytest_torchbridge.checklist",
 ]
 
 __all__ = ["pytest_runtest_makereport"]
