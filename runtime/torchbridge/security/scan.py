@@ -108,6 +108,14 @@ def _scan_onnx(path: Path, secrets: bool) -> FileVerdict:
                        reasons, secrets=found)
 
 
+def is_onnx_external_data(path: Path) -> bool:
+    """``model.onnx.data`` / ``model.onnx_data``, or ``x.data`` beside ``x.onnx``: tensor
+    bytes that onnxruntime memory-maps, not a pickle despite the ``.data`` suffix."""
+    name = path.name.lower()
+    return name.endswith((".onnx.data", ".onnx_data")) or \
+        (path.suffix.lower() == ".data" and path.with_suffix(".onnx").is_file())
+
+
 def scan_file(path: str | Path, *, limits: ScanLimits = DEFAULT_LIMITS, secrets: bool = True,
               allowed_globals: Iterable[str] = ()) -> FileVerdict:
     """Scan one file: by content first (zip, pickle, safetensors), then by suffix."""
@@ -121,7 +129,10 @@ def scan_file(path: str | Path, *, limits: ScanLimits = DEFAULT_LIMITS, secrets:
         return FileVerdict(str(path), "unknown", Verdict.INVALID,
                            [f"cannot read {path}: {exc.strerror or exc}"])
     suffix = path.suffix.lower()
-    if suffix == ".safetensors" or looks_like_safetensors(head, size):
+    if is_onnx_external_data(path):
+        verdict = FileVerdict(str(path), "onnx-external-data", Verdict.SAFE,
+                              ["raw tensor bytes of an ONNX model; nothing in it runs"])
+    elif suffix == ".safetensors" or looks_like_safetensors(head, size):
         verdict = _scan_safetensors(path, limits, secrets)
     elif suffix == ".onnx":
         verdict = _scan_onnx(path, secrets)

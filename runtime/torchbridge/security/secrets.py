@@ -70,6 +70,8 @@ _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
 _HEX_TOKEN = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 BASE64_ENTROPY = 4.5
 HEX_ENTROPY = 3.0
+_HASH_CONTEXT = re.compile(r"(?i)(sha\d*|md5|blake\w*|hash|digest|commit|revision|rev|git|"
+                           r"checksum|etag|uuid|id)\W{0,3}$")
 _PLACEHOLDERS = re.compile(r"(?i)(example|placeholder|changeme|dummy|xxxx|\*\*\*|<|\$\{)")
 
 
@@ -100,7 +102,9 @@ def _high_entropy(text: str, location: str, taken: set[str]) -> list[SecretFindi
     for match in _HEX_TOKEN.finditer(text):
         token = match.group(0)
         # A hex secret mixes digits and letters; digit-only ids (torch's serialization
-        # id) and words are not secrets.
+        # id) are not secrets, nor are digests labelled as such (commit, sha256: ...).
+        if _HASH_CONTEXT.search(text[max(0, match.start() - 16):match.start()]):
+            continue
         if token not in taken and re.search(r"[a-fA-F]", token) and re.search(r"\d", token) \
                 and shannon_entropy(token) > HEX_ENTROPY:
             taken.add(token)
