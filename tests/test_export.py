@@ -1,0 +1,243 @@
+"""Exports are proven: each format is loaded back and compared with eager PyTorch."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from torchbridge.checks import Subject
+from torchbridge.errors import CheckSkipped
+from torchbridge.export import ExportFailed, ExportOptions, ExportReport, export_model
+
+
+class SeqPool(torch.nn.Module):
+    """(batch, seq, 8) → (batch, 4): needs a dynamic batch *and* a dynamic seq dim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 16)
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.proj(x)).mean(dim=1))
+
+
+class Scan(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cummax(x, dim=1).values
+
+
+class WithCummax(torch.nn.Module):
+    """Uses an operator the ONNX exporter cannot translate, inside a named submodule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.scan = Scan()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scan(self.lin(x))
+
+
+class Branchy(torch.nn.Module):
+    """Branches on a tensor value: torch.export cannot capture it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if y.sum() > 0:
+            return y * 2
+        return y
+
+
+class BatchSizeBranch(torch.nn.Module):
+    """Branches on the batch size: a trace bakes in the branch taken at export time."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 2:
+            return x * 2
+        return x + 1
+
+
+class TiedLM(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(20, 8)
+        self.out = torch.nn.Linear(8, 20, bias=False)
+        self.out.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(ids))
+
+
+def seeded(cls: type[torch.nn.Module]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return cls().eval()
+
+
+def seq_subject() -> Subject:
+    # Sample batch 1 on purpose: the export must grow it to 2 to keep the batch dynamic.
+    x = torch.randn(1, 6, 8, generator=torch.Generator().manual_seed(1))
+    spec = {"dims": {"seq": {"input": 0, "axis": 1, "min": 1, "max": 64}}, "max_batch": 16}
+    return Subject(seeded(SeqPool), x, spec=spec, factory=lambda: seeded(SeqPool))
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> ExportReport:
+    path = tmp_path_factory.mktemp("onnx") / "seq.onnx"
+    return export_model(seq_subject(), "onnx", path)
+
+
+def validated_sizes(report: ExportReport) -> list[tuple[int, int]]:
+    return [(v.sizes["batch"], v.sizes["seq"]) for v in report.validations]
+
+
+def test_onnx_matches_eager_at_batch_1_odd_and_max_and_seq_ends(
+        onnx_export: ExportReport) -> None:
+    assert onnx_export.ok, onnx_export.summary()
+    assert validated_sizes(onnx_export) == [(2, 6), (1, 6), (3, 6), (16, 6), (2, 1), (2, 64)]
+    assert onnx_export.max_abs_error < 1e-5
+    assert all(v.leaves and v.leaves[0]["total"] > 0 for v in onnx_export.validations)
+
+
+def test_onnx_graph_has_named_dynamic_batch_and_seq_dims(onnx_export: ExportReport) -> None:
+    assert list(onnx_export.details["inputs"].values()) == [["batch", "seq", 8]]
+    assert list(onnx_export.details["outputs"].values()) == [["batch", 4]]
+    assert onnx_export.details["exporter"] == "dynamo"
+
+
+def test_onnx_is_one_file_with_a_sha256sum_compatible_checksum(
+        onnx_export: ExportReport) -> None:
+    assert onnx_export.files == [onnx_export.path]
+    assert onnx_export.checksum_file is not None
+    check = subprocess.run(["sha256sum", "-c", onnx_export.checksum_file.name],
+                           cwd=onnx_export.checksum_file.parent, capture_output=True,
+                           text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.strip() == "seq.onnx: OK"
+
+
+def test_unsupported_onnx_operator_names_the_operator_and_its_module(tmp_path: Path) -> None:
+    subject = Subject(seeded(WithCummax), torch.randn(3, 4))
+    with pytest.raises(ExportFailed) as excinfo:
+        export_model(subject, "onnx", tmp_path / "m.onnx")
+    message = str(excinfo.value)
+    assert "operator aten.cummax.default" in message
+    assert "used in scan (Scan)" in message
+    assert "test_export.py" in message
+
+
+def test_data_dependent_control_flow_fails_with_the_source_line(tmp_path: Path) -> None:
+    subject = Subject(seeded(Branchy), torch.randn(3, 4))
+    with pytest.raises(ExportFailed, match=r"data-dependent control flow at .*test_export\.py"):
+        export_model(subject, "pt2", tmp_path / "m.pt2")
+
+
+def test_a_model_that_fixes_the_batch_cannot_be_exported_dynamically(tmp_path: Path) -> None:
+    subject = Subject(BatchSizeBranch(), torch.randn(4, 3))
+    with pytest.raises(ExportFailed, match="dynamic dim is fixed by the model"):
+        export_model(subject, "pt2", tmp_path / "m.pt2")
+
+
+def test_static_export_is_validated_at_its_own_batch_only(tmp_path: Path) -> None:
+    subject = Subject(BatchSizeBranch(), torch.randn(4, 3))
+    report = export_model(subject, "pt2", tmp_path / "m.pt2", ExportOptions(dynamic=False))
+    assert report.ok, report.summary()
+    assert [v.sizes["batch"] for v in report.validations] == [4]
+
+
+def test_pt2_round_trip_matches_eager_with_dynamic_dims(tmp_path: Path) -> None:
+    report = export_model(seq_subject(), "pt2", tmp_path / "seq.pt2")
+    assert report.ok, report.summary()
+    assert validated_sizes(report) == [(2, 6), (1, 6), (3, 6), (16, 6), (2, 1), (2, 64)]
+    assert report.checksum_file is not None and report.checksum_file.is_file()
+
+
+def test_torchscript_trace_that_bakes_in_the_batch_fails_validation_at_batch_1(
+        tmp_path: Path) -> None:
+    report = export_model(Subject(BatchSizeBranch(), torch.randn(4, 3)), "torchscript",
+                          tmp_path / "m.ts.pt")
+    assert not report.ok
+    failing = [v.label for v in report.validations if not v.ok]
+    assert failing == ["batch 1"]
+    assert "would pass with" in report.summary()
+
+
+def test_torchscript_script_keeps_the_branch_and_passes(tmp_path: Path) -> None:
+    report = export_model(Subject(BatchSizeBranch(), torch.randn(4, 3)), "torchscript",
+                          tmp_path / "m.ts.pt", ExportOptions(method="script"))
+    assert report.ok, report.summary()
+    assert report.details["method"] == "script"
+
+
+def test_torchscript_deprecation_warnings_stay_inside(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = export_model(seq_subject(), "torchscript", tmp_path / "m.ts.pt")
+    assert report.ok, report.summary()
+
+
+def test_safetensors_keeps_tied_weights_once_and_writes_metadata(tmp_path: Path) -> None:
+    ids = torch.randint(0, 20, (2, 5), generator=torch.Generator().manual_seed(0))
+    subject = Subject(seeded(TiedLM), ids, factory=lambda: seeded(TiedLM))
+    report = export_model(subject, "safetensors", tmp_path / "lm.safetensors")
+    assert report.ok, report.summary()
+    assert report.details["shared_tensors"] == [["embed.weight", "out.weight"]]
+    with safe_open(str(tmp_path / "lm.safetensors"), framework="pt") as handle:
+        assert len(list(handle.keys())) == 1
+        meta = handle.metadata()
+    assert meta["framework"] == "pytorch"
+    assert meta["torch_version"] == torch.__version__
+    assert meta["model_class"].endswith("TiedLM")
+    assert '"sample_shapes": {"0": {"shape": [2, 5], "dtype": "int64"}}' in meta["input_spec"]
+
+
+def test_safetensors_reload_into_a_model_without_factory_uses_a_deep_copy(
+        tmp_path: Path) -> None:
+    report = export_model(Subject(seeded(SeqPool), torch.randn(2, 3, 8)), "safetensors",
+                          tmp_path / "m.safetensors")
+    assert report.ok, report.summary()
+    assert report.details["reloaded_into"] == "deepcopy"
+
+
+def test_safetensors_fails_when_the_factory_builds_another_architecture(
+        tmp_path: Path) -> None:
+    subject = Subject(seeded(SeqPool), torch.randn(2, 3, 8), factory=lambda: seeded(TiedLM))
+    with pytest.raises(ExportFailed, match=r"reloading m\.safetensors into a fresh TiedLM"):
+        export_model(subject, "safetensors", tmp_path / "m.safetensors")
+
+
+def test_legacy_onnx_exporter_is_used_only_when_asked(tmp_path: Path) -> None:
+    subject = Subject(seeded(SeqPool), torch.randn(2, 3, 8), spec={"max_batch": 8})
+    report = export_model(subject, "onnx", tmp_path / "m.onnx",
+                          ExportOptions(exporter="legacy", opset=17))
+    assert report.ok, report.summary()
+    assert report.details["exporter"] == "legacy"
+    assert report.details["opset"] == 17
+    assert list(report.details["inputs"].values()) == [["batch", 3, 8]]
+
+
+def test_batch_sizes_override_the_validation_plan(tmp_path: Path) -> None:
+    report = export_model(seq_subject(), "pt2", tmp_path / "m.pt2",
+                          ExportOptions(batch_sizes=(5, 7)))
+    assert [v.sizes["batch"] for v in report.validations[:3]] == [2, 5, 7]
+
+
+def test_missing_onnxscript_is_a_skip_with_the_install_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(CheckSkipped, match=r"onnxscript.*pytest-torchbridge\[onnx\]"):
+        export_model(seq_subject(), "onnx", tmp_path / "m.onnx")
