@@ -217,3 +217,19 @@ def test_tb_check_without_a_checklist_is_a_usage_error(
     monkeypatch.chdir(tmp_path)
     assert tb_check([]) == 2
     assert "no torchbridge.toml here" in capsys.readouterr().err
+
+
+def test_performance_checks_from_a_file_take_the_exclusive_lock_like_markers(
+        project: pytest.Pytester) -> None:
+    write_checklist(project, CHECKLIST + 'latency = { p99 = "10s", batch_size = 1 }\n')
+    project.makeconftest("""
+        from pytest_torchbridge.performance import is_exclusive
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                print("EXCLUSIVE", item.name, is_exclusive(item))
+    """)
+    result = project.runpytest("--collect-only", "-q", "-s")
+    result.stdout.fnmatch_lines(["EXCLUSIVE clf[[]tb-forward[]] False",
+                                 "EXCLUSIVE clf[[]tb-determinism[]] False",
+                                 "EXCLUSIVE clf[[]tb-latency[]] True"])
