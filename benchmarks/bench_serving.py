@@ -142,7 +142,8 @@ def wrk_script(directory: Path) -> Path:
 def run_wrk(port: int, connections: int, duration: float, script: Path) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
-         "-s", str(script), f"http://127.0.0.1:{port}/predict"], capture_output=True, text=True, check=True).stdout
+         "-s", str(script), f"http://127.0.0.1:{port}/predict"],
+        capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
