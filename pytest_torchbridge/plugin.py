@@ -20,6 +20,7 @@ pytest_plugins = [
     "pytest_torchbridge.fixtures",
     "pytest_torchbridge.summary",
     "pytest_torchbridge.checklist",
+    "pytest_torchbridge.serving",
 ]
 
 __all__ = ["pytest_runtest_makereport"]

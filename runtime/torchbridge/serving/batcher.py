@@ -132,6 +132,16 @@ class Batcher:
             self._queue.append(work)
             self._cond.notify()
 
+    def discard(self, work: Work, reason: str) -> None:
+        """Take an abandoned request out of the queue at once, freeing its slot."""
+        with self._cond:
+            try:
+                self._queue.remove(work)
+            except ValueError:
+                return  # already taken by the worker (which drops or delivers it)
+        if self._hooks is not None:
+            self._hooks.on_drop(reason)
+
     def stop(self, timeout: float | None = None) -> bool:
         """Finish every queued request, then end the worker. True when it ended in time."""
         with self._cond:

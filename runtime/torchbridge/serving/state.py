@@ -131,6 +131,7 @@ class ServingState:
         try:
             return await work.future
         except Dropped as exc:
+            self.batcher.discard(work, exc.reason)
             if exc.reason == "deadline":
                 raise ApiError(504, "deadline passed before the result was ready (timeout "
                                     f"{self.config.timeout_seconds:g} s)") from None
@@ -141,8 +142,9 @@ class ServingState:
                                 "log") from None
         finally:
             timer.cancel()
-            if not work.future.done():  # cancelled while waiting: let the worker skip it
+            if not work.future.done():  # cancelled while waiting: nobody wants the result
                 work.abandon("disconnected")
+                self.batcher.discard(work, "disconnected")
 
     async def infer(self, arrays: Sequence[np.ndarray], deadline: float,
                     encode: Callable[[Any], Any] | None) -> Any:
