@@ -54,6 +54,25 @@ def qualified_name(obj: Any) -> str:
     return f"{obj.__module__}.{getattr(obj, '__qualname__', obj.__name__)}"
 
 
+def resolve_global(name: str) -> Any:
+    """The object ``module.name`` names (the user trusts it by naming it)."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            break
+        return obj
+    raise ModelLoadError(f"allowed global {name!r} cannot be imported; give module.name")
+
+
 def _refusal(path: Path, verdict: FileVerdict, allow_code: bool) -> str | None:
     if verdict.verdict in (Verdict.UNSAFE, Verdict.INVALID):
         what = "is unsafe" if verdict.verdict is Verdict.UNSAFE else "cannot be read safely"
@@ -108,7 +127,7 @@ def load_checkpoint(path: str | Path, *, map_location: Any = "cpu",
     import torch
 
     path = Path(path)
-    allowed = [o for o in allowed_globals if not isinstance(o, str)]
+    allowed = [resolve_global(o) if isinstance(o, str) else o for o in allowed_globals]
     verdict = check_file(path, allowed_globals=allowed, allow_code=allow_code, limits=limits)
     if verdict.code_globals and allow_code:
         log.warning("allow_code=True: loading %s with weights_only=False runs code from the "
