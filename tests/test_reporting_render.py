@@ -171,3 +171,20 @@ def test_chromium_renders_the_html_report_with_its_plots(reports: list[Path],
     assert rendered.count("<svg") == 5  # 2 CDFs, 1 sweep, 1 memory, 1 baseline chart
     assert rendered.count("<polyline") == 3 and '<rect class="tb-bar"' in rendered
     assert "gate FAILED" in rendered
+
+
+def test_openmetrics_output_parses_and_holds_gate_counts_and_metrics(
+        reports: list[Path], tmp_path: Path) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    path = tmp_path / "metrics.txt"
+    assert tb_report(["merge", *map(str, reports), "--openmetrics", str(path),
+                      "--no-step-summary"]) == 1
+    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    assert families["torchbridge_gate_passed"].samples[0].value == 0
+    by_status = {s.labels["status"]: s.value for s in families["torchbridge_results"].samples}
+    assert by_status == {"passed": 4, "failed": 1, "skipped": 0, "error": 0}
+    p99 = {(s.labels["job"], s.labels["test"]): s.value
+           for s in families["torchbridge_latency_p99_ms"].samples}
+    assert p99 == {("cpu", "t.py::clf[tb-latency] @cpu"): 30.0,
+                   ("gpu", "t.py::clf[tb-latency] @gpu"): 9.0}

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("-o", "--output", metavar="PATH", help="write the merged JSON report")
     merge.add_argument("--markdown", metavar="PATH", help="write the markdown summary")
     merge.add_argument("--html", metavar="PATH", help="write the self-contained HTML report")
+    merge.add_argument("--openmetrics", metavar="PATH",
+                       help="write the metrics as OpenMetrics text (GitLab "
+                            "artifacts:reports:metrics)")
     merge.add_argument("--title", default="TorchBridge report", help="title of the HTML report")
     merge.add_argument("--no-step-summary", action="store_true",
                        help="do not append the summary to $GITHUB_STEP_SUMMARY")
@@ -52,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         fail_on_regression=not args.allow_regressions,
                         allow_empty=args.allow_empty)
     outputs = Outputs(json=args.output, markdown=args.markdown, html=args.html,
-                      step_summary=not args.no_step_summary)
+                      openmetrics=args.openmetrics, step_summary=not args.no_step_summary)
     published = publish(report, outputs, policy, args.title)
     verdict = published.verdict
     if args.json:

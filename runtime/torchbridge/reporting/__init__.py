@@ -26,6 +26,7 @@ from torchbridge.reporting.merge import (
     merge_reports,
     merge_sources,
 )
+from torchbridge.reporting.openmetrics import render_openmetrics, write_openmetrics
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Outputs:
     json: str | Path | None = None
     markdown: str | Path | None = None
     html: str | Path | None = None
+    openmetrics: str | Path | None = None
     step_summary: bool = True
 
 
@@ -60,11 +62,13 @@ def publish(report: MergedReport, outputs: Outputs, policy: GatePolicy | None = 
                                 outputs.step_summary)
     if outputs.html:
         files.append(write_html(outputs.html, render_html(report, verdict, title)))
+    if outputs.openmetrics:
+        files.append(write_openmetrics(outputs.openmetrics, render_openmetrics(report, verdict)))
     return Published(verdict, files)
 
 
 __all__ = [
     "GatePolicy", "MergedReport", "Outputs", "Published", "ReportError", "Verdict", "decide",
     "from_results", "load_report", "merge_reports", "merge_sources", "publish",
-    "render_html", "render_markdown",
+    "render_html", "render_markdown", "render_openmetrics",
 ]
