@@ -265,3 +265,11 @@ def test_scanner_reports_strings_but_never_executes(tmp_path: Path) -> None:
     found = scan_pickle_stream(io.BytesIO(pickle.dumps({"key": "value", "n": 1})))
     assert found.globals == [] and {"key", "value"} <= set(found.strings)
     assert found.pickles == 1 and found.error is None
+
+
+def test_cli_model_loading_is_gated_by_the_scan(malicious: dict[str, Path]) -> None:
+    from torchbridge.loading import load_model
+
+    for name in ("os_system.pt", "os_system_legacy.pth"):
+        with pytest.raises(ModelLoadError, match=r"posix\.system"):
+            load_model(str(malicious[name]), allow_pickle=True)

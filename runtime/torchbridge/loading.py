@@ -128,7 +128,11 @@ def _load_checkpoint(path: str | Path, *, weights_only: bool = True) -> Any:
     reads passes through one gate. ``weights_only=False`` is only reached after the
     caller explicitly allowed pickles.
     """
-    return torch.load(path, map_location="cpu", weights_only=weights_only)
+    from torchbridge.security.safe_load import load_checkpoint
+
+    # Scanned first: dangerous globals are refused even with weights_only=False, and
+    # weights_only=False is used (and logged) only when the file needs it.
+    return load_checkpoint(path, map_location="cpu", allow_code=not weights_only)
 
 
 def _refuse_pickle(path: Path, reason: str) -> ModelLoadError:
