@@ -184,13 +184,17 @@ def test_zip_bomb_is_unsafe_without_being_inflated(tmp_path: Path) -> None:
     assert "zip bomb" in " ".join(verdict.reasons)
 
 
-def test_lying_declared_size_cannot_inflate_past_the_pickle_limit(tmp_path: Path) -> None:
-    # A pickle whose BINBYTES8 claims 1 TiB: the scan stops at max_pickle_bytes.
-    data = b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"\0" * 4096
-    limits = ScanLimits(max_pickle_bytes=1024)
+def test_inline_bytes_claiming_a_terabyte_are_skipped_not_allocated(tmp_path: Path) -> None:
     path = tmp_path / "huge.pkl"
-    path.write_bytes(data)
-    verdict = scan_file(path, limits=limits)
+    path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"\0" * 4096)
+    verdict = scan_file(path)
+    assert verdict.verdict is Verdict.INVALID and "truncated" in verdict.reasons[0]
+
+
+def test_pickle_longer_than_the_read_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "long.pkl"
+    path.write_bytes(pickle.dumps(list(range(2000))))
+    verdict = scan_file(path, limits=ScanLimits(max_pickle_bytes=1024))
     assert verdict.verdict is Verdict.UNSAFE and "max_pickle_bytes" in verdict.reasons[0]
 
 

@@ -12,8 +12,9 @@ GiB = 1 << 30
 class ScanLimits:
     """Every limit a scan enforces. Crossing one is a verdict (``unsafe``), never a crash.
 
-    * ``max_pickle_bytes``: bytes of one pickle stream read before the scan gives up;
-      a ``torch.save`` ``data.pkl`` is kilobytes even for multi-gigabyte models.
+    * ``max_pickle_bytes``: bytes of one pickle stream read before the scan gives up (a
+      ``torch.save`` ``data.pkl`` is kilobytes even for multi-gigabyte models; large
+      inline byte strings in seekable files are skipped without being read).
     * ``max_member_bytes``: declared uncompressed size of one archive member that has to
       be decompressed to be scanned (pickles, nested archives, text).
     * ``max_archive_bytes``: declared uncompressed size of a whole archive (zip bombs).
@@ -26,8 +27,8 @@ class ScanLimits:
     * ``max_header_bytes``: the largest safetensors JSON header accepted.
     """
 
-    max_pickle_bytes: int = 256 * MiB
-    max_member_bytes: int = 1 * GiB
+    max_pickle_bytes: int = 4 * GiB
+    max_member_bytes: int = 4 * GiB
     max_archive_bytes: int = 256 * GiB
     max_ratio: float = 200.0
     ratio_min_bytes: int = 64 * MiB

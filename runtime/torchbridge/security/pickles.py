@@ -90,6 +90,10 @@ class _Reader:
         self.stream = stream
         self.limits = limits
         self.consumed = 0
+        try:
+            self.seekable = bool(stream.seekable()) and not hasattr(stream, "_decompressor")
+        except (AttributeError, OSError):
+            self.seekable = False
 
     def _count(self, n: int) -> None:
         self.consumed += n
@@ -105,9 +109,14 @@ class _Reader:
         return data
 
     def read_prefix(self, n: int, keep: int) -> bytes:
-        """Read ``n`` bytes, returning at most the first ``keep`` and discarding the rest."""
+        """Read ``n`` bytes, returning at most the first ``keep`` and discarding the rest:
+        seeking over them when the stream allows (a truncated file then fails at the next
+        read), else reading them in chunks that count against the limit."""
         head = self.read(min(n, keep))
         left = n - len(head)
+        if left and self.seekable:
+            self.stream.seek(left, 1)
+            return head
         while left > 0:
             self.read(min(left, _CHUNK))
             left -= min(left, _CHUNK)
