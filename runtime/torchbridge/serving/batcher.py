@@ -169,7 +169,8 @@ class Batcher:
             self._busy = True
             batch: list[Work] = []
             rows = self._take(batch, 0)
-            if not batch:
+            if not batch:  # everything queued was dead
+                self._busy = False
                 return []
             release_at = batch[0].enqueued + self.max_delay_s
             while rows < self.max_rows and self._arriving > 0 and not self._stopping:
@@ -210,7 +211,7 @@ class Batcher:
     def _drop(self, work: Work, reason: str) -> None:
         if self._hooks is not None:
             self._hooks.on_drop(reason)
-        work.loop.call_soon_threadsafe(work.abandon, reason)
+        _on_loop(work.loop, work.abandon, reason)
 
     def _process(self, batch: list[Work]) -> None:
         start = time.monotonic()
@@ -225,7 +226,7 @@ class Batcher:
             self._hooks.on_batch(sum(w.rows for w in batch), [w.queued_s for w in batch],
                                  time.monotonic() - start)
         # One wake-up of the event loop per batch, not per request.
-        batch[0].loop.call_soon_threadsafe(_deliver, batch, results)
+        _on_loop(batch[0].loop, _deliver, batch, results)
 
     def _safe_compute(self, batch: list[Work]) -> list[Any]:
         try:
@@ -246,6 +247,13 @@ class Batcher:
     def _encode(batch: list[Work], results: list[Any]) -> list[Any]:
         return [w.encode(r) if w.encode is not None else r
                 for w, r in zip(batch, results, strict=True)]
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop closed (app torn down without shutdown); nobody waits
+        log.debug("event loop closed; %d result(s) discarded", len(args))
 
 
 def _deliver(batch: list[Work], results: list[Any]) -> None:
