@@ -32,9 +32,10 @@ def _latency(rng: random.Random) -> dict[str, Any]:
                         "samples": {"value": 1000, "unit": ""}},
             "budgets": {"p99_ms": {"value": budget, "unit": "ms"}},
             "details": {"samples_ns": [int(s) for s in samples],
-                        "baseline": {"baseline_p99_ms": p99 * rng.uniform(0.8, 1.1),
-                                     "current_p99_ms": p99, "change_pct": 5.0,
-                                     "significant": False, "regression": False}},
+                        "baseline": {"path": "base.json", "found": True, "comparisons": [
+                            {"statistic": s, "old": v * 1e6 * rng.uniform(0.8, 1.1),
+                             "new": v * 1e6, "change": 0.05, "significant": False,
+                             "verdict": "unchanged"} for s, v in (("p50", p50), ("p99", p99))]}},
             "status": "passed" if p99 <= budget else "failed"}
 
 

@@ -188,3 +188,21 @@ def test_openmetrics_output_parses_and_holds_gate_counts_and_metrics(
            for s in families["torchbridge_latency_p99_ms"].samples}
     assert p99 == {("cpu", "t.py::clf[tb-latency] @cpu"): 30.0,
                    ("gpu", "t.py::clf[tb-latency] @gpu"): 9.0}
+
+
+def test_baseline_comparisons_as_the_performance_checks_store_them(tmp_path: Path) -> None:
+    stored = {"path": "base.json", "found": True, "comparisons": [
+        {"statistic": "p50", "old": 2.0e6, "new": 1.5e6, "change": -0.25,
+         "significant": True, "verdict": "improvement"},
+        {"statistic": "p99", "old": 4.0e6, "new": 6.0e6, "change": 0.5,
+         "significant": True, "verdict": "regression"}]}
+    path = write(tmp_path / "r.json", document([
+        latency("t.py::a[tb-latency]", 6.0, 20.0, status="failed", baseline=stored)]))
+    merged = merge_reports([path])
+    verdict = decide(merged)
+    assert verdict.regressions == 1
+    text = render_markdown(merged, verdict)
+    assert "| p50 | 2 ms | 1.5 ms | -25.0 % | yes | ok |" in text
+    assert "| p99 | 4 ms | 6 ms | +50.0 % | yes | ❌ regression |" in text
+    page = render_html(merged, verdict)
+    assert page.count('class="tb-plot tb-plot-baseline"') == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from torchbridge.reporting.baseline import regressed
 from torchbridge.reporting.merge import MergedReport
 
 
@@ -47,9 +48,7 @@ class Verdict:
 
 def regressions(report: MergedReport) -> list[dict[str, Any]]:
     """Results whose baseline comparison declared a regression."""
-    return [r for r in report.results
-            if isinstance(r["details"].get("baseline"), dict)
-            and r["details"]["baseline"].get("regression")]
+    return [r for r in report.results if regressed(r)]
 
 
 def _ids(results: list[dict[str, Any]], limit: int = 3) -> str:

@@ -104,7 +104,7 @@ def render_html(report: MergedReport, verdict: Verdict, title: str = "TorchBridg
         parts.append(_section("budgets", "Budgets", _table(BUDGET_HEADER, budgets)))
     baselines = baseline_rows(report, icons=False)
     if baselines:
-        parts.append(_section("baselines", "Against the baseline (p99)",
+        parts.append(_section("baselines", "Against the baseline",
                               _table(BASELINE_HEADER, baselines)))
     parts.append(_section("jobs", "Jobs and machines", _table(JOB_HEADER, job_rows(report))))
     parts.append(_results_table(report))

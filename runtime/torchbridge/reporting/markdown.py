@@ -51,7 +51,7 @@ def render_markdown(report: MergedReport, verdict: Verdict) -> str:
     sections = [
         ("Failed and errored checks", PROBLEM_HEADER, problem_rows(report)),
         ("Budgets", BUDGET_HEADER, budget_rows(report)),
-        ("Against the baseline (p99)", BASELINE_HEADER, baseline_rows(report)),
+        ("Against the baseline", BASELINE_HEADER, baseline_rows(report)),
     ]
     for heading, header, rows in sections:
         if rows:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from torchbridge.reporting.baseline import Comparison, comparisons
 from torchbridge.reporting.svg import Bar, Rule, Series, bar_chart, line_chart, paired_bars
 
 #: at most this many charts of one kind; failing results are drawn first
@@ -132,29 +133,23 @@ def memory_charts(results: list[dict[str, Any]]) -> Iterator[Chart]:
                     any(b.bad for b in chunk))
 
 
-def baselines(results: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(result, baseline comparison) for results that were compared with a baseline."""
-    found = []
-    for result in results:
-        comparison = result["details"].get("baseline")
-        if isinstance(comparison, dict) and comparison.get("baseline_p99_ms") is not None \
-                and comparison.get("current_p99_ms") is not None:
-            found.append((result, comparison))
-    return found
-
-
 def baseline_charts(results: list[dict[str, Any]]) -> Iterator[Chart]:
-    """Baseline p99 against current p99, two bars per result; regressions in red."""
-    pairs = sorted(baselines(results), key=lambda p: not p[1].get("regression"))
+    """Baseline against current, two bars per compared statistic, one chart per unit;
+    regressions in red and first."""
+    by_unit: dict[str, list[tuple[str, Comparison]]] = {}
+    for result in results:
+        for c in comparisons(result):
+            by_unit.setdefault(c.unit, []).append((f"{_label(result)} {c.statistic}", c))
     per_chart = BARS_PER_CHART // 2
-    for start in range(0, min(len(pairs), MAX_CHARTS * per_chart // 4), per_chart):
-        chunk = pairs[start:start + per_chart]
-        title = f"p99 latency: baseline vs current, results {start + 1}-{start + len(chunk)}"
-        svg = paired_bars(title, [_label(r) for r, _ in chunk],
-                          [float(c["baseline_p99_ms"]) for _, c in chunk],
-                          [float(c["current_p99_ms"]) for _, c in chunk],
-                          [bool(c.get("regression")) for _, c in chunk], "p99 (ms)")
-        yield Chart("baseline", title, svg, any(c.get("regression") for _, c in chunk))
+    for unit, pairs in by_unit.items():
+        pairs.sort(key=lambda pair: not pair[1].regression)
+        for start in range(0, min(len(pairs), MAX_CHARTS * per_chart // 4), per_chart):
+            chunk = pairs[start:start + per_chart]
+            title = f"baseline vs current ({unit or 'value'}), {start + 1}-{start + len(chunk)}"
+            svg = paired_bars(title, [label for label, _ in chunk], [c.old for _, c in chunk],
+                              [c.new for _, c in chunk], [c.regression for _, c in chunk],
+                              unit or "value")
+            yield Chart("baseline", title, svg, any(c.regression for _, c in chunk))
 
 
 def all_charts(results: list[dict[str, Any]]) -> dict[str, list[Chart]]:

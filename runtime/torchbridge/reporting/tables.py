@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from torchbridge.reporting.baseline import comparisons
 from torchbridge.reporting.merge import MergedReport
 from torchbridge.units import format_bytes
 
@@ -12,8 +13,8 @@ STATUS_ICON = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "�
 PROBLEMS = ("failed", "error")
 PROBLEM_HEADER = ["Test", "Check", "Device", "Job", "", "Message"]
 BUDGET_HEADER = ["Test", "Check", "Device", "Job", "Metric", "Measured", "Budget", ""]
-BASELINE_HEADER = ["Test", "Device", "Job", "Baseline", "Current", "Change", "Significant",
-                   "Verdict"]
+BASELINE_HEADER = ["Test", "Device", "Job", "Statistic", "Baseline", "Current", "Change",
+                   "Significant", "Verdict"]
 JOB_HEADER = ["Job", "Machine", "Results", "Passed", "Failed", "Errors", "Skipped"]
 
 
@@ -58,24 +59,16 @@ def measured(metrics: dict[str, Any], budget_name: str) -> Any:
 
 
 def baseline_rows(report: MergedReport, icons: bool = True) -> list[list[str]]:
+    """One row per compared statistic: test, device, job, statistic, old, new, change."""
     rows = []
     for result in report.results:
-        comparison = result["details"].get("baseline")
-        if not isinstance(comparison, dict):
-            continue
-        change = comparison.get("change_pct")
-        rows.append([result["key"], result["device"], result["job"],
-                     _ms(comparison.get("baseline_p99_ms")),
-                     _ms(comparison.get("current_p99_ms")),
-                     f"{change:+.1f} %" if isinstance(change, int | float) else "",
-                     "yes" if comparison.get("significant") else "no",
-                     ("❌ regression" if icons else "regression")
-                     if comparison.get("regression") else "ok"])
+        for c in comparisons(result):
+            verdict = ("❌ regression" if icons else "regression") if c.regression else "ok"
+            rows.append([result["key"], result["device"], result["job"], c.statistic,
+                         f"{c.old:.4g} {c.unit}".strip(), f"{c.new:.4g} {c.unit}".strip(),
+                         f"{c.change_pct:+.1f} %" if c.change_pct is not None else "",
+                         "yes" if c.significant else "no", verdict])
     return rows
-
-
-def _ms(value: Any) -> str:
-    return f"{value:.4g} ms" if isinstance(value, int | float) else ""
 
 
 def job_rows(report: MergedReport) -> list[list[str]]:
