@@ -16,6 +16,8 @@ MAX_CHARTS = 200
 #: points kept per CDF; enough to read any percentile to the pixel
 CDF_POINTS = 120
 BARS_PER_CHART = 24
+#: a CDF whose samples span more than this ratio gets a logarithmic latency axis
+LOG_SPAN = 30.0
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)_ms$")
 MIB = 2**20
 
@@ -70,8 +72,13 @@ def latency_charts(results: list[dict[str, Any]]) -> Iterator[Chart]:
     for result in _by_priority(with_samples)[:MAX_CHARTS]:
         xs, ys = cdf_points(result["details"]["samples_ns"])
         title = f"{_label(result)} — n={len(result['details']['samples_ns'])}"
-        svg = line_chart(title, [Series("latency", xs, ys)], "latency (ms)",
-                         "fraction of calls ≤ x", latency_rules(result), y_range=(0.0, 1.0))
+        rules = latency_rules(result)
+        values = xs + [r.value for r in rules if r.axis == "x"]
+        wide = min(values) > 0 and max(values) / min(values) > LOG_SPAN
+        svg = line_chart(title, [Series("latency", xs, ys)],
+                         "latency (ms, log scale)" if wide else "latency (ms)",
+                         "fraction of calls ≤ x", rules, x_log=wide, y_range=(0.0, 1.0),
+                         log_base=10)
         yield Chart("latency", title, svg, result["status"] in ("failed", "error"))
 
 

@@ -134,8 +134,16 @@ def _axes(parts: list[str], xs: _Scale, ys: _Scale, xticks: list[float], yticks:
                  f'rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
 
 
-def _log_ticks(low: float, high: float) -> list[float]:
-    ticks = [2.0 ** k for k in range(math.floor(math.log2(low)), math.ceil(math.log2(high)) + 1)]
+def _log_ticks(low: float, high: float, base: int = 2) -> list[float]:
+    """Powers of two (batch sizes), or 1-2-5 steps per decade (latencies)."""
+    if base == 2:
+        ticks = [2.0 ** k for k in range(math.floor(math.log2(low)),
+                                         math.ceil(math.log2(high)) + 1)]
+    else:
+        ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(low)),
+                                              math.ceil(math.log10(high)) + 1)
+                 for m in (1, 2, 5)]
+        ticks = [t for t in ticks if low / 5 <= t <= high * 5]
     while len(ticks) > 8:
         ticks = ticks[::2]
     return ticks
@@ -143,7 +151,7 @@ def _log_ticks(low: float, high: float) -> list[float]:
 
 def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
                rules: Sequence[Rule] = (), x_log: bool = False,
-               y_range: tuple[float, float] | None = None) -> str:
+               y_range: tuple[float, float] | None = None, log_base: int = 2) -> str:
     """A line chart (CDFs, throughput against batch size) with optional budget rules."""
     xs_all = [x for s in series for x in s.xs] + [r.value for r in rules if r.axis == "x"]
     ys_all = [y for s in series for y in s.ys] + [r.value for r in rules if r.axis == "y"]
@@ -152,7 +160,7 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
     x_low, x_high = min(xs_all), max(xs_all)
     y_low, y_high = y_range or (min(0.0, min(ys_all)), max(ys_all) * 1.05 or 1.0)
     if x_log and x_low > 0:
-        xticks = _log_ticks(x_low, x_high)
+        xticks = _log_ticks(x_low, x_high, log_base)
         x_low, x_high = min(xticks[0], x_low), max(xticks[-1], x_high)
     else:
         xticks = nice_ticks(x_low, x_high)
