@@ -90,7 +90,8 @@ class ServingState:
                 if rows == 1:
                     self.outputs = output_metadata(tree)
         except Exception as exc:
-            self.not_ready_reason = f"warm-up failed: {type(exc).__name__}: {exc}"
+            root = exc.__cause__ if isinstance(exc, ApiError) and exc.__cause__ else exc
+            self.not_ready_reason = f"warm-up failed: {type(root).__name__}: {root}"
             log.error("warm-up failed; the server stays not ready", exc_info=True)
             return
         self.ready = True
@@ -139,7 +140,7 @@ class ServingState:
         except Exception as exc:
             log.error("inference failed", exc_info=exc)
             raise ApiError(500, f"inference failed ({type(exc).__name__}); see the server "
-                                "log") from None
+                                "log") from exc
         finally:
             timer.cancel()
             if not work.future.done():  # cancelled while waiting: nobody wants the result

@@ -1,0 +1,140 @@
+"""The ``serving`` check and the ``tb_server`` fixture through real inner pytest sessions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from serving_models import mlp, sample
+
+from torchbridge.checks import Subject, run
+
+CONFTEST = """
+import pytest, torch
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+                               torch.nn.Linear(16, 4)).eval()
+
+@pytest.fixture
+def sample_input():
+    return torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    return pytester
+
+
+def test_serving_marker_runs_every_subcheck_against_the_live_server(
+        suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_clf="""
+        import pytest_torchbridge as tb
+
+        @tb.serving(max_batch_size=4, max_queue_size=4)
+        def test_clf(model, sample_input):
+            pass
+    """)
+    result = suite.runpytest("-q", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=2)
+    xml = (suite.path / "junit.xml").read_text()
+    block = re.search(r'name="test_clf\[tb-serving\]".*?</testcase>', xml, re.S)
+    assert block is not None
+    props = dict(re.findall(r'<property name="([^"]+)" value="([^"]*)"', block.group(0)))
+    assert props["tb.serving.subchecks_failed"] == "0.0"
+    assert float(props["tb.serving.subchecks"]) >= 14
+
+
+def test_serving_fails_a_model_whose_rows_depend_on_their_batch_mates(
+        suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_norm="""
+        import torch
+        import pytest_torchbridge as tb
+
+        class CentreBatch(torch.nn.Module):
+            # Like BatchNorm left in training mode: each row depends on the others.
+            def forward(self, x):
+                return x - x.mean(dim=0, keepdim=True)
+
+        @tb.serving(auth=False, overload=False, model_fixture="centring")
+        def test_norm(centring, sample_input):
+            pass
+
+        import pytest
+        @pytest.fixture
+        def centring():
+            return CentreBatch()
+    """)
+    result = suite.runpytest("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*serving*batched_parity: row 0*"])
+
+
+def test_impossible_serving_settings_are_a_collection_error(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_bad="""
+        import pytest_torchbridge as tb
+
+        @tb.serving(timeout="1s", deadline_probe="5s")
+        def test_bad(model):
+            pass
+    """)
+    result = suite.runpytest("-q")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*deadline_probe must be shorter than timeout*"])
+
+
+def test_tb_server_fixture_serves_the_test_model_on_loopback(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_endpoint="""
+        import torch
+
+        def test_predict(tb_server, model, sample_input):
+            assert tb_server.url.startswith("http://127.0.0.1:")
+            r = tb_server.client.post("/predict", json={"inputs": sample_input.tolist()})
+            assert r.status_code == 200
+            torch.testing.assert_close(torch.tensor(r.json()["outputs"]),
+                                       model(sample_input).detach())
+    """)
+    suite.runpytest("-q").assert_outcomes(passed=1)
+
+
+def test_tb_server_config_fixture_configures_the_server(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_auth="""
+        import pytest
+        from torchbridge.serving import ServerConfig
+
+        @pytest.fixture
+        def tb_server_config():
+            return ServerConfig(api_keys={"test-key-123": ("infer",)})
+
+        def test_needs_a_key(tb_server, sample_input):
+            body = {"inputs": sample_input.tolist()}
+            assert tb_server.client.post("/predict", json=body).status_code == 401
+            assert tb_server.client.post("/predict", json=body,
+                                         headers={"X-API-Key": "test-key-123"}).status_code \\
+                == 200
+    """)
+    suite.runpytest("-q").assert_outcomes(passed=1)
+
+
+def test_serving_check_runs_from_python_with_its_subchecks_listed() -> None:
+    result = run("serving", Subject(mlp(), sample(2)), auth=False, max_queue_size=2)
+    names = [s["name"] for s in result.details["subchecks"]]
+    assert result.passed, result.message
+    assert {"health", "ready", "metrics", "predict_parity", "malformed_4xx", "oversized_413",
+            "deadline_504", "overload_503", "expired_dropped", "survives"} <= set(names)
+    assert "auth" not in names
+
+
+def test_serving_check_reports_a_model_that_cannot_warm_up() -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("weights missing")
+
+    result = run("serving", Subject(Broken(), sample(2)))
+    assert result.status.value == "failed"
+    assert "warm-up failed: RuntimeError: weights missing" in result.message
