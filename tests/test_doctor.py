@@ -44,9 +44,19 @@ def test_cpu_machine_reports_gpu_checks_as_skipped_with_reasons(tmp_path: Path) 
     assert found["determinism"].status is Status.OK
 
 
-def test_torch_and_nvml_disagreeing_is_a_failure() -> None:
+def test_torch_and_nvml_disagreeing_is_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     [diag] = checks.check_gpu_agreement(_hw(gpus=0, nvml=2))
     assert diag.status is Status.FAIL and "torch sees none" in diag.summary
+
+
+def test_gpus_hidden_on_purpose_are_skipped_not_failed(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    [diag] = checks.check_gpu_agreement(_hw(gpus=0, nvml=2))
+    assert diag.status is Status.SKIP and "hides all 2" in diag.summary
+    [runtime] = checks.check_accelerator_runtime(_hw(gpus=0, nvml=2))
+    assert runtime.status is Status.SKIP
 
 
 def test_torch_and_nvml_agreeing_by_uuid_is_ok(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,6 +62,9 @@ def check_accelerator_runtime(hw: HardwareInfo) -> list[Diagnostic]:
         return [Diagnostic("cuda_runtime", "gpu", Status.SKIP,
                            "CPU-only torch build: no CUDA/ROCm runtime", details)]
     runtime = f"CUDA {hw.cuda_version}" if hw.cuda_version else f"ROCm/HIP {hw.hip_version}"
+    if not hw.cuda_available and _visible_devices() == []:
+        return [Diagnostic("cuda_runtime", "gpu", Status.SKIP,
+                           f"{runtime} build; CUDA_VISIBLE_DEVICES hides every GPU", details)]
     if not hw.cuda_available:
         return [Diagnostic("cuda_runtime", "gpu", Status.WARN,
                            f"{runtime} build, but no GPU is usable", details,
@@ -119,6 +122,10 @@ def check_gpu_agreement(hw: HardwareInfo) -> list[Diagnostic]:
                            f"torch sees {len(hw.gpus)} GPU(s) but NVML cannot be read",
                            details, "pip install 'pytest-torchbridge[nvidia]' for "
                            "utilisation and driver checks")]
+    if hw.nvml_gpus and not hw.gpus and _visible_devices() == []:
+        return [Diagnostic("gpu_visibility", "gpu", Status.SKIP,
+                           f"CUDA_VISIBLE_DEVICES hides all {len(hw.nvml_gpus)} GPU(s) "
+                           "from torch", details)]
     if hw.nvml_gpus and not hw.gpus:
         return [Diagnostic("gpu_visibility", "gpu", Status.FAIL,
                            f"NVML sees {len(hw.nvml_gpus)} GPU(s) but torch sees none",
