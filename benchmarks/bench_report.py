@@ -100,9 +100,11 @@ def main() -> None:
                                                 html=Path(tmp) / "report.html",
                                                 step_summary=False), GatePolicy())
             timings.append(time.perf_counter() - start)
-        html = (Path(tmp) / "report.html").stat().st_size / 2**20
+        page = (Path(tmp) / "report.html").read_text()
+        html = len(page.encode()) / 2**20
+        charts = page.count("<svg")
         print(f"{args.reports} reports x {args.checks} checks ({size:.1f} MiB of JSON): "
-              f"merge + gate + merged JSON + markdown + HTML ({html:.1f} MiB, "
+              f"merge + gate + merged JSON + markdown + HTML ({html:.1f} MiB, {charts} charts, "
               f"{published.verdict.headline()})")
         print(f"  wall time over {args.repeat} runs: median {statistics.median(timings):.2f} s,"
               f" min {min(timings):.2f} s, max {max(timings):.2f} s")
