@@ -277,3 +277,15 @@ def test_cli_model_loading_is_gated_by_the_scan(malicious: dict[str, Path]) -> N
     for name in ("os_system.pt", "os_system_legacy.pth"):
         with pytest.raises(ModelLoadError, match=r"posix\.system"):
             load_model(str(malicious[name]), allow_pickle=True)
+
+
+def test_picklescan_alone_would_miss_the_nested_archive(malicious: dict[str, Path]) -> None:
+    # Why we walk archives ourselves: picklescan scans only the pickle-looking members
+    # of a zip, so a zip inside a zip goes unread. Everything else it flags too.
+    from picklescan.scanner import scan_file_path
+
+    logging.getLogger("picklescan").setLevel(logging.CRITICAL)
+    missed = {name for name, path in malicious.items()
+              if scan_file_path(str(path)).infected_files == 0}
+    assert missed == {"nested.zip"}
+    assert scan_file(malicious["nested.zip"]).verdict is Verdict.UNSAFE
