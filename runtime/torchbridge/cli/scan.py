@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, parser, print_json
+from torchbridge.security.policy import denylist_sources
 from torchbridge.security.scan import scan_path
 from torchbridge.security.verdict import FileVerdict, Verdict
 
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    allowed_globals=args.allow_global)]
     failed = any(v.failed(args.strict) for v in verdicts)
     if args.json:
-        print_json({"ok": not failed, "files": [v.to_dict() for v in verdicts]})
+        print_json({"ok": not failed, "denylists": denylist_sources(),
+                    "files": [v.to_dict() for v in verdicts]})
     else:
         _table(verdicts, args.strict)
     sys.stdout.flush()
