@@ -233,3 +233,14 @@ def test_performance_checks_from_a_file_take_the_exclusive_lock_like_markers(
     result.stdout.fnmatch_lines(["EXCLUSIVE clf[[]tb-forward[]] False",
                                  "EXCLUSIVE clf[[]tb-determinism[]] False",
                                  "EXCLUSIVE clf[[]tb-latency[]] True"])
+
+
+def test_the_user_guide_example_checklist_is_valid(tmp_path: Path) -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text()
+    example = guide.split("```toml\n# torchbridge.toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "torchbridge.toml"
+    path.write_text(example)
+    checklist = load_checklist(path)
+    assert [e.check for e in checklist.checks] == [
+        "forward", "determinism", "edge_cases", "latency", "memory", "export", "export"]
+    assert checklist.inputs.spec["dims"]["seq"]["max"] == 512
