@@ -100,10 +100,11 @@ def _bomb_reason(info: zipfile.ZipInfo, limits: ScanLimits) -> str | None:
 
 def _member_kind(info: zipfile.ZipInfo, head: bytes, fmt: str, limits: ScanLimits) -> str:
     suffix = PurePosixPath(info.filename).suffix.lower()
-    if fmt != "zip" and _STORAGE.search(info.filename) and suffix not in PICKLE_SUFFIXES:
-        return "storage"  # raw tensor bytes; torch never unpickles these
     if head.startswith(_ZIP_MAGIC) or suffix in ZIP_SUFFIXES:
-        return "zip"
+        return "zip"  # e.g. a .pt2's data/sample_inputs/model.pt, which torch loads
+    if fmt != "zip" and _STORAGE.search(info.filename) and \
+            suffix not in PICKLE_SUFFIXES | TORCH_SUFFIXES:
+        return "storage"  # raw tensor bytes; torch never unpickles these
     if suffix in PICKLE_SUFFIXES or looks_like_pickle(head) or \
             (suffix in TORCH_SUFFIXES and head[:1] == b"\x80"):
         return "pickle"
