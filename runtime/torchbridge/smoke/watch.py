@@ -25,7 +25,7 @@ from torchbridge.smoke.result import SmokeReport, Step
 LATENCY_METRIC = "torchbridge_request_duration_seconds"
 REQUESTS_METRIC = "torchbridge_requests"
 IGNORED_ENDPOINTS = frozenset({"/health", "/ready", "/metrics", "/v2/health/live",
-                               "/v2/health/ready"})
+                               "/v2/health/ready", "/v2/models/{name}/ready"})
 
 
 @dataclass(frozen=True)
