@@ -84,9 +84,9 @@ def inference(model: Any) -> Transformed:
     before = count_batch_norms(module)
     if before:
         try:
-            from torch.fx.experimental.optimization import fuse
+            with quiet():  # importing fx's optimization module warns about TorchScript
+                from torch.fx.experimental.optimization import fuse
 
-            with quiet():
                 fused = fuse(module, inplace=False)
             if count_batch_norms(fused) < before:
                 notes.append(f"torch.fx folded {before - count_batch_norms(fused)} batch "
