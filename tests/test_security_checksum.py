@@ -87,7 +87,7 @@ def test_onnx_file_brings_its_external_data(tmp_path: Path) -> None:
     import onnx
     import torch
 
-    model = torch.nn.Linear(4, 2)
+    model = torch.nn.Linear(4, 2).eval()
     path = tmp_path / "m.onnx"
     torch.onnx.export(model, (torch.randn(1, 4),), str(path), dynamo=True)
     proto = onnx.load(str(path))
