@@ -244,3 +244,15 @@ def test_the_user_guide_example_checklist_is_valid(tmp_path: Path) -> None:
     assert [e.check for e in checklist.checks] == [
         "forward", "determinism", "edge_cases", "latency", "memory", "export", "export"]
     assert checklist.inputs.spec["dims"]["seq"]["max"] == 512
+
+
+def test_checklist_items_run_under_xdist_and_reach_the_controllers_reports(
+        project: pytest.Pytester) -> None:
+    write_checklist(project, CHECKLIST)
+    result = project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider",
+                                          "--tb-json=report.json", "--tb-markdown=summary.md")
+    result.assert_outcomes(passed=2)
+    report = json.loads((project.path / "report.json").read_text())
+    assert sorted(r["test_id"] for r in report["results"]) == [
+        "torchbridge.toml::clf[tb-determinism]", "torchbridge.toml::clf[tb-forward]"]
+    assert "gate PASSED: 2 check result(s)" in (project.path / "summary.md").read_text()
