@@ -289,3 +289,23 @@ def test_picklescan_alone_would_miss_the_nested_archive(malicious: dict[str, Pat
               if scan_file_path(str(path)).infected_files == 0}
     assert missed == {"nested.zip"}
     assert scan_file(malicious["nested.zip"]).verdict is Verdict.UNSAFE
+
+
+def test_mutated_checkpoints_always_get_a_verdict(benign: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    # Flipped bytes and cuts anywhere in a zip or legacy checkpoint: a verdict, never an
+    # exception, and never "safe" for a file whose pickle was damaged into a global.
+    import random
+
+    rng = random.Random(0)
+    for name in ("mlp_legacy.pth", "tied.pt"):
+        original = benign[name].read_bytes()[:4096]
+        for trial in range(80):
+            data = bytearray(original)
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            path = tmp_path / f"{trial}{Path(name).suffix}"
+            path.write_bytes(bytes(data[: rng.randint(1, len(data))]))
+            verdict = scan_file(path)
+            assert verdict.verdict in set(Verdict), verdict
+            assert not (verdict.verdict is Verdict.SAFE and verdict.dangerous_globals)
