@@ -30,3 +30,28 @@ def test_the_runbook_has_an_entry_for_every_shipped_alert() -> None:
               if "alert" in rule}
     runbook = (ROOT / "docs" / "operations.md").read_text()
     assert alerts and {a for a in alerts if f"### {a}\n" not in runbook} == set()
+
+
+CHECKLIST = ROOT.parent / "shared" / "reference" / "production_checklist.md"
+
+
+def checklist_items(text: str) -> list[str]:
+    """The name of every checkbox item: its bold title, or its whole text."""
+    items = []
+    for line in text.splitlines():
+        match = re.match(r"^\s*(?:-|\d+\.)\s*\[ \]\s*(.*)$", line)
+        if match:
+            bold = re.match(r"\*\*(.+?)\*\*", match.group(1))
+            items.append((bold.group(1) if bold else match.group(1)).strip())
+    return items
+
+
+def test_the_coverage_table_names_every_checklist_item() -> None:
+    import pytest
+
+    if not CHECKLIST.is_file():
+        pytest.skip(f"the reference checklist is not at {CHECKLIST}")
+    items = checklist_items(CHECKLIST.read_text())
+    table = (ROOT / "docs" / "checklist-coverage.md").read_text().replace("`", "").lower()
+    assert len(items) > 70
+    assert [i for i in items if i.replace("`", "").lower() not in table] == []
