@@ -7,11 +7,13 @@ created caches) are not charged to every call.
 
 * CUDA: ``torch.cuda.reset_peak_memory_stats`` then ``max_memory_allocated`` (the
   caching allocator's own accounting, method ``cuda-allocator``).
-* CPU (Linux): the process's resident-set high-water mark (``VmHWM``), reset by writing
-  ``5`` to ``/proc/self/clear_refs`` after handing freed heap back with ``malloc_trim``
-  (method ``rss-hwm``). Unlike ``tracemalloc`` it sees torch's allocations.
-  Elsewhere RSS is sampled by a thread every millisecond (method ``rss-sampled``), which
-  can miss short spikes — the report says which method ran.
+* CPU (Linux): the resident-set high-water mark (``VmHWM``), reset by writing ``5`` to
+  ``/proc/self/clear_refs``, of a forked child that runs the forward pass once with an
+  allocator that maps every block above 64 KiB afresh (method ``rss-fork``), so memory
+  cached from earlier work cannot hide the peak. Unlike ``tracemalloc`` it sees torch's
+  allocations. Where fork is unavailable, the same high-water mark in this process
+  (``rss-hwm``); elsewhere RSS sampled every millisecond (``rss-sampled``, can miss short
+  spikes). The report says which method ran.
 
 **Estimated peak** (:func:`estimate_memory`) runs the forward pass under
 ``FakeTensorMode``: no real memory is allocated, while every op's outputs are tracked
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import threading
 import time
@@ -167,17 +170,38 @@ class _LiveTracker:
         weakref.finalize(tensor, self._release, key)
 
 
-def _onednn_scratch(func: Any, args: Any, out: Any) -> int:
-    """Scratch bytes of a CPU convolution: oneDNN reorders the input and the output into
-    blocked layouts, one temporary copy of each (measured against torch 2.13's RSS)."""
+def _conv_scratch(func: Any, args: Any, out: Any) -> int:
+    """Scratch bytes of a CPU convolution, by the backend torch picks for these shapes:
+    the slow path unfolds the whole batch (im2col) into one buffer; oneDNN writes into a
+    blocked-layout buffer the size of the output and reorders it into the result
+    (both measured on torch 2.13)."""
     import torch
 
     if func.overloadpacket is not torch.ops.aten.convolution or \
-            not isinstance(out, torch.Tensor) or out.device.type != "cpu" or \
-            not torch.backends.mkldnn.is_available():
+            not isinstance(out, torch.Tensor) or out.device.type != "cpu":
         return 0
-    source = args[0]
-    return int(out.numel() * out.element_size() + source.numel() * source.element_size())
+    source, weight, bias, stride, padding, dilation, transposed, output_padding, groups = \
+        args[:9]
+    try:
+        backend = torch._C._select_conv_backend(source, weight, bias, stride, padding,
+                                                dilation, transposed, output_padding, groups,
+                                                None)
+    except Exception:  # a private API: without it, assume no scratch
+        return 0
+    kind = getattr(backend, "name", str(backend)).split(".")[-1]
+    elem = out.element_size()
+    if kind == "Mkldnn":
+        return int(out.numel() * elem)
+    if kind in ("Slow2d", "Slow3d"):
+        kernel = list(weight.shape[2:])
+        unit = all(k == 1 for k in kernel) and all(s == 1 for s in stride) and \
+            not any(padding)
+        if unit:
+            return 0
+        rows = int(weight.shape[1]) * math.prod(int(k) for k in kernel)
+        spatial = math.prod(int(d) for d in out.shape[2:])
+        return int(out.shape[0]) * rows * spatial * elem
+    return 0
 
 
 def _tracking_mode(tracker: _LiveTracker) -> Any:
@@ -192,10 +216,29 @@ def _tracking_mode(tracker: _LiveTracker) -> Any:
             for leaf in tree_flatten(out)[0]:
                 if isinstance(leaf, torch.Tensor):
                     tracker.track(leaf)
-            tracker.transient(_onednn_scratch(func, args, out))
+            tracker.transient(_conv_scratch(func, args, out))
             return out
 
     return Track()
+
+
+@contextlib.contextmanager
+def _python_attention() -> Any:
+    """Route ``nn.MultiheadAttention`` / ``TransformerEncoderLayer`` through their
+    op-by-op path: the fused inference kernel allocates its temporaries inside one op,
+    where the tracker cannot see them; the op-by-op path makes the same temporaries."""
+    import torch
+
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
 
 
 def _first_layer_input(model: Any, batch_size: int) -> Any:
@@ -276,7 +319,7 @@ def estimate_memory(model: Any, batch_size: int = 32, sample_input: Any = None, 
     fake_inputs = inputs
     tracker = _LiveTracker(external, block)
     try:
-        with mode, torch.no_grad(), _tracking_mode(tracker):
+        with mode, torch.no_grad(), _python_attention(), _tracking_mode(tracker):
             output = call_model(model, fake_inputs)
             del output
     except Exception as exc:
@@ -331,17 +374,79 @@ class _RssSampler(threading.Thread):
             time.sleep(self.interval)
 
 
-def cpu_forward_peak(fn: Callable[[], Any]) -> tuple[int, str]:
-    """Bytes the call ``fn()`` adds to the resident set at its peak, and the method."""
+#: mallopt parameter number of M_MMAP_THRESHOLD in glibc.
+_M_MMAP_THRESHOLD = -3
+
+
+def _hwm_delta(fn: Callable[[], Any]) -> int | None:
     _malloc_trim()
-    if _reset_hwm():
-        # Right after the reset the high-water mark equals the resident set.
-        before = _read_status("VmHWM")
-        if before is not None:
+    if not _reset_hwm():
+        return None
+    before = _read_status("VmHWM")  # right after the reset it equals the resident set
+    if before is None:
+        return None
+    fn()
+    after = _read_status("VmHWM")
+    return None if after is None else max(0, after - before)
+
+
+def _forked_hwm_delta(fn: Callable[[], Any], timeout: float = 120.0) -> int | None:
+    """Run ``fn`` once in a forked child whose allocator maps every block above 64 KiB
+    afresh, and return the child's resident high-water-mark growth.
+
+    In this process, memory the allocator kept from earlier tests (glibc arenas, a
+    raised mmap threshold) can be reused without touching new pages, hiding part of the
+    peak; a child with a fixed low mmap threshold sees every allocation. The child runs
+    one intra-op thread (OpenMP is not fork-safe with a live pool)."""
+    if not hasattr(os, "fork") or not os.path.exists("/proc/self/clear_refs"):
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = 1
+        try:
+            os.close(read_end)
+            import torch
+
+            torch.set_num_threads(1)
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+            # Shared-library code is not copied by fork; the first call faults it in.
             fn()
-            hwm = _read_status("VmHWM")
-            if hwm is not None:
-                return max(0, hwm - before), "rss-hwm"
+            delta = _hwm_delta(fn)
+            os.write(write_end, str(-1 if delta is None else delta).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.005)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(read_end)
+        return None
+    with os.fdopen(read_end) as pipe:
+        text = pipe.read().strip()
+    if code != 0 or not text or int(text) < 0:
+        return None
+    return int(text)
+
+
+def cpu_forward_peak(fn: Callable[[], Any]) -> tuple[int, str]:
+    """Bytes the call ``fn()`` adds to the resident set at its peak, and the method:
+    ``rss-fork`` (a forked child, see :func:`_forked_hwm_delta`), ``rss-hwm`` (this
+    process's reset high-water mark) or ``rss-sampled`` (psutil every millisecond)."""
+    delta = _forked_hwm_delta(fn)
+    if delta is not None:
+        return delta, "rss-fork"
+    delta = _hwm_delta(fn)
+    if delta is not None:
+        return delta, "rss-hwm"
     sampler = _RssSampler()
     before = sampler.peak
     sampler.start()

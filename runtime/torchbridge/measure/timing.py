@@ -116,7 +116,8 @@ def environment(device: str, batch_size: int | None) -> Environment:
     import torch
 
     clock = cuda_clock(device) if is_cuda(device) else cpu_clock()
-    return Environment(device, torch.get_num_threads(), batch_size, torch.__version__, clock)
+    return Environment(device, torch.get_num_threads(), batch_size, str(torch.__version__),
+                       clock)
 
 
 @contextlib.contextmanager

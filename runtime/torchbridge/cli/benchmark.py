@@ -1,0 +1,109 @@
+"""``tb-benchmark``: latency percentiles and throughput of a model, per batch size.
+
+Examples::
+
+    tb-benchmark --model model.pt2 --quick
+    tb-benchmark --model mypkg.models:build --input-shape 1,256 --stress --batch-sizes 1,4,8,16,32
+    tb-benchmark --model model.pt2 --json > bench.json
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, parser, print_json
+from torchbridge.errors import ConfigError
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch-sizes {text!r}: expected comma-separated whole numbers, "
+                          "e.g. 1,4,8,16,32") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise ConfigError(f"--batch-sizes {text!r}: every batch size must be >= 1")
+    return sizes
+
+
+def build_parser() -> Any:
+    from torchbridge.inputs import add_input_arguments
+    from torchbridge.loading import add_model_arguments
+
+    p = parser("tb-benchmark", "Measure per-call latency percentiles (with 95 % bounds on "
+                               "p99) and throughput of a model at each batch size.")
+    add_model_arguments(p)
+    add_input_arguments(p)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--batch-sizes", default=None,
+                   help="comma list, e.g. 1,4,8,16,32 (default: the input's batch)")
+    p.add_argument("--quick", action="store_true", help="a short run (~0.5 s per batch size)")
+    p.add_argument("--stress", action="store_true",
+                   help="sweep batch sizes upward and stop at the first out-of-memory, "
+                        "reporting the largest batch that fits")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: "
+                                                            "torch's)")
+    p.add_argument("--max-time", default=None,
+                   help="latency timing budget per batch size, e.g. 2s (default 2s)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def _table(report: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"tb-benchmark · {report.device} · {report.threads} thread(s)")
+    for name in ("batch", "n", "p50 ms", "p90 ms", "p99 ms", "p99 95% bounds", "samples/s"):
+        table.add_column(name, justify="right")
+    for row in report.rows:
+        lo, hi = row["p99_bounds_ms"]
+        bounds = f"{lo:.3f}-{hi:.3f}" if lo is not None and hi is not None else \
+            f">= {lo:.3f}" if lo is not None else "n too small"
+        table.add_row(str(row["batch_size"]), str(row["samples"]), f"{row['p50_ms']:.3f}",
+                      f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", bounds,
+                      f"{row['samples_per_s']:,.0f}")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from torchbridge.hardware import why_unavailable
+    from torchbridge.inputs import inputs_from_args
+    from torchbridge.loading import load_from_args
+    from torchbridge.measure.bench import BenchmarkSettings, benchmark_model
+    from torchbridge.units import parse_duration
+
+    args = build_parser().parse_args(argv)
+    reason = why_unavailable(args.device)
+    if reason:
+        raise ConfigError(f"--device {args.device}: {reason}")
+    sizes = _batch_sizes(args.batch_sizes) if args.batch_sizes else None
+    if args.stress and not sizes:
+        sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    settings = BenchmarkSettings.quick() if args.quick else BenchmarkSettings()
+    if args.max_time:
+        settings.latency_time = parse_duration(args.max_time, "--max-time")
+    loaded = load_from_args(args, device=args.device)
+    inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
+                              device=args.device)
+    err = Console(stderr=True)
+    with Progress(console=err, transient=True, disable=args.json) as progress:
+        task = progress.add_task("benchmarking", total=len(sizes) if sizes else 1)
+        report = benchmark_model(loaded.model, inputs, device=args.device, batch_sizes=sizes,
+                                 stress=args.stress, threads=args.threads, settings=settings,
+                                 on_batch=lambda row: progress.advance(task))
+    if args.json:
+        print_json({"model": args.model, **report.to_dict()})
+    else:
+        Console().print(_table(report))
+        if report.stopped:
+            err.print(f"[yellow]{report.stopped}[/yellow]")
+        if args.stress:
+            Console().print(f"largest batch that fits: {report.largest_batch_that_fits}")
+    if not report.rows:
+        err.print(f"[red]no batch size could run: {report.stopped}[/red]")
+        return EXIT_USAGE
+    return EXIT_FAILED if report.stopped and not args.stress else EXIT_OK
