@@ -165,6 +165,8 @@ def test_pyproject_section_is_collected_when_enabled(project: pytest.Pytester) -
     assert "pyproject.toml::clf" not in project.runpytest("--collect-only", "-q").stdout.str()
     result = project.runpytest("test_other.py", "--tb-checklist-pyproject", "-q")
     result.assert_outcomes(passed=3)
+    named = project.runpytest("pyproject.toml", "--tb-checklist-pyproject", "-q")
+    named.assert_outcomes(passed=2)  # named on the command line: collected once, not twice
 
 
 def test_pyproject_errors_point_at_lines_inside_tool_torchbridge(tmp_path: Path) -> None:

@@ -206,3 +206,10 @@ def test_baseline_comparisons_as_the_performance_checks_store_them(tmp_path: Pat
     assert "| p99 | 4 ms | 6 ms | +50.0 % | yes | ❌ regression |" in text
     page = render_html(merged, verdict)
     assert page.count('class="tb-plot tb-plot-baseline"') == 1
+
+
+def test_session_summary_says_when_no_torchbridge_item_ran(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain(): pass")
+    pytester.runpytest("--tb-markdown=summary.md").assert_outcomes(passed=1)
+    summary = (pytester.path / "summary.md").read_text()
+    assert "this session produced no TorchBridge results" in summary

@@ -98,9 +98,19 @@ def machine_label(machine: dict[str, Any]) -> str:
         parts.append(", ".join(f"{n} x {name}" if n > 1 else name for name, n in names.items()))
     if machine.get("cpu_count"):
         parts.append(f"{machine['cpu_count']} CPUs")
+    if machine.get("platform"):
+        parts.append(_short_platform(str(machine["platform"])))
     if machine.get("node"):
         parts.append(str(machine["node"]))
     return " · ".join(parts)
+
+
+def _short_platform(text: str) -> str:
+    """``Linux-6.1.0-x86_64-with-glibc2.36`` → ``Linux x86_64``."""
+    words = text.split("-")
+    arch = next((w for w in words if w in ("x86_64", "aarch64", "arm64", "AMD64", "ppc64le")),
+                "")
+    return f"{words[0]} {arch}".strip()
 
 
 def _read(path: Path) -> Any:
@@ -256,6 +266,9 @@ def from_results(results: list[dict[str, Any]], job: str = "session",
     warnings: list[str] = []
     normalised = [r for i, raw in enumerate(results)
                   if (r := _normalise_result(raw, f"result {i}", warnings)) is not None]
+    if not normalised:
+        warnings.append("this session produced no TorchBridge results: no tb marker or "
+                        "checklist item ran (deselected, skipped at collection, or absent)")
     source = Source(path="", job=job, machine=machine_label(machine or {}),
                     schema_version=SCHEMA_VERSION, results=normalised)
     return merge_sources([source], warnings)
