@@ -213,3 +213,13 @@ def test_session_summary_says_when_no_torchbridge_item_ran(pytester: pytest.Pyte
     pytester.runpytest("--tb-markdown=summary.md").assert_outcomes(passed=1)
     summary = (pytester.path / "summary.md").read_text()
     assert "this session produced no TorchBridge results" in summary
+
+
+def test_html_escapes_test_ids_and_messages(tmp_path: Path) -> None:
+    hostile = 't.py::a[<script>alert(1)</script>]'
+    path = write(tmp_path / "r.json", document([
+        latency(hostile, 1.0, 2.0, status="failed") | {"message": "<img src=x onerror=y>"}]))
+    merged = merge_reports([path])
+    page = render_html(merged, decide(merged))
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
