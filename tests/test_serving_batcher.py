@@ -59,8 +59,7 @@ def test_a_lone_request_is_not_held_for_the_batch_delay() -> None:
     async def scenario() -> Any:
         work = _work(asyncio.get_running_loop(), "a")
         batcher.arriving()
-        batcher.submit(work)
-        batcher.arrived()
+        batcher.submit(work, announced=True)
         return await asyncio.wait_for(work.future, 2.0)
 
     assert asyncio.run(scenario()) == "out-a"

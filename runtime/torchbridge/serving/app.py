@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 
 import orjson
@@ -23,6 +23,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from torchbridge import __version__
@@ -99,6 +100,35 @@ def serving_state(app: Any) -> ServingState:
 
 
 # ---------------------------------------------------------------------- helpers
+class DirectRoute(APIRoute):
+    """An ``APIRoute`` whose endpoint takes the ``Request`` and returns the ``Response``.
+
+    OpenAPI documents it like any route (request body and responses come from
+    ``openapi_extra`` and ``responses``), but a request skips FastAPI's dependency solving
+    and pydantic validation: the endpoint parses the body with orjson and validates the
+    tensors against the model's signature itself. This is the inference hot path.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            return await endpoint(request, **request.path_params)
+
+        return handler
+
+
+def direct(app: FastAPI, path: str, **options: Any) -> Callable[[Any], Any]:
+    """``@app.post(path, ...)`` with :class:`DirectRoute`."""
+
+    def register(endpoint: Any) -> Any:
+        app.router.add_api_route(path, endpoint, methods=["POST"],
+                                 route_class_override=DirectRoute, **options)
+        return endpoint
+
+    return register
+
+
 def json_response(content: bytes, status: int = 200) -> Response:
     return Response(content, status_code=status, media_type=JSON)
 
@@ -193,8 +223,8 @@ def _add_probe_routes(app: FastAPI, state: ServingState) -> None:
 def _add_inference_routes(app: FastAPI, state: ServingState) -> None:
     config = state.config
 
-    @app.post("/predict", tags=["inference"], responses=openapi.ERRORS,
-              openapi_extra=openapi.predict(state.sig))
+    @direct(app, "/predict", tags=["inference"], responses=openapi.ERRORS,
+            openapi_extra=openapi.predict(state.sig))
     async def predict(request: Request) -> Response:
         """Run the model on JSON tensors: ``{"inputs": [[...]]}`` (batch dim included), or
         ``{"inputs": {"name": [[...]], ...}}`` for models with several inputs."""
@@ -207,17 +237,18 @@ def _add_inference_routes(app: FastAPI, state: ServingState) -> None:
             arrays = parse_predict(await read_json(request, config.max_body_bytes), state.sig)
             _note_inputs(info, arrays, state.sig, config.log_payloads)
             work = state.enqueue(arrays, deadline, state.encode_predict,
-                                 disconnect_probe(request))
-            info.rows = work.rows
-        finally:
-            batcher.arrived()
+                                 disconnect_probe(request), announced=True)
+        except BaseException:
+            batcher.withdraw()
+            raise
+        info.rows = work.rows
         return json_response(await state.wait(work))
 
     if state.generator is None:
         return
 
-    @app.post("/generate", tags=["inference"], responses=openapi.GENERATE_RESPONSES,
-              openapi_extra=openapi.GENERATE)
+    @direct(app, "/generate", tags=["inference"], responses=openapi.GENERATE_RESPONSES,
+            openapi_extra=openapi.GENERATE)
     async def generate(request: Request) -> Response:
         """Generate tokens: one JSON body, or server-sent events with ``"stream": true``."""
         state.require_ready()
@@ -272,9 +303,9 @@ def _add_v2_routes(app: FastAPI, state: ServingState) -> None:
 
     version = config.model_version
 
-    @app.post("/v2/models/{name}/infer", tags=["v2"], responses=openapi.ERRORS,
-              openapi_extra=openapi.V2_INFER)
-    async def v2_infer(name: str, request: Request) -> Response:
+    @direct(app, "/v2/models/{name}/infer", tags=["v2"], responses=openapi.ERRORS,
+            openapi_extra=openapi.V2_INFER)
+    async def v2_infer(request: Request, name: str) -> Response:
         """v2 inference: ``{"inputs": [{"name", "shape", "datatype", "data"}]}``."""
         check_name(name)
         state.require_ready()
@@ -295,10 +326,12 @@ def _add_v2_routes(app: FastAPI, state: ServingState) -> None:
                                      "id": str(request_id), "outputs": outputs},
                                     option=_NUMPY)
 
-            work = state.enqueue(arrays, deadline, encode, disconnect_probe(request))
-            info.rows = work.rows
-        finally:
-            batcher.arrived()
+            work = state.enqueue(arrays, deadline, encode, disconnect_probe(request),
+                                 announced=True)
+        except BaseException:
+            batcher.withdraw()
+            raise
+        info.rows = work.rows
         return json_response(await state.wait(work))
 
 

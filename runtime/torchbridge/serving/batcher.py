@@ -87,13 +87,16 @@ class Batcher:
         self._queue: collections.deque[Work] = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self._arriving = 0
-        self._waiting = False
         self._stopping = False
         self._busy = False
+        self._on_start: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ------------------------------------------------------------------ event-loop side
-    def start(self) -> None:
+    def start(self, on_start: Callable[[], None] | None = None) -> None:
+        """Start the worker; ``on_start`` runs first on the worker thread (thread-local
+        settings such as PyTorch's intra-op thread count belong there)."""
+        self._on_start = on_start
         self._thread.start()
 
     @property
@@ -111,23 +114,30 @@ class Batcher:
         return not self._queue and not self._busy
 
     def arriving(self) -> None:
-        """A request is being parsed and will probably join the queue soon."""
+        """A request is being parsed and will probably join the queue soon (event loop
+        thread only; end with ``submit(..., announced=True)`` or :meth:`withdraw`)."""
         self._arriving += 1
 
-    def arrived(self) -> None:
-        """The request announced with :meth:`arriving` was queued or rejected."""
-        self._arriving -= 1
-        if self._waiting and self._arriving <= 0:
-            with self._cond:
-                self._cond.notify()
+    def withdraw(self) -> None:
+        """The request announced with :meth:`arriving` will not be queued after all."""
+        with self._cond:
+            self._arriving -= 1
+            self._cond.notify()
 
-    def submit(self, work: Work) -> None:
-        """Queue ``work``; raise :class:`QueueFull` when the queue is at its limit."""
+    def submit(self, work: Work, announced: bool = False) -> None:
+        """Queue ``work``; raise :class:`QueueFull` when the queue is at its limit.
+
+        ``announced``: the request was announced with :meth:`arriving`; it stops counting
+        as on its way in the same step as it joins the queue, so the worker never waits
+        for a request that has already arrived.
+        """
         with self._cond:
             if self._stopping:
                 raise QueueFull("server is shutting down")
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"queue full ({self.max_queue} requests waiting)")
+            if announced:
+                self._arriving -= 1
             work.enqueued = time.monotonic()
             self._queue.append(work)
             self._cond.notify()
@@ -153,6 +163,8 @@ class Batcher:
 
     # ------------------------------------------------------------------ worker side
     def _run(self) -> None:
+        if self._on_start is not None:
+            self._on_start()
         while True:
             batch = self._collect()
             if batch is None:
@@ -177,9 +189,7 @@ class Batcher:
                 remaining = release_at - time.monotonic()
                 if remaining <= 0:
                     break
-                self._waiting = True
                 self._cond.wait(remaining)
-                self._waiting = False
                 rows = self._take(batch, rows)
             return batch
 

@@ -64,12 +64,15 @@ class ServerConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     device: str = "cpu"
+    torch_threads: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _positive_int(self, "max_batch_size")
         _positive_int(self, "max_queue_size")
         _positive_int(self, "max_new_tokens")
+        if self.torch_threads is not None:
+            _positive_int(self, "torch_threads")
         for name in ("max_batch_delay_ms", "timeout_seconds", "grace_period_s"):
             _set(self, name, parse_duration(getattr(self, name), name)
                  if name != "max_batch_delay_ms"

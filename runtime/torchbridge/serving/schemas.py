@@ -7,6 +7,7 @@ every dim that is neither batch nor declared dynamic must match the sample exact
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -51,7 +52,7 @@ class TensorSpec:
     batch_axis: int | None
     ranges: Mapping[int, tuple[int, int | None]] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def numpy_dtype(self) -> Any:
         dtype = torch.float32 if self.dtype is torch.bfloat16 else self.dtype
         return torch.empty((), dtype=dtype).numpy().dtype

@@ -52,8 +52,10 @@ class ServingState:
                                max_delay_s=config.max_batch_delay_s,
                                max_queue=config.max_queue_size, hooks=self.metrics)
         self.audit: AuditLog | None = None
-        self.generator = ThreadPoolExecutor(1, thread_name_prefix="tb-generate") \
+        self.generator = ThreadPoolExecutor(1, thread_name_prefix="tb-generate",
+                                            initializer=self._thread_setup) \
             if has_generate(model) else None
+        self._torch_threads = config.torch_threads
         self.generating = 0
         self.ready = False
         self.not_ready_reason = "starting"
@@ -62,6 +64,10 @@ class ServingState:
         version = config.model_version
         self.encode_predict: Callable[[Any], bytes] = \
             lambda tree: orjson.dumps({"outputs": tree, "model_version": version}, option=_NUMPY)
+
+    def _thread_setup(self) -> None:
+        if self._torch_threads:
+            torch.set_num_threads(self._torch_threads)
 
     def _queue_depth(self) -> int:
         return self.batcher.depth
@@ -72,7 +78,10 @@ class ServingState:
             return
         if self.config.audit_log:
             self.audit = AuditLog(self.config.audit_log)
-        self.batcher.start()
+        # OpenMP thread counts are per thread: a worker thread would otherwise use every
+        # core whatever the process set, and its spinning threads starve the event loop.
+        self._torch_threads = self.config.torch_threads or torch.get_num_threads()
+        self.batcher.start(self._thread_setup)
         self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up())
 
     async def _warm_up(self) -> None:
@@ -113,13 +122,13 @@ class ServingState:
     # ------------------------------------------------------------------ inference
     def enqueue(self, arrays: Sequence[np.ndarray], deadline: float,
                 encode: Callable[[Any], Any] | None,
-                gone: Callable[[], bool] | None = None) -> Work:
+                gone: Callable[[], bool] | None = None, announced: bool = False) -> Work:
         """Queue one request (503 when the queue is full); await it with :meth:`wait`."""
         work = Work(arrays, rows_of(arrays, self.sig), group_key(arrays, self.sig), deadline,
                     asyncio.get_running_loop(), encode)
         work.gone = gone
         try:
-            self.batcher.submit(work)
+            self.batcher.submit(work, announced)
         except QueueFull as exc:
             raise overloaded(str(exc)) from None
         return work
