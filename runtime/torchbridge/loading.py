@@ -234,7 +234,8 @@ class OnnxModel:
     out: one tensor for a single output, else a tuple. Outputs are on the CPU.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", *,
+                 threads: int | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -244,6 +245,9 @@ class OnnxModel:
         self.providers = onnx_providers(device, ort.get_available_providers())
         options = ort.SessionOptions()
         options.log_severity_level = 3  # keep onnxruntime's info/warnings off the CLI output
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), options, providers=self.providers)
         except Exception as exc:
@@ -251,6 +255,11 @@ class OnnxModel:
                                  f"{_first_line(exc)}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def active_providers(self) -> list[str]:
+        """The providers the session actually uses (CUDA may be asked for and missing)."""
+        return list(self.session.get_providers())
 
     def _feeds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.input_names):

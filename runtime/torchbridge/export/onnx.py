@@ -76,7 +76,7 @@ def export_onnx(subject: Subject, path: Path, options: ExportOptions) -> ExportR
         from torchbridge.loading import OnnxModel
 
         session = OnnxModel(path, subject.device)
-        report.details["providers"] = session.providers
+        report.details["providers"] = session.active_providers
         tolerances = options.tolerances.or_defaults(GRAPH_RTOL, GRAPH_ATOL)
         plan = validation_plan(subject, dynamic=options.dynamic,
                                batch_sizes=options.batch_sizes)
