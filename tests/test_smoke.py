@@ -226,3 +226,24 @@ def test_smoke_without_sample_or_watch_is_a_usage_error(capsys: pytest.CaptureFi
         tb_smoke(["--url", "http://127.0.0.1:9"])
     assert exit_info.value.code == 2
     assert "give --sample" in capsys.readouterr().err
+
+
+def test_wait_ready_gives_up_after_its_duration_naming_the_last_answer(
+        files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, report = smoke(capsys, "--url", f"http://127.0.0.1:{port}", "--sample",
+                         str(files["sample"]), "--wait-ready", "1s", "--timeout", "1s")
+    assert code == 1
+    assert [s["name"] for s in report["steps"]] == ["wait ready"]
+    assert "not ready after 1 s; last: GET" in report["steps"][0]["detail"]
+
+
+def test_wait_ready_passes_at_once_for_a_ready_server(
+        current: Deployment, files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = smoke(capsys, "--url", current.url, "--sample", str(files["sample"]),
+                         "--wait-ready", "30s", "--requests", "2")
+    assert code == 0 and report["steps"][0]["name"] == "wait ready"

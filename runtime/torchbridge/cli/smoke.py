@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None,
                    help=f"API key sent as 'Authorization: Bearer' (default ${API_KEY_ENV})")
     p.add_argument("--timeout", type=duration, default=10.0, help="per-request timeout (10s)")
+    p.add_argument("--wait-ready", type=duration, default=0.0, metavar="DURATION",
+                   help="first poll /ready for up to this long (e.g. 2m), for a rollout "
+                        "that is still warming up")
     p.add_argument("--watch", type=duration, default=None, metavar="DURATION",
                    help="poll /metrics for this long (e.g. 15m) after the smoke steps")
     p.add_argument("--interval", type=duration, default=30.0, help="poll interval (30s)")
@@ -135,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              endpoint=args.endpoint, rtol=args.rtol, atol=args.atol,
                              requests=args.requests, max_p99_s=args.max_p99,
                              canary_url=args.canary_url, max_slowdown=args.max_slowdown,
-                             api_key=api_key, timeout_s=args.timeout)
+                             api_key=api_key, timeout_s=args.timeout,
+                             wait_ready_s=args.wait_ready)
         report = run_smoke(config)
     if args.watch is not None and (args.sample is None or report.passed):
         statuses = ("4", "5") if args.count_4xx else ("5",)

@@ -36,7 +36,26 @@ class SmokeConfig:
     max_slowdown: float = 0.2
     api_key: str | None = None
     timeout_s: float = 10.0
+    wait_ready_s: float = 0.0
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def wait_ready(client: Client, seconds: float, poll_s: float = 0.5) -> Step:
+    """Poll ``/ready`` until it answers 200 or ``seconds`` pass (a fresh rollout warms up)."""
+    start = time.monotonic()
+    last = "no answer yet"
+    while True:
+        try:
+            response = client.get("/ready")
+            if response.status_code == 200:
+                return Step("wait ready", True,
+                            f"ready after {time.monotonic() - start:.1f} s")
+            last = f"/ready answered {response.status_code}: {response.text[:200]}"
+        except RequestFailed as exc:
+            last = str(exc)
+        if time.monotonic() - start >= seconds:
+            return Step("wait ready", False, f"not ready after {seconds:g} s; last: {last}")
+        time.sleep(poll_s)
 
 
 def check_probes(client: Client, label: str = "") -> list[Step]:
@@ -143,6 +162,11 @@ def run_smoke(config: SmokeConfig) -> SmokeReport:
     """Run every smoke step against ``config.url`` (and the canary, when given)."""
     report = SmokeReport(config.url)
     with Client(config.url, config.api_key, config.timeout_s, config.extra_headers) as client:
+        if config.wait_ready_s > 0:
+            step = wait_ready(client, config.wait_ready_s)
+            report.steps.append(step)
+            if not step.passed:
+                return report
         report.steps += check_probes(client)
         if config.sample is None:
             return report
