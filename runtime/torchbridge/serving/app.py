@@ -30,10 +30,10 @@ from torchbridge import __version__
 from torchbridge.checks.subject import InputSpec
 from torchbridge.serving import openapi
 from torchbridge.serving.config import ServerConfig
-from torchbridge.serving.errors import ApiError, error_body
+from torchbridge.serving.errors import ApiError, error_body, error_response
 from torchbridge.serving.generate import GenerateRequest, Generation
 from torchbridge.serving.metrics import CONTENT_TYPE
-from torchbridge.serving.middleware import RequestInfo, ServingMiddleware
+from torchbridge.serving.middleware import FastHandler, RequestInfo, ServingMiddleware
 from torchbridge.serving.runner import leaves
 from torchbridge.serving.schemas import (
     InvalidInput,
@@ -86,11 +86,12 @@ def create_fastapi_server(model: Any, config: ServerConfig | None = None, *,
     app = FastAPI(title=title, version=__version__, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     app.state.tb = state
-    app.add_middleware(ServingMiddleware, state=state)
+    fast: dict[tuple[str, str], FastHandler] = {}
+    app.add_middleware(ServingMiddleware, state=state, fast_routes=fast)
     _add_error_handlers(app)
     _add_probe_routes(app, state)
-    _add_inference_routes(app, state)
-    _add_v2_routes(app, state)
+    _add_inference_routes(app, state, fast)
+    _add_v2_routes(app, state, fast)
     return app
 
 
@@ -165,18 +166,22 @@ def _info(request: Request) -> RequestInfo:
 
 
 def _note_inputs(info: RequestInfo, arrays: list[Any], sig: Signature, payloads: bool) -> None:
-    info.inputs = describe(arrays, sig)
-    if payloads:
-        for spec, array in zip(sig.inputs, arrays, strict=False):
-            info.inputs[spec.name]["values"] = array.tolist()
+    # Described only if a log line is written: the description costs more than the rest
+    # of the request's bookkeeping.
+    def inputs() -> dict[str, Any]:
+        described = describe(arrays, sig)
+        if payloads:
+            for spec, array in zip(sig.inputs, arrays, strict=False):
+                described[spec.name]["values"] = array.tolist()
+        return described
+
+    info.inputs = inputs
 
 
 # ---------------------------------------------------------------------- routes
 def _add_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return Response(error_body(exc.message), status_code=exc.status, media_type=JSON,
-                        headers=exc.headers)
+        return error_response(exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -190,14 +195,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         return Response(error_body(problems or "invalid request"), status_code=422,
                         media_type=JSON)
 
-    async def invalid_input(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, InvalidInput)
-        return Response(error_body(str(exc)), status_code=exc.status, media_type=JSON)
-
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(InvalidInput, invalid_input)
+    app.add_exception_handler(InvalidInput, api_error)
 
 
 def _add_probe_routes(app: FastAPI, state: ServingState) -> None:
@@ -220,7 +221,8 @@ def _add_probe_routes(app: FastAPI, state: ServingState) -> None:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def _add_inference_routes(app: FastAPI, state: ServingState) -> None:
+def _add_inference_routes(app: FastAPI, state: ServingState,
+                          fast: dict[tuple[str, str], FastHandler]) -> None:
     config = state.config
 
     @direct(app, "/predict", tags=["inference"], responses=openapi.ERRORS,
@@ -244,6 +246,7 @@ def _add_inference_routes(app: FastAPI, state: ServingState) -> None:
         info.rows = work.rows
         return json_response(await state.wait(work))
 
+    fast[("POST", "/predict")] = FastHandler(predict, {})
     if state.generator is None:
         return
 
@@ -265,7 +268,8 @@ def _add_inference_routes(app: FastAPI, state: ServingState) -> None:
         return json_response(await job.collect())
 
 
-def _add_v2_routes(app: FastAPI, state: ServingState) -> None:
+def _add_v2_routes(app: FastAPI, state: ServingState,
+                   fast: dict[tuple[str, str], FastHandler]) -> None:
     config = state.config
 
     def check_name(name: str) -> None:
@@ -333,6 +337,9 @@ def _add_v2_routes(app: FastAPI, state: ServingState) -> None:
             raise
         info.rows = work.rows
         return json_response(await state.wait(work))
+
+    fast[("POST", f"/v2/models/{config.model_name}/infer")] = \
+        FastHandler(v2_infer, {"name": config.model_name})
 
 
 def _v2_type(array: Any) -> str:

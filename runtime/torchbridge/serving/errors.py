@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 import orjson
+from starlette.responses import Response
 
 
 class ApiError(Exception):
@@ -31,6 +32,15 @@ class ApiError(Exception):
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+def error_response(exc: Exception) -> Response:
+    """The JSON error response for an :class:`ApiError` or an ``InvalidInput``."""
+    if isinstance(exc, ApiError):
+        return Response(error_body(exc.message), status_code=exc.status,
+                        media_type="application/json", headers=exc.headers)
+    status = getattr(exc, "status", 422)
+    return Response(error_body(str(exc)), status_code=status, media_type="application/json")
 
 
 def overloaded(message: str, retry_after: float = 1.0) -> ApiError:
