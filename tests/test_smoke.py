@@ -248,3 +248,19 @@ def test_wait_ready_passes_at_once_for_a_ready_server(
     code, report = smoke(capsys, "--url", current.url, "--sample", str(files["sample"]),
                          "--wait-ready", "30s", "--requests", "2")
     assert code == 0 and report["steps"][0]["name"] == "wait ready"
+
+
+def test_metrics_without_the_latency_histogram_are_refused_with_the_reason() -> None:
+    from torchbridge.smoke import RequestFailed
+
+    with pytest.raises(RequestFailed, match="no histogram 'torchbridge_request_duration"):
+        parse_metrics("# TYPE up gauge\nup 1\n", WatchConfig(1.0))
+
+
+def test_a_fresh_server_without_inference_traffic_can_be_watched() -> None:
+    fresh = Deployment(linear(0))
+    try:
+        scrape = parse_metrics(httpx.get(f"{fresh.url}/metrics").text, WatchConfig(1.0))
+    finally:
+        fresh.server.stop()
+    assert scrape.buckets == {} and sum(scrape.requests.values()) == 0

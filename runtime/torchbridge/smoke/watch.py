@@ -63,13 +63,15 @@ class Window:
         return self.errors / self.requests if self.requests else 0.0
 
 
-def _counts(text: str, config: WatchConfig) -> Scrape:
+def _counts(text: str, config: WatchConfig) -> tuple[Scrape, set[str]]:
     from prometheus_client.parser import text_string_to_metric_families
 
     scrape = Scrape()
     requests: dict[str, float] = defaultdict(float)
     buckets: dict[float, float] = defaultdict(float)
+    names = set()
     for family in text_string_to_metric_families(text):
+        names.add(family.name)
         for sample in family.samples:
             if sample.labels.get("endpoint") in IGNORED_ENDPOINTS:
                 continue
@@ -78,13 +80,16 @@ def _counts(text: str, config: WatchConfig) -> Scrape:
             elif sample.name == f"{config.latency_metric}_bucket":
                 buckets[float(sample.labels["le"])] += sample.value
     scrape.requests, scrape.buckets = dict(requests), dict(buckets)
-    return scrape
+    return scrape, names
 
 
 def parse_metrics(text: str, config: WatchConfig) -> Scrape:
-    """Request counts by status and summed latency buckets from Prometheus text."""
-    scrape = _counts(text, config)
-    if not scrape.buckets:
+    """Request counts by status and summed latency buckets from Prometheus text.
+
+    A server that has not answered an inference request yet has the histogram without
+    samples for it; a server without the histogram at all is not one we can watch."""
+    scrape, names = _counts(text, config)
+    if config.latency_metric not in names:
         raise RequestFailed(f"/metrics has no histogram {config.latency_metric!r}; is this a "
                             "TorchBridge server? Name the histogram with --latency-metric")
     return scrape
