@@ -241,3 +241,17 @@ def test_missing_onnxscript_is_a_skip_with_the_install_hint(
                         lambda name, *a: None if name == "onnxscript" else real(name, *a))
     with pytest.raises(CheckSkipped, match=r"onnxscript.*pytest-torchbridge\[onnx\]"):
         export_model(seq_subject(), "onnx", tmp_path / "m.onnx")
+
+
+def test_large_models_keep_external_data_covered_by_the_checksum(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchbridge.export import onnx as onnx_export
+
+    monkeypatch.setattr(onnx_export, "SINGLE_FILE_LIMIT", 0)  # treat the model as > 2 GB
+    subject = Subject(seeded(SeqPool), torch.randn(2, 3, 8))
+    report = export_model(subject, "onnx", tmp_path / "big.onnx", ExportOptions(dynamic=False))
+    assert report.ok, report.summary()
+    assert [f.name for f in report.files] == ["big.onnx", "big.onnx.data"]
+    assert report.checksum_file is not None
+    listed = [line.split("  ")[1] for line in report.checksum_file.read_text().splitlines()]
+    assert listed == ["big.onnx", "big.onnx.data"]

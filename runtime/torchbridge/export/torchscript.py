@@ -51,7 +51,7 @@ def to_torchscript(model: Any, subject: Subject, method: str) -> Any:
         hint = "; try method='trace'" if method == "script" else \
             "; try method='script' or export to pt2"
         raise ExportFailed(f"torch.jit.{method} failed: {type(exc).__name__}: "
-                           f"{condensed(str(exc), 600)}{hint}") from None
+                           f"{condensed(str(exc), 300)}{hint}") from None
 
 
 def export_torchscript(subject: Subject, path: Path, options: ExportOptions) -> ExportReport:
