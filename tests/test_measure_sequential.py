@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from torchbridge.measure import sequential
@@ -61,3 +62,13 @@ def test_stopper_decides_only_with_budgets() -> None:
     stopper = sequential.Stopper({"p50": 0.1}, 0.95)
     assert stopper([1] * 50) is True
     assert stopper.looks == 1
+
+
+def test_look_schedule_lands_exactly_where_p99_first_becomes_boundable() -> None:
+    next_look = sequential.look_schedule({"p99": 1.0}, 0.95)
+    n, looks = 0, []
+    while n < 400:
+        n = next_look(n)
+        looks.append(n)
+    assert 299 in looks
+    assert all(b > a for a, b in itertools.pairwise(looks))

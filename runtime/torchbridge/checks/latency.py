@@ -102,6 +102,7 @@ class LatencyCheck(Check[LatencyConfig]):
                 max_samples=config.max_samples if budgets else
                 min(config.max_samples, UNGATED_SAMPLES),
                 batch_size=call.batch_size, stop=stopper if budgets else None,
+                next_look=sequential.look_schedule(stopper.budgets, config.confidence),
                 warmup_seconds=config.warmup)
         samples = measured.samples_ns
         summary = stats.summarize(samples)

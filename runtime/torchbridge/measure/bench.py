@@ -52,7 +52,7 @@ def _one_batch(subject: Any, size: int, settings: BenchmarkSettings) -> dict[str
                               max_samples=settings.max_samples, batch_size=size)
     summary = stats.summarize(measured.samples_ns)
     rate = throughput.measure_batch(call.fn, size, subject.device, settings.throughput_time)
-    row = {"batch_size": size, "samples": summary.n,
+    row: dict[str, Any] = {"batch_size": size, "samples": summary.n,
            **{f"{k}_ms": v / 1e6 for k, v in summary.percentiles.items()},
            "mean_ms": summary.mean / 1e6, "std_ms": summary.std / 1e6,
            "samples_per_s": rate.samples_per_s}

@@ -18,7 +18,7 @@ than MLPerf asks for that percentile (64 for p90, 662 for p99). Nothing is guess
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from torchbridge.measure import stats
@@ -111,6 +111,21 @@ def why_inconclusive(gate: GateState, confidence: float) -> str:
                 "max_time or max_samples")
     return (f"the {pct} interval still straddles the budget after {gate.n} samples; the true "
             f"{gate.name} is too close to the budget to call — raise max_time or move the budget")
+
+
+def look_schedule(budgets: Mapping[str, float], confidence: float
+                  ) -> Callable[[int], int]:
+    """When to look next: every ~10 % more samples, and exactly at the first sample count
+    where a gated percentile can be bounded from above (299 for p99 at 95 %), so a pass
+    is never delayed by the schedule."""
+    specials = sorted({stats.min_samples_for_upper_bound(stats.parse_percentile(name),
+                                                         confidence) for name in budgets})
+
+    def next_look(n: int) -> int:
+        regular = max(n + 8, int(n * 1.1))
+        return next((s for s in specials if n < s < regular), regular)
+
+    return next_look
 
 
 class Stopper:

@@ -101,13 +101,16 @@ def cuda_clock(device: str) -> dict[str, Any]:
 
 
 def nvml_handle(pynvml: Any, torch_index: int) -> Any:
-    """The NVML handle of torch's device ``torch_index``, matched by PCI bus id so that
+    """The NVML handle of torch's device ``torch_index``, matched by PCI address so that
     ``CUDA_VISIBLE_DEVICES`` reordering cannot pick the wrong GPU."""
     import torch
 
     try:
-        bus = torch.cuda.get_device_properties(torch_index).pci_bus_id  # type: ignore[attr-defined]
-        return pynvml.nvmlDeviceGetHandleByPciBusId(bus.encode() if isinstance(bus, str) else bus)
+        props = torch.cuda.get_device_properties(torch_index)
+        domain, bus, dev = (int(getattr(props, name)) for name in
+                            ("pci_domain_id", "pci_bus_id", "pci_device_id"))
+        address = f"{domain:08x}:{bus:02x}:{dev:02x}.0"
+        return pynvml.nvmlDeviceGetHandleByPciBusId(address.encode())
     except Exception:
         return pynvml.nvmlDeviceGetHandleByIndex(torch_index)
 

@@ -1,0 +1,110 @@
+"""Benchmark 1: stability of p99 across separate runs, against pytest-benchmark.
+
+Six separate processes each time the example MLP (batch 8, one thread) for about one
+second — pytest-benchmark's default ``max_time`` — and report p99; the coefficient of
+variation (std / mean) of the six p99s is the number to compare. pytest-benchmark runs
+under the same conditions (its defaults, ``--benchmark-save-data``), and its p99 comes
+from its raw per-round data. Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_stability.py [--runs 6] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+OURS = """
+import sys, json
+sys.path.insert(0, {here!r})
+from _mlp import mlp_and_input
+from torchbridge.checks.subject import call_model
+from torchbridge.measure import stats, timing
+model, x = mlp_and_input(8)
+m = timing.measure(lambda: call_model(model, x), "cpu", max_time=1.0, max_samples=10**7)
+s = stats.summarize(m.samples_ns)
+print(json.dumps({{"p99": s.percentiles["p99"] / 1e9, "p50": s.percentiles["p50"] / 1e9,
+                  "n": s.n}}))
+"""
+
+PEER_TEST = """
+import sys
+sys.path.insert(0, {here!r})
+import torch
+from _mlp import mlp_and_input
+
+model, x = mlp_and_input(8)
+
+def forward():
+    with torch.inference_mode():
+        return model(x)
+
+def test_mlp(benchmark):
+    benchmark(forward)
+"""
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    sys.path.insert(0, str(HERE.parent / "runtime"))
+    from torchbridge.measure.stats import percentile
+
+    return percentile(sorted(values), p)
+
+
+def ours() -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", OURS.format(here=str(HERE))],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peer(workdir: Path, index: int) -> dict[str, float]:
+    test = workdir / "test_peer.py"
+    test.write_text(PEER_TEST.format(here=str(HERE)))
+    report = workdir / f"peer{index}.json"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "-p", "no:xdist", "-p", "no:torchbridge", str(test),
+                    "--benchmark-save-data", f"--benchmark-json={report}"],
+                   capture_output=True, text=True, check=True, cwd=workdir)
+    stats = json.loads(report.read_text())["benchmarks"][0]["stats"]
+    return {"p99": nearest_rank(stats["data"], 0.99), "p50": stats["median"],
+            "n": stats["rounds"]}
+
+
+def cv(values: list[float]) -> float:
+    return statistics.stdev(values) / statistics.mean(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = [(ours(), peer(Path(tmp), i)) for i in range(args.runs)]  # interleaved
+    mine = [a for a, _ in pairs]
+    theirs = [b for _, b in pairs]
+    summary = {
+        "torchbridge": {"p99_cv": cv([r["p99"] for r in mine]),
+                        "p50_cv": cv([r["p50"] for r in mine]), "runs": mine},
+        "pytest_benchmark": {"p99_cv": cv([r["p99"] for r in theirs]),
+                             "p50_cv": cv([r["p50"] for r in theirs]), "runs": theirs},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for name, data in summary.items():
+            p99s = ", ".join(f"{r['p99'] * 1e6:.0f}" for r in data["runs"])
+            print(f"{name:<17} p99 CV {data['p99_cv'] * 100:5.2f} %   p50 CV "
+                  f"{data['p50_cv'] * 100:5.2f} %   p99 µs: {p99s}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
