@@ -166,3 +166,13 @@ def test_bad_settings_are_config_errors(mlp, mlp_input, kwargs, fragment) -> Non
     with pytest.raises(ConfigError) as info:
         run("edge_cases", Subject(mlp, mlp_input), **kwargs)
     assert fragment in str(info.value)
+
+
+def test_single_row_sample_is_batched_with_itself_for_invariance() -> None:
+    class AddsBatchSize(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + x.shape[0]
+
+    result = run("edge_cases", Subject(AddsBatchSize(), torch.randn(1, 8)), batch_sizes=[1])
+    assert result.status is Status.FAILED
+    assert "row 0 alone differs from row 0 of the batch of 2" in result.message

@@ -193,14 +193,23 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
     @staticmethod
     def _invariance(runner: _Runner, subject: Subject, base: Any, batch: int,
                     config: EdgeCasesConfig) -> tuple[Case, Comparison | None]:
+        rows_of = subject.row
         if batch < 2:
-            return Case("batch invariance", True, "skipped: the sample has one row"), None
+            # One sample row: batch it with itself, so batched kernels are still compared
+            # with the single-row path.
+            base, problem = runner(subject.with_batch(2))
+            if problem:
+                return Case("batch invariance", False, f"a batch of 2 {problem}"), None
+            batch = 2
+
+            def rows_of(index: int) -> Inputs:
+                return subject.row(0)
         overrides = _tolerances.effective_per_output(
             base, subject.device, config.invariance_rtol, config.invariance_atol, {},
             loosen=True)
         worst = Comparison()
         for index in range(min(batch, config.invariance_rows)):
-            single, problem = runner(subject.row(index))
+            single, problem = runner(rows_of(index))
             if problem:
                 return Case("batch invariance", False, f"row {index} alone {problem}"), None
             comparison = compare_outputs(single, _row_of(base, index, batch),
