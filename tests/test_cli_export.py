@@ -143,3 +143,13 @@ def test_bad_dim_spelling_is_a_usage_error(models: Path,
                "--dim", "seq:1"])
     assert code == 2
     assert "NAME=[INPUT.]AXIS[:MIN-MAX]" in capsys.readouterr().err
+
+
+def test_absent_device_exits_2_before_loading(models: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    code = tb(["export", "--model", f"{models}:build", "--input-shape", "2,3,8",
+               "--device", "cuda"])
+    assert code == 2
+    assert "--device cuda" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import torch
 
-from torchbridge.errors import ModelLoadError
+from torchbridge.errors import HardwareUnavailable, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -432,6 +432,32 @@ def _load_factory(spec: str, weights: str | None, device: str) -> LoadedModel:
 # --------------------------------------------------------------------------- entry point
 
 
+def resolve_device(name: str) -> str:
+    """Check a ``--device`` value before anything is loaded onto it; returns it normalised.
+
+    Raises :class:`HardwareUnavailable` (exit 2 in the CLI) for a device this machine or
+    this torch build does not have, instead of a traceback from ``model.to``.
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise HardwareUnavailable(f"--device {name!r}: not a device name (cpu, cuda, "
+                                  "cuda:1, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else \
+                "no CUDA device is visible"
+            raise HardwareUnavailable(f"--device {name}: {why}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise HardwareUnavailable(f"--device {name}: only {torch.cuda.device_count()} "
+                                      "CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise HardwareUnavailable(f"--device {name}: MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise HardwareUnavailable(f"--device {name}: unsupported device type {device.type}")
+    return str(device)
+
+
 def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = False,
                device: str = "cpu") -> LoadedModel:
     """Load the model named by ``spec`` (see the module docstring) onto ``device``.
@@ -490,5 +516,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
 
 
 def load_from_args(args: argparse.Namespace, device: str = "cpu") -> LoadedModel:
-    """:func:`load_model` with the options :func:`add_model_arguments` added."""
-    return load_model(args.model, args.weights, allow_pickle=args.allow_pickle, device=device)
+    """:func:`load_model` with the options :func:`add_model_arguments` added, on a device
+    checked by :func:`resolve_device` first."""
+    return load_model(args.model, args.weights, allow_pickle=args.allow_pickle,
+                      device=resolve_device(device))
