@@ -197,6 +197,31 @@ def test_k_selects_check_items_by_name(suite: pytest.Pytester) -> None:
                                  "*test_clf[[]tb-edge-cases[]] PASSED*"])
 
 
+def test_tb_checks_fixture_takes_the_marker_keywords_and_fails_the_same_way(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import torch
+
+        class RefusesEmpty(torch.nn.Module):
+            def forward(self, x):
+                if x.shape[0] == 0:
+                    raise ValueError("empty batch")
+                return x * 2
+
+        def test_rejects_empty(tb_checks):
+            result = tb_checks.edge_cases(RefusesEmpty(), torch.ones(3, 2),
+                                          empty_batch="rejects")
+            assert result.metrics["failed_cases"].value == 0
+
+        def test_dropout_left_on(tb_checks):
+            tb_checks.determinism(torch.nn.Dropout(0.5).train(), torch.ones(4, 4))
+    """)
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*determinism [[]cpu[]]: not deterministic (bitwise): "
+                                 "run 2 of 3 vs run 1 differs*"])
+
+
 NOISY_MODEL = """
 import pytest, torch
 
