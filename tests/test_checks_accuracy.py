@@ -139,3 +139,12 @@ def test_impossible_tolerances_are_config_errors(heads, mlp_input, kwargs, fragm
     with pytest.raises(ConfigError, match=r"tb\.accuracy") as info:
         run("accuracy", Subject(heads, mlp_input), **kwargs)
     assert fragment in str(info.value)
+
+
+def test_unreadable_golden_is_a_failure_saying_how_to_rewrite_it(heads, mlp_input,
+                                                                 tmp_path) -> None:
+    (tmp_path / "g.safetensors").write_bytes(b"not a safetensors file")
+    result = check(Subject(heads, mlp_input), tmp_path, golden="g.safetensors")
+    assert result.status is Status.FAILED
+    assert "is not a readable safetensors file" in result.message
+    assert "--tb-update-golden" in result.message

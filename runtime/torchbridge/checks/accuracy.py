@@ -132,7 +132,13 @@ class AccuracyCheck(Check[AccuracyConfig]):
         if not path.exists():
             problems.append(f"golden file {path} does not exist; {UPDATE_HINT}")
             return
-        expected = _goldens.load(path)
+        try:
+            expected = _goldens.load(path)
+        except Exception as exc:  # safetensors raises its own error types for bad files
+            problems.append(f"golden {path} is not a readable safetensors file "
+                            f"({type(exc).__name__}: {exc}); rerun with --tb-update-golden "
+                            "to rewrite it")
+            return
         mismatch = _goldens.structure_problems(actual, expected)
         if mismatch:
             shapes = expected.input_shapes
