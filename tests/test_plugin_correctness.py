@@ -197,6 +197,21 @@ def test_k_selects_check_items_by_name(suite: pytest.Pytester) -> None:
                                  "*test_clf[[]tb-edge-cases[]] PASSED*"])
 
 
+def test_impossible_tolerance_is_a_collection_error_naming_test_and_argument(
+        suite: pytest.Pytester) -> None:
+    suite.makepyfile("""
+        import pytest_torchbridge as tb
+
+        @tb.accuracy(golden="g.safetensors", atol=-1e-4)
+        def test_clf(model):
+            pass
+    """)
+    result = suite.runpytest("-q")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_clf*tb.accuracy: atol must be a finite number >= 0,"
+                                 " got -0.0001*"])
+
+
 def test_tb_checks_fixture_takes_the_marker_keywords_and_fails_the_same_way(
         pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
