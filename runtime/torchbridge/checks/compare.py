@@ -74,10 +74,10 @@ class LeafComparison:
     def describe(self) -> str:
         if self.reason:
             return f"{self.path}: {self.reason}"
+        rtol_hint = f" or rtol>={self.min_rtol:.3g}" if math.isfinite(self.min_rtol) else ""
         return (f"{self.path}: {self.mismatched}/{self.total} elements differ; max abs "
                 f"{self.max_abs:.3g}, max rel {self.max_rel:.3g} (rtol={self.rtol:g}, "
-                f"atol={self.atol:g}); would pass with atol>={self.min_atol:.3g} "
-                f"or rtol>={self.min_rtol:.3g}")
+                f"atol={self.atol:g}); would pass with atol>={self.min_atol:.3g}{rtol_hint}")
 
 
 @dataclass
@@ -124,6 +124,13 @@ def _tolerance_for(path: str, dtype: torch.dtype, rtol: float | None, atol: floa
     return (base_rtol if rtol is None else rtol, base_atol if atol is None else atol)
 
 
+def _ratio(diff: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """diff / scale, with 0/0 = 0 and x/0 = inf (not a huge finite number)."""
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    ratio = diff / safe
+    return torch.where(scale == 0, torch.where(diff == 0, 0.0, math.inf), ratio)
+
+
 def _compare_tensors(path: str, actual: torch.Tensor, expected: torch.Tensor,
                      tol: Tolerance, bitwise: bool) -> LeafComparison:
     rtol, atol = (0.0, 0.0) if bitwise else tol
@@ -152,7 +159,7 @@ def _compare_tensors(path: str, actual: torch.Tensor, expected: torch.Tensor,
     diff = torch.where(same_nonfinite, torch.zeros_like(a64.real if e.is_complex() else a64),
                        (a64 - e64).abs())
     scale = e64.abs()
-    bad = diff > atol + rtol * scale
+    bad = (diff > atol + rtol * scale) | diff.isnan()
     leaf.mismatched = int(bad.sum())
     leaf.ok = leaf.mismatched == 0
     if diff.numel():
@@ -161,10 +168,10 @@ def _compare_tensors(path: str, actual: torch.Tensor, expected: torch.Tensor,
         leaf.mean_abs = float(finite.mean())
         leaf.p99_abs = float(torch.quantile(finite.flatten().float(), 0.99)) \
             if finite.numel() <= 16_000_000 else leaf.max_abs
-        rel = finite / scale.clamp_min(torch.finfo(torch.float64).tiny)
-        leaf.max_rel = float(torch.where(finite == 0, torch.zeros_like(rel), rel).max())
+        leaf.max_rel = float(_ratio(finite, scale).max())
         leaf.min_atol = float((finite - rtol * scale).clamp_min(0).max())
-        leaf.min_rtol = float(((finite - atol).clamp_min(0) / scale.clamp_min(1e-300)).max())
+        # Where the expectation is 0 only atol can absorb a difference: no rtol would pass.
+        leaf.min_rtol = float(_ratio((finite - atol).clamp_min(0), scale).max())
     return leaf
 
 
