@@ -79,21 +79,30 @@ def serve_plain(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def serve_litserve(port: int, batching: bool) -> None:
+try:  # LitServe's workers are spawned processes: its API class must live at module level.
     import litserve as ls
-    import torch
+except ImportError:  # the LitServe rows are then skipped
+    ls = None
 
-    class MLPAPI(ls.LitAPI):
+if ls is not None:
+
+    class MLPAPI(ls.LitAPI):  # type: ignore[misc]
         def setup(self, device: str) -> None:
             self.model = build_model()
 
         def decode_request(self, request: dict[str, Any]) -> Any:
+            import torch
+
             return torch.tensor(request["inputs"][0])
 
         def batch(self, inputs: list[Any]) -> Any:
+            import torch
+
             return torch.stack(inputs)
 
         def predict(self, x: Any) -> Any:
+            import torch
+
             with torch.no_grad():
                 return self.model(x if x.ndim == 2 else x[None])
 
@@ -103,6 +112,10 @@ def serve_litserve(port: int, batching: bool) -> None:
         def encode_response(self, output: Any) -> dict[str, Any]:
             return {"outputs": output.reshape(-1, 10).tolist()}
 
+
+def serve_litserve(port: int, batching: bool) -> None:
+    if ls is None:
+        raise SystemExit("litserve is not installed")
     api = MLPAPI(max_batch_size=8, batch_timeout=0.005) if batching else MLPAPI()
     ls.LitServer(api, accelerator="cpu").run(port=port, generate_client_file=False)
 
