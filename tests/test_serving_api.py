@@ -276,3 +276,16 @@ def test_generate_returns_tokens_as_json_and_as_server_sent_events() -> None:
 def test_unknown_route_is_a_json_404(server: LiveServer) -> None:
     response = server.client.get("/nope")
     assert response.status_code == 404 and "error" in response.json()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Only runs on cuda")
+def test_cuda_server_matches_eager_and_exports_gpu_metrics() -> None:
+    model = mlp().cuda()
+    x = sample(3)
+    with LiveServer(model, x, ServerConfig(device="cuda")) as live:
+        response = live.client.post("/predict", json={"inputs": x.tolist()})
+        metrics = live.client.get("/metrics").text
+    expected = model(x.cuda()).detach().cpu()
+    torch.testing.assert_close(torch.tensor(response.json()["outputs"]), expected)
+    assert "torchbridge_gpu_memory_used_bytes{" in metrics
+    assert "torchbridge_gpu_utilization_ratio{" in metrics
