@@ -105,7 +105,8 @@ class MemoryCheck(Check[MemoryConfig]):
     def _estimate(self, subject: Subject, call: Any, result: CheckResult, estimate: Any
                   ) -> int | None:
         try:
-            value = estimate(call.model, call.batch_size or 1, subject.inputs,
+            # The bound inputs are already on the device and at the measured batch size.
+            value = estimate(call.model, call.batch_size or 1, call.inputs,
                              device=subject.device, batch_dim=subject.spec.batch_dim)
         except ConfigError as exc:
             result.details["estimate_error"] = str(exc)

@@ -31,15 +31,18 @@ def bind(subject: Any, batch_size: int | None = None) -> BoundCall:
     """
     import torch
 
-    from torchbridge.checks.subject import call_model, to_device
+    from torchbridge.checks.subject import call_model
     from torchbridge.measure.memory import is_out_of_memory
 
-    model, _ = subject.placed()
+    model, placed = subject.placed()
     if batch_size is not None:
-        inputs = to_device(subject.with_batch(batch_size), subject.device)
+        # Grow the batch where it will run: a huge stress batch must fail with the
+        # device's out-of-memory, not exhaust host RAM on the way there.
+        on_device = type(subject)(model, placed, device=subject.device, spec=subject.spec)
+        inputs = on_device.with_batch(batch_size)
         size: int | None = batch_size
     else:
-        inputs = to_device(subject.inputs, subject.device)
+        inputs = placed
         try:
             size = subject.batch_size
         except ConfigError:
