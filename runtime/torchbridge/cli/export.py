@@ -106,9 +106,16 @@ def _options(args: argparse.Namespace) -> Any:
                               "as 1,3,8") from None
         if any(b < 1 for b in sizes):
             raise ConfigError("--batch-sizes must all be >= 1")
+    from torchbridge.checks._tolerances import tolerance
+
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ConfigError(f"--max-batch must be >= 1, got {args.max_batch}")
+    if args.opset is not None and not 7 <= args.opset <= 30:
+        raise ConfigError(f"--opset {args.opset}: not an ONNX opset (e.g. 18)")
     return ExportOptions(dynamic=args.dynamic_axes, method=args.method, exporter=args.exporter,
                          opset=args.opset, validate=args.validate, batch_sizes=sizes,
-                         tolerances=Tolerances(args.rtol, args.atol))
+                         tolerances=Tolerances(tolerance("--rtol", args.rtol),
+                                               tolerance("--atol", args.atol)))
 
 
 def _stem(args: argparse.Namespace) -> str:
@@ -150,9 +157,9 @@ def _factory(args: argparse.Namespace) -> Callable[[], Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    options = _options(args)
     subject, loaded = make_subject(args)
     targets = _targets(args, subject.name)
-    options = _options(args)
     reports = _run_with_progress(subject, targets, options, quiet=args.json)
     ok = all(r.ok for r in reports)
     if args.json:

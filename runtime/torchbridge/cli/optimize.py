@@ -74,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("--seconds must be > 0")
     if args.level == "all" and args.output:
         raise ConfigError("--output needs one level; --level all only reports")
+    from torchbridge.checks._tolerances import tolerance
+
+    tolerances = Tolerances(tolerance("--rtol", args.rtol), tolerance("--atol", args.atol))
     subject = _subject(args)
-    tolerances = Tolerances(args.rtol, args.atol)
     request = "production" if args.level == "all" else args.level
     eligible = ["inference", "compile"] + (["quantized"] if args.include_quantized else [])
     candidates = ["inference", "compile", "quantized"] if args.level == "all" else eligible
