@@ -34,6 +34,7 @@ from torchbridge.serving.errors import ApiError, error_body, error_response
 from torchbridge.serving.generate import GenerateRequest, Generation
 from torchbridge.serving.metrics import CONTENT_TYPE
 from torchbridge.serving.middleware import FastHandler, RequestInfo, ServingMiddleware
+from torchbridge.serving.padding import declared_padding
 from torchbridge.serving.runner import leaves
 from torchbridge.serving.schemas import (
     InvalidInput,
@@ -72,8 +73,10 @@ def create_fastapi_server(model: Any, config: ServerConfig | None = None, *,
     config = config or ServerConfig()
     if isinstance(model, torch.nn.Module):
         model = model.to(config.device).eval()
-    sig = signature(sample_input, input_spec, config.max_batch_size)
-    state = ServingState(model, config, sig, sample_input)
+    spec = InputSpec.coerce(input_spec)
+    sig = signature(sample_input, spec, config.max_batch_size)
+    padding = declared_padding(model, spec, sig) if sample_input is not None else None
+    state = ServingState(model, config, sig, sample_input, padding)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

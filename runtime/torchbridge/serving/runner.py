@@ -16,6 +16,7 @@ import torch
 
 from torchbridge.checks.subject import call_model
 from torchbridge.serving.batcher import Work
+from torchbridge.serving.padding import Padding, pad_batch, unpad
 from torchbridge.serving.schemas import Signature
 
 
@@ -87,19 +88,21 @@ class ModelRunner:
     """The batcher's compute function for one model on one device."""
 
     def __init__(self, model: Any, sig: Signature, device: str = "cpu",
-                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 padding: Padding | None = None) -> None:
         self.model = model
         self.sig = sig
         self.device = device
+        self.padding = padding
         self._on_failure = on_failure
 
-    def tensors(self, batch: Sequence[Work]) -> list[torch.Tensor]:
+    def tensors(self, requests: Sequence[Sequence[np.ndarray]]) -> list[torch.Tensor]:
         out = []
         for index, spec in enumerate(self.sig.inputs):
-            if len(batch) == 1 or spec.batch_axis is None:
-                array = batch[0].inputs[index]
+            if len(requests) == 1 or spec.batch_axis is None:
+                array = requests[0][index]
             else:
-                array = np.concatenate([w.inputs[index] for w in batch], axis=spec.batch_axis)
+                array = np.concatenate([r[index] for r in requests], axis=spec.batch_axis)
             tensor = torch.from_numpy(array)
             if spec.dtype is torch.bfloat16:
                 tensor = tensor.to(torch.bfloat16)
@@ -109,9 +112,13 @@ class ModelRunner:
         return out
 
     def __call__(self, batch: list[Work]) -> list[Any]:
+        requests: Sequence[Sequence[np.ndarray]] = [w.inputs for w in batch]
+        lengths: list[int] = []
+        if self.padding is not None and len(batch) > 1:
+            requests, lengths = pad_batch(requests, self.padding)
         try:
             with torch.inference_mode():
-                output = call_model(self.model, self.sig.rebuild(self.tensors(batch)))
+                output = call_model(self.model, self.sig.rebuild(self.tensors(requests)))
             tree = to_tree(output)
         except BaseException as exc:
             if self._on_failure is not None:
@@ -119,4 +126,9 @@ class ModelRunner:
             raise
         if len(batch) == 1:
             return [tree]
-        return split_tree(tree, [w.rows for w in batch])
+        parts = split_tree(tree, [w.rows for w in batch])
+        if lengths and self.padding is not None:
+            longest = max(lengths)
+            parts = [unpad(part, self.padding.axis, longest, length)
+                     for part, length in zip(parts, lengths, strict=True)]
+        return parts

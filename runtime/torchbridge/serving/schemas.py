@@ -233,11 +233,15 @@ def rows_of(arrays: Sequence[np.ndarray], sig: Signature) -> int:
     return 1
 
 
-def group_key(arrays: Sequence[np.ndarray], sig: Signature) -> tuple[Any, ...]:
-    """Requests with equal keys can share a batch: same shapes apart from the batch dim."""
+def group_key(arrays: Sequence[np.ndarray], sig: Signature, padding: Any = None
+              ) -> tuple[Any, ...]:
+    """Requests with equal keys can share a batch: same shapes apart from the batch dim
+    (and apart from the padded dim, when the model declares padding)."""
     key: list[Any] = []
-    for array, spec in zip(arrays, sig.inputs, strict=False):
+    for index, (array, spec) in enumerate(zip(arrays, sig.inputs, strict=False)):
         shape = list(array.shape)
+        if padding is not None and index in padding.inputs:
+            shape[padding.axis] = -2
         if spec.batch_axis is not None:
             shape[spec.batch_axis] = -1
             key.append(tuple(shape))

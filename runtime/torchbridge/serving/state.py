@@ -26,6 +26,7 @@ from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.errors import ApiError, KeyRing, RateLimiter, overloaded
 from torchbridge.serving.logging import AuditLog
 from torchbridge.serving.metrics import ServerMetrics
+from torchbridge.serving.padding import Padding
 from torchbridge.serving.runner import ModelRunner, leaves
 from torchbridge.serving.schemas import V2_DATATYPES, Signature, group_key, rows_of
 
@@ -37,7 +38,7 @@ class ServingState:
     """The server's parts; created by :func:`~torchbridge.serving.app.create_fastapi_server`."""
 
     def __init__(self, model: Any, config: ServerConfig, sig: Signature,
-                 sample: Any = None) -> None:
+                 sample: Any = None, padding: Padding | None = None) -> None:
         self.model = model
         self.config = config
         self.sig = sig
@@ -47,7 +48,8 @@ class ServingState:
             if config.rate_limit else None
         self.metrics = ServerMetrics(config.model_name, config.model_version,
                                      config.weights_sha256, self._queue_depth, config.device)
-        self.runner = ModelRunner(model, sig, config.device, self.metrics.on_failure)
+        self.padding = padding
+        self.runner = ModelRunner(model, sig, config.device, self.metrics.on_failure, padding)
         self.batcher = Batcher(self.runner, max_rows=config.max_batch_size,
                                max_delay_s=config.max_batch_delay_s,
                                max_queue=config.max_queue_size, hooks=self.metrics)
@@ -124,7 +126,8 @@ class ServingState:
                 encode: Callable[[Any], Any] | None,
                 gone: Callable[[], bool] | None = None, announced: bool = False) -> Work:
         """Queue one request (503 when the queue is full); await it with :meth:`wait`."""
-        work = Work(arrays, rows_of(arrays, self.sig), group_key(arrays, self.sig), deadline,
+        work = Work(arrays, rows_of(arrays, self.sig),
+                    group_key(arrays, self.sig, self.padding), deadline,
                     asyncio.get_running_loop(), encode)
         work.gone = gone
         try:

@@ -1,0 +1,102 @@
+"""Padding requests of different lengths into one batch, for models that declare it.
+
+By default requests whose dynamic dims differ go to different batches (grouped by shape):
+always correct, whatever the model does with its inputs. A model that takes an attention
+mask can declare padding instead, as an attribute::
+
+    class Encoder(nn.Module):
+        serving_padding = {"dim": "seq", "value": 0, "mask": "attention_mask"}
+
+``dim`` is a named dynamic dim of the input spec; every input that has it (the input the
+spec names and the mask) is padded along its axis to the longest request in the batch,
+with ``value`` (the mask with 0). Outputs that carry the padded length on that axis are
+cut back to each request's own length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from torchbridge.checks.subject import InputSpec
+from torchbridge.errors import ConfigError
+from torchbridge.serving.schemas import Signature
+
+
+@dataclass(frozen=True)
+class Padding:
+    """Which inputs (by index) are padded along ``axis``, with what; ``mask`` is the index
+    of the mask input (padded with 0)."""
+
+    axis: int
+    inputs: tuple[int, ...]
+    value: float
+    mask: int
+
+    def length(self, arrays: Sequence[np.ndarray]) -> int:
+        return int(arrays[self.inputs[0]].shape[self.axis])
+
+
+def declared_padding(model: Any, spec: InputSpec, sig: Signature) -> Padding | None:
+    """The model's ``serving_padding`` checked against the signature, or ``None``."""
+    declared = getattr(model, "serving_padding", None)
+    if declared is None:
+        return None
+    if not isinstance(declared, Mapping) or not {"dim", "mask"} <= set(declared):
+        raise ConfigError("serving_padding must be a dict with 'dim' (a named dynamic dim), "
+                          "'mask' (the mask input's name) and optionally 'value'")
+    name = declared["dim"]
+    if name not in spec.dims:
+        raise ConfigError(f"serving_padding: dim {name!r} is not a dynamic dim of the input "
+                          f"spec (declared: {', '.join(spec.dims) or 'none'})")
+    dim = spec.dims[name]
+    names = sig.names()
+    target = dim.input if isinstance(dim.input, str) else f"input_{dim.input}"
+    mask = declared["mask"]
+    for label in (target, mask):
+        if label not in names:
+            raise ConfigError(f"serving_padding: {label!r} is not one of the model's inputs "
+                              f"{names}")
+    indices = tuple(sorted({names.index(target), names.index(mask)}))
+    for index in indices:
+        if len(sig.inputs[index].shape) <= dim.axis:
+            raise ConfigError(f"serving_padding: input {names[index]!r} has no axis {dim.axis}")
+    return Padding(dim.axis, indices, float(declared.get("value", 0)), names.index(mask))
+
+
+def pad_batch(batches: Sequence[Sequence[np.ndarray]], padding: Padding
+              ) -> tuple[list[list[np.ndarray]], list[int]]:
+    """Each request's inputs padded to the longest length in the batch, and the lengths."""
+    lengths = [padding.length(arrays) for arrays in batches]
+    longest = max(lengths)
+    out = []
+    for arrays, length in zip(batches, lengths, strict=True):
+        padded = list(arrays)
+        if length < longest:
+            for index in padding.inputs:
+                widths = [(0, 0)] * arrays[index].ndim
+                widths[padding.axis] = (0, longest - length)
+                fill = 0 if index == padding.mask else padding.value
+                padded[index] = np.pad(arrays[index], widths, constant_values=fill)
+        out.append(padded)
+    return out, lengths
+
+
+def unpad(tree: Any, axis: int, longest: int, length: int) -> Any:
+    """Cut array leaves that carry the padded length on ``axis`` back to ``length``."""
+    if length == longest:
+        return tree
+    if isinstance(tree, np.ndarray):
+        if tree.ndim > axis and tree.shape[axis] == longest:
+            index = [slice(None)] * tree.ndim
+            index[axis] = slice(0, length)
+            return np.ascontiguousarray(tree[tuple(index)])
+        return tree
+    if isinstance(tree, dict):
+        return {k: unpad(v, axis, longest, length) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [unpad(v, axis, longest, length) for v in tree]
+    return tree
