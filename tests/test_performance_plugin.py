@@ -350,10 +350,52 @@ def stamped_model():
             log = pathlib.Path(os.environ["TB_TEST_LOG_DIR"]) / f"sleep{i}.json"
             log.write_text(json.dumps([start, time.time()]))
     """)
-    result = suite.runpytest_subprocess("-n", "2", "-p", "xdist")
+    result = suite.runpytest_subprocess("-n", "2", "-p", "xdist",
+                                        "--tb-benchmark-json=bench.json")
     result.assert_outcomes(passed=8)
+    bench = json.loads((suite.path / "bench.json").read_text())  # written by the controller
+    assert [b["name"] for b in bench["benchmarks"]] == ["test_measured[tb-latency]"]
     calls = [float(x) for x in (root / "calls.log").read_text().split()]
     spans = [json.loads(p.read_text()) for p in root.glob("sleep*.json")]
     assert len(spans) == 6 and len(calls) > 10
     overlapping = [c for c in calls for start, end in spans if start <= c <= end]
     assert overlapping == []
+
+
+def test_throughput_baseline_fails_a_significant_slowdown(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite.makepyfile("""
+        import pytest_torchbridge as tb
+
+        @tb.throughput(batch_sizes=[2], max_time="0.3s")
+        def test_clf(model):
+            pass
+    """)
+    base = str(suite.path / "base.json")
+    monkeypatch.setenv("TB_TEST_DELAY", "0.001")
+    suite.runpytest("-q", f"--tb-save-baseline={base}").assert_outcomes(passed=2)
+    monkeypatch.setenv("TB_TEST_DELAY", "0.004")
+    slower = suite.runpytest("-q", f"--tb-baseline={base}", "--tb-regression-threshold=20%")
+    slower.assert_outcomes(passed=1, failed=1)
+    slower.stdout.fnmatch_lines(["*regression against baseline*samples/s*threshold 20 %*"])
+
+
+def test_unreadable_regression_threshold_is_a_usage_error(suite: pytest.Pytester) -> None:
+    suite.makepyfile("def test_a(): pass")
+    result = suite.runpytest("--tb-regression-threshold=lots")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--tb-regression-threshold*'lots'*10%*"])
+
+
+def test_tb_checks_latency_gates_inside_a_test_body(suite: pytest.Pytester) -> None:
+    suite.makepyfile("""
+        def test_fast(tb_checks, model, sample_input):
+            result = tb_checks.latency(model, sample_input, p99="1s", max_time="0.3s")
+            assert result.details["decision"] == "pass"
+
+        def test_slow(tb_checks, model, sample_input):
+            tb_checks.latency(model, sample_input, p99="1ns", max_time="0.3s")
+    """)
+    result = suite.runpytest("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*latency [[]cpu[]]: p99 * > budget 1 ns*"])
