@@ -83,3 +83,11 @@ def test_measured_cpu_peak_is_not_hidden_by_memory_cached_from_earlier_work() ->
     del cached
     peak = measure_peak(Scratch(), torch.ones(1), "cpu")
     assert peak.forward_bytes >= 15 * 2**20, peak.to_dict()
+
+
+def test_manager_says_whether_a_batch_fits_in_free_memory() -> None:
+    manager = torchbridge.get_manager()
+    model = torch.nn.Linear(4096, 4096)
+    x = torch.randn(1, 4096)
+    assert manager.fits(model, batch_size=8, sample_input=x)
+    assert not manager.fits(model, batch_size=10**9, sample_input=x)  # 16 TB of output
