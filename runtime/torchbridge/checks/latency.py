@@ -82,10 +82,10 @@ class LatencyCheck(Check[LatencyConfig]):
     summary = "Per-call latency percentiles within budgets, with confidence bounds."
 
     def run(self, subject: Subject, config: LatencyConfig, context: RunContext) -> CheckResult:
-        from torchbridge.measure import sequential, stats, timing
+        from torchbridge.measure import sequential, timing
 
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
-        budgets = config.budgets_for(subject.device)
+        budgets_ns = {k: v * 1e9 for k, v in config.budgets_for(subject.device).items()}
         with timing.threads(config.threads):
             try:
                 call = bind(subject, config.batch_size)
@@ -95,47 +95,52 @@ class LatencyCheck(Check[LatencyConfig]):
                                              if config.batch_size else
                                              "; check the sample_input fixture")
                 return result
-            stopper = sequential.Stopper({k: v * 1e9 for k, v in budgets.items()},
-                                         config.confidence)
+            stopper = sequential.Stopper(budgets_ns, config.confidence)
             measured = timing.measure(
                 call.fn, subject.device, max_time=config.max_time,
-                max_samples=config.max_samples if budgets else
+                max_samples=config.max_samples if budgets_ns else
                 min(config.max_samples, UNGATED_SAMPLES),
-                batch_size=call.batch_size, stop=stopper if budgets else None,
-                next_look=sequential.look_schedule(stopper.budgets, config.confidence),
+                batch_size=call.batch_size, stop=stopper if budgets_ns else None,
+                next_look=sequential.look_schedule(budgets_ns, config.confidence),
                 warmup_seconds=config.warmup)
+        decision = sequential.final(measured.samples_ns, budgets_ns, config.confidence)
+        summary = self._record(result, measured, budgets_ns, decision, config)
+        result.details["looks"] = stopper.looks
+        where = describe_env(subject.device, measured.env.threads, call.batch_size)
+        result.status, result.message = self._verdict(decision, config, summary.n, where,
+                                                      subject.device, summary.percentiles)
+        apply_baseline(result, context, ["p50", *budgets_ns], unit=" ms", scale=1e-6)
+        return result
+
+    def _record(self, result: CheckResult, measured: Any, budgets_ns: dict[str, float],
+                decision: Any, config: LatencyConfig) -> Any:
+        """Metrics, budgets and details of the contract; returns the summary."""
+        from torchbridge.measure import stats
+
         samples = measured.samples_ns
         summary = stats.summarize(samples)
         for key, value in (("min", summary.min), ("max", summary.max), ("mean", summary.mean),
                            ("std", summary.std), *summary.percentiles.items()):
             result.metric(f"{key}_ms", value / 1e6, "ms")
         result.metric("samples", summary.n, "1")
-        for name, seconds in budgets.items():
-            result.budget(f"{name}_ms", seconds * 1e3, "ms")
-        decision = sequential.final(samples, {k: v * 1e9 for k, v in budgets.items()},
-                                    config.confidence)
+        for name, budget in budgets_ns.items():
+            result.budget(f"{name}_ms", budget / 1e6, "ms")
         ordered = sorted(samples)
         ci = {}
         for name in GATED:
             low, high = stats.bounds(ordered, stats.PERCENTILES[name], config.confidence)
             ci[name] = [low / 1e6 if low != float("-inf") else None,
                         high / 1e6 if high != float("inf") else None]
-        env = measured.env
+        env, warm = measured.env, measured.warmup
         result.details.update({
-            "samples_ns": samples, "batch_size": call.batch_size, "threads": env.threads,
+            "samples_ns": samples, "batch_size": env.batch_size, "threads": env.threads,
             "ci_ms": ci, "confidence": config.confidence, "clock": env.clock,
-            "decision": decision.verdict if budgets else "measured",
+            "decision": decision.verdict if budgets_ns else "measured",
             "stopped_early": measured.stopped_early, "stop_reason": measured.stop_reason,
             "torch_version": env.torch_version, "seconds": measured.seconds,
-            "warmup": {"calls": measured.warmup.calls, "seconds": measured.warmup.seconds,
-                       "settled": measured.warmup.settled},
-            "looks": stopper.looks,
+            "warmup": {"calls": warm.calls, "seconds": warm.seconds, "settled": warm.settled},
         })
-        where = describe_env(subject.device, env.threads, call.batch_size)
-        result.status, result.message = self._verdict(decision, config, summary.n, where,
-                                                      subject.device, summary.percentiles)
-        apply_baseline(result, context, ["p50", *budgets], unit=" ns")
-        return result
+        return summary
 
     def _verdict(self, decision: Any, config: LatencyConfig, n: int, where: str, device: str,
                  values: dict[str, float]) -> tuple[Status, str]:

@@ -73,9 +73,11 @@ class Comparison:
             return "improvement"
         return "unchanged"
 
-    def describe(self, unit: str = "") -> str:
+    def describe(self, unit: str = "", scale: float = 1.0) -> str:
+        """One line for messages; ``scale`` converts the samples' unit to ``unit``."""
         sign = "+" if self.change >= 0 else ""
-        return (f"{self.statistic} {self.old:.4g}{unit} → {self.new:.4g}{unit} "
+        old, new = self.old * scale, self.new * scale
+        return (f"{self.statistic} {old:.4g}{unit} → {new:.4g}{unit} "
                 f"({sign}{self.change * 100:.1f} %, bootstrap bounds "
                 f"{self.change_low * 100:+.1f}…{self.change_high * 100:+.1f} %, "
                 f"Mann-Whitney p={self.p_value:.2g}, threshold {self.threshold * 100:g} %): "
@@ -217,7 +219,7 @@ def settings_from(options: dict[str, Any]) -> BaselineSettings | None:
 
 def apply_baseline(result: Any, context: Any, statistics: Sequence[str],
                    samples_of: Any = None, higher_is_better: bool = False,
-                   unit: str = "") -> None:
+                   unit: str = "", scale: float = 1.0) -> None:
     """Compare ``result`` with its entry in the baseline named by the run options.
 
     ``samples_of(details)`` picks the raw samples from a result's details (default:
@@ -243,7 +245,7 @@ def apply_baseline(result: Any, context: Any, statistics: Sequence[str],
     result.details["baseline"] = {"path": chosen.path, "found": True,
                                   "comparisons": [c.to_dict() for c in comparisons]}
     regressions = [c for c in comparisons if c.regression]
-    text = "; ".join(c.describe(unit) for c in (regressions or comparisons))
+    text = "; ".join(c.describe(unit, scale) for c in (regressions or comparisons))
     if regressions and result.status is Status.PASSED:
         result.status = Status.FAILED
         result.message = f"regression against baseline {chosen.path}: {text}"
