@@ -182,8 +182,13 @@ def test_request_log_has_shapes_and_dtypes_but_no_values(
     x = torch.full((1, FEATURES), 0.123456)
     server.client.post("/predict", json={"inputs": x.tolist()},
                        headers={"X-Request-ID": "log-check-1"})
-    records = [r.tb for r in caplog.records if getattr(r, "tb", {}).get("request_id")
-               == "log-check-1"]
+    records: list[dict[str, object]] = []
+    for _ in range(200):  # the line is written just after the response is sent
+        records = [r.tb for r in caplog.records
+                   if getattr(r, "tb", {}).get("request_id") == "log-check-1"]
+        if records:
+            break
+        threading.Event().wait(0.01)
     assert records[0]["inputs"] == {"input_0": {"shape": [1, FEATURES], "dtype": "float32"}}
     assert records[0]["status"] == 200 and records[0]["model_version"] == "7"
     assert "0.123" not in json.dumps(records[0])
