@@ -294,3 +294,57 @@ def test_cuda_server_matches_eager_and_exports_gpu_metrics() -> None:
     torch.testing.assert_close(torch.tensor(response.json()["outputs"]), expected)
     assert "torchbridge_gpu_memory_used_bytes{" in metrics
     assert "torchbridge_gpu_utilization_ratio{" in metrics
+
+
+def test_payload_values_are_logged_only_when_the_operator_turns_it_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="torchbridge.serving.access")
+    with LiveServer(mlp(), sample(), ServerConfig(log_payloads=True)) as live:
+        live.client.post("/predict", json={"inputs": [[0.25] * FEATURES]},
+                         headers={"X-Request-ID": "payload-1"})
+        for _ in range(200):
+            records = [r.tb for r in caplog.records
+                       if getattr(r, "tb", {}).get("request_id") == "payload-1"]
+            if records:
+                break
+            threading.Event().wait(0.01)
+    assert records[0]["inputs"]["input_0"]["values"] == [[0.25] * FEATURES]
+
+
+class GenerateOnly(torch.nn.Module):
+    """A model with ``generate`` but no ``stream``: appends ``last + 1`` tokens."""
+
+    vocab_size = 16
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 4,
+                 eos_token_id: int | None = None) -> torch.Tensor:
+        last = input_ids[:, -1:]
+        new = torch.cat([(last + i + 1) % 16 for i in range(max_new_tokens)], dim=1)
+        return torch.cat([input_ids, new], dim=1)
+
+
+def test_generate_works_for_models_with_only_a_generate_method() -> None:
+    with LiveServer(GenerateOnly(), torch.tensor([[1]]), ServerConfig(warmup=False)) as live:
+        whole = live.client.post("/generate", json={"input_ids": [[2], [9]],
+                                                    "max_new_tokens": 2})
+    assert whole.json()["tokens"] == [[3, 4], [10, 11]]
+
+
+def test_a_stream_past_its_deadline_ends_with_an_error_event() -> None:
+    class Slow(TinyGenerator):
+        def stream(self, input_ids: torch.Tensor, max_new_tokens: int,
+                   eos_token_id: int | None = None) -> Iterator[torch.Tensor]:
+            for token in super().stream(input_ids, max_new_tokens, eos_token_id):
+                threading.Event().wait(0.05)
+                yield token
+
+    with LiveServer(Slow(), torch.tensor([[1]]), ServerConfig(max_new_tokens=200)) as live:
+        with live.client.stream("POST", "/generate", headers={"X-Request-Timeout": "0.3"},
+                                json={"input_ids": [1], "max_new_tokens": 200,
+                                      "stream": True}) as response:
+            events = [line for line in response.iter_lines() if line]
+        after = live.client.post("/generate", json={"input_ids": [1], "max_new_tokens": 1})
+    assert 1 <= sum(e.startswith("data: {\"index\"") for e in events) < 200
+    assert "event: error" in events
+    assert '"status":504' in events[-1]
+    assert after.status_code == 200

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torchbridge.errors import ConfigError
 from torchbridge.units import parse_bytes, parse_duration, parse_rate
@@ -65,7 +64,6 @@ class ServerConfig:
     ssl_keyfile: str | None = None
     device: str = "cpu"
     torch_threads: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _positive_int(self, "max_batch_size")
