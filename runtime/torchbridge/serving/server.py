@@ -52,12 +52,15 @@ def tune_process(torch_threads: int | None = None, switch_interval_s: float = 2e
       cost a whole interval while the loop is busy.
 
     Called by :func:`run_server` and ``tb-serve``; not by :func:`create_fastapi_server`,
-    so embedding the app in another process changes nothing there.
+    so embedding the app in another process changes nothing there. An operator's
+    ``OMP_NUM_THREADS`` wins over the default.
     """
     import torch
 
-    threads = torch_threads if torch_threads is not None else max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
+    if torch_threads is None and not os.environ.get("OMP_NUM_THREADS"):
+        torch_threads = max(1, (os.cpu_count() or 2) - 1)
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     sys.setswitchinterval(switch_interval_s)
 
 
