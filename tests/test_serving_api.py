@@ -348,3 +348,15 @@ def test_a_stream_past_its_deadline_ends_with_an_error_event() -> None:
     assert "event: error" in events
     assert '"status":504' in events[-1]
     assert after.status_code == 200
+
+
+def test_integral_json_floats_count_as_integers_and_fractions_are_refused() -> None:
+    with LiveServer(TinyGenerator(), torch.tensor([[1, 2]]), ServerConfig()) as live:
+        whole = live.client.post("/generate", json={"input_ids": [3.0, 4], "max_new_tokens": 2.0})
+        fraction = live.client.post("/generate", json={"input_ids": [3.5]})
+        predicted = live.client.post("/predict", json={"inputs": [[1.0, 2.0]]})
+        refused = live.client.post("/predict", json={"inputs": [[1.5, 2.0]]})
+    assert whole.json()["tokens"] == [[5, 6]]
+    assert fraction.status_code == 422
+    assert predicted.status_code == 200
+    assert refused.status_code == 422 and "expected INT64" in refused.json()["error"]

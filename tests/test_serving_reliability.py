@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
 import signal
 import socket
@@ -230,17 +231,20 @@ def fuzz_target() -> Iterator[LiveServer]:
 
 
 def test_fuzzing_the_openapi_schema_never_gets_a_5xx(fuzz_target: LiveServer) -> None:
-    """schemathesis generates valid and invalid requests for every operation; none may get
-    a 5xx. (Driven through hypothesis directly: schemathesis' pytest plugin does not run
-    under pytest 9.)"""
+    """schemathesis generates schema-valid and schema-violating requests for every
+    operation; none may get a 5xx. (Driven through hypothesis directly: schemathesis'
+    pytest plugin does not run under pytest 9.)"""
     schema = schemathesis.openapi.from_url(fuzz_target.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10
     failures: list[str] = []
-    for operation in operations:
+    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    for operation, mode in itertools.product(operations, modes):
+        if mode is schemathesis.GenerationMode.NEGATIVE and operation.method.upper() != "POST":
+            continue  # a GET without parameters has no invalid form to generate
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+        @given(case=operation.as_strategy(mode))
+        @settings(max_examples=15, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def fuzz(case: schemathesis.Case) -> None:
             response = case.call(base_url=fuzz_target.url)
@@ -250,6 +254,12 @@ def test_fuzzing_the_openapi_schema_never_gets_a_5xx(fuzz_target: LiveServer) ->
         fuzz()
     assert not failures, "\n".join(failures[:5])
     assert fuzz_target.client.get("/health").status_code == 200
+    answered = {(s.labels["endpoint"], s.labels["status"][0])
+                for s in next(iter(fuzz_target.state.metrics.requests.collect())).samples
+                if s.name.endswith("_total")}
+    # The fuzzer reached the model with valid tensors and was refused with invalid ones.
+    assert {("/predict", "2"), ("/predict", "4"), ("/v2/models/{name}/infer", "4"),
+            ("/generate", "2"), ("/generate", "4")} <= answered
 
 
 @pytest.mark.slow

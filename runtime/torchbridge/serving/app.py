@@ -31,7 +31,7 @@ from torchbridge.checks.subject import InputSpec
 from torchbridge.serving import openapi
 from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.errors import ApiError, error_body, error_response
-from torchbridge.serving.generate import GenerateRequest, Generation
+from torchbridge.serving.generate import GenerateRequest, Generation, vocab_size
 from torchbridge.serving.metrics import CONTENT_TYPE
 from torchbridge.serving.middleware import FastHandler, RequestInfo, ServingMiddleware
 from torchbridge.serving.padding import declared_padding
@@ -254,7 +254,8 @@ def _add_inference_routes(app: FastAPI, state: ServingState,
         return
 
     @direct(app, "/generate", tags=["inference"], responses=openapi.GENERATE_RESPONSES,
-            openapi_extra=openapi.GENERATE)
+            openapi_extra=openapi.generate(vocab_size(state.model), config.max_new_tokens,
+                                           config.max_batch_size))
     async def generate(request: Request) -> Response:
         """Generate tokens: one JSON body, or server-sent events with ``"stream": true``."""
         state.require_ready()

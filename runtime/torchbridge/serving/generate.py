@@ -37,16 +37,18 @@ class GenerateRequest:
             raise ApiError(422, "input_ids must be a non-empty list of token ids, or a list "
                                 "of such lists of equal length")
         vocab = vocab_size(state.model)
+        bound = f"[0, {vocab})" if vocab is not None else ">= 0"
+        rows = [[_integer(t, f"input_ids must be integers in {bound}") for t in row]
+                for row in rows]
         for row in rows:
             for token in row:
-                if isinstance(token, bool) or not isinstance(token, int) or token < 0 or \
-                        (vocab is not None and token >= vocab):
-                    bound = f"[0, {vocab})" if vocab is not None else ">= 0"
+                if token < 0 or (vocab is not None and token >= vocab):
                     raise ApiError(422, f"input_ids must be integers in {bound}")
         if len(rows) > state.config.max_batch_size:
             raise ApiError(422, f"at most {state.config.max_batch_size} prompts per request")
         self.input_ids = rows
-        self.max_new_tokens = _int(body.get("max_new_tokens", 16), "max_new_tokens", 0,
+        default = min(16, state.config.max_new_tokens)
+        self.max_new_tokens = _int(body.get("max_new_tokens", default), "max_new_tokens", 0,
                                    state.config.max_new_tokens)
         eos = body.get("eos_token_id")
         self.eos_token_id = None if eos is None else _int(eos, "eos_token_id", 0, None)
@@ -70,12 +72,21 @@ def vocab_size(model: Any) -> int | None:
     return None
 
 
-def _int(value: Any, name: str, low: int, high: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or \
-            (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ApiError(422, f"{name} must be an integer {bound}")
+def _integer(value: Any, message: str) -> int:
+    """An int from JSON, where ``3.0`` is an integer too (as JSON Schema has it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(422, message)
     return value
+
+
+def _int(value: Any, name: str, low: int, high: int | None) -> int:
+    bound = f"between {low} and {high}" if high is not None else f">= {low}"
+    number = _integer(value, f"{name} must be an integer {bound}")
+    if number < low or (high is not None and number > high):
+        raise ApiError(422, f"{name} must be an integer {bound}")
+    return number
 
 
 class Generation:

@@ -74,15 +74,18 @@ def predict(sig: Signature) -> dict[str, Any]:
         "type": "object", "required": ["inputs"], "properties": {"inputs": inputs}}}}}}
 
 
-GENERATE: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {
+def generate(vocab: int | None, max_new_tokens: int, max_prompts: int) -> dict[str, Any]:
+    """The ``/generate`` body: token ids within the vocabulary, bounded generation."""
+    token: dict[str, Any] = {"type": "integer", "minimum": 0}
+    if vocab is not None:
+        token["maximum"] = vocab - 1
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["input_ids"], "properties": {
             "input_ids": {"oneOf": [
-                {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
-                {"type": "array", "minItems": 1, "items": {
-                    "type": "array", "minItems": 1,
-                    "items": {"type": "integer", "minimum": 0}}}]},
-            "max_new_tokens": {"type": "integer", "minimum": 0},
+                {"type": "array", "minItems": 1, "items": token},
+                {"type": "array", "minItems": 1, "maxItems": max_prompts, "items": {
+                    "type": "array", "minItems": 1, "items": token}}]},
+            "max_new_tokens": {"type": "integer", "minimum": 0, "maximum": max_new_tokens},
             "eos_token_id": {"type": ["integer", "null"], "minimum": 0},
             "stream": {"type": "boolean"}}}}}}}
 GENERATE_RESPONSES: dict[int | str, dict[str, Any]] = {

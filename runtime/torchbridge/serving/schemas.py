@@ -132,6 +132,9 @@ def to_array(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
             from None
     kind = raw.dtype.kind
     target = spec.numpy_dtype
+    if target.kind in "iu" and kind == "f" and np.isfinite(raw).all() and \
+            (raw == np.floor(raw)).all():
+        kind = "i"  # 3.0 is an integer in JSON; anything fractional is refused below
     if kind not in "biuf" or (target.kind in "iu" and kind == "f") or \
             (target.kind == "b" and kind != "b"):
         found = "strings" if kind in "US" else "null or mixed values" if kind == "O" else \
