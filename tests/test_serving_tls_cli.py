@@ -152,3 +152,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_tb_serve_on_an_absent_device_is_an_environment_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from torchbridge.cli.main import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present here")
+    assert main(["serve", "--model", "x:y", "--device", "cuda"]) == 2
+    assert "device 'cuda'" in capsys.readouterr().err

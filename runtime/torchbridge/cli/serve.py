@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace_period_s=args.grace_period, log_payloads=args.log_payloads,
         audit_log=args.audit_log, host=args.host, port=args.port,
         ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, device=args.device)
+    config.check_device()
     exposed = config.host not in ("127.0.0.1", "localhost", "::1")
     if exposed and not args.insecure_no_auth and not config.load_api_keys():
         # ShellTorch-style exposure: never serve an open endpoint beyond loopback by accident.

@@ -94,6 +94,15 @@ class ServerConfig:
         if self.api_keys is not None:
             _set(self, "api_keys", {k: _roles(v, k) for k, v in self.api_keys.items()})
 
+    def check_device(self) -> None:
+        """Raise :class:`~torchbridge.errors.HardwareUnavailable` when ``device`` is absent."""
+        from torchbridge.errors import HardwareUnavailable
+        from torchbridge.hardware import why_unavailable
+
+        reason = why_unavailable(self.device)
+        if reason is not None:
+            raise HardwareUnavailable(f"device {self.device!r}: {reason}")
+
     @property
     def max_batch_delay_s(self) -> float:
         return self.max_batch_delay_ms / 1000.0
