@@ -55,14 +55,6 @@ class HeldFaulty(CountingMLP):
         return out
 
 
-async def _post_many(url: str, bodies: list[object], headers: dict[str, str] | None = None
-                     ) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=len(bodies) + 1)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
-        return list(await asyncio.gather(*(client.post("/predict", json={"inputs": b},
-                                                       headers=headers) for b in bodies)))
-
-
 def _hold_then(live: LiveServer, model: CountingMLP, bodies: list[object], queued: int
                ) -> list[httpx.Response]:
     """Hold the worker inside a forward pass, send ``bodies`` at once, release once
@@ -75,13 +67,19 @@ def _hold_then(live: LiveServer, model: CountingMLP, bodies: list[object], queue
             blocker = asyncio.ensure_future(client.post("/predict", json={"inputs": _row()}))
             while not model.entered.is_set():
                 await asyncio.sleep(0.005)
-            rest = asyncio.ensure_future(_post_many(live.url, bodies))
-            deadline = time.monotonic() + 10
-            while live.state.batcher.depth < queued and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
-            await asyncio.sleep(0.05)  # let the remaining requests reach their verdicts
-            model.hold.set()
-            return [await blocker, *await rest]
+            limits = httpx.Limits(max_connections=len(bodies) + 1)
+            async with httpx.AsyncClient(base_url=live.url, limits=limits,
+                                         timeout=30.0) as burst:
+                rest = [asyncio.ensure_future(burst.post("/predict", json={"inputs": b}))
+                        for b in bodies]
+                # Release only once every request has its verdict: queued or refused.
+                deadline = time.monotonic() + 20
+                while (live.state.batcher.depth < queued
+                       or sum(r.done() for r in rest) < len(bodies) - queued) \
+                        and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+                model.hold.set()
+                return [await blocker, *[await r for r in rest]]
 
     try:
         return asyncio.run(scenario())
@@ -148,7 +146,8 @@ def test_requests_whose_clients_disconnected_are_dropped_before_compute() -> Non
         _wait(lambda: live.state.batcher.depth == 3)
         for sock in leavers:
             sock.close()
-        time.sleep(0.1)  # the server notices the closed connections
+        _wait(lambda: all(w.gone is not None and w.gone()
+                          for w in live.state.batcher.pending()))
         model.hold.set()
         assert b"200 OK" in blocker.recv(65536)
         blocker.close()

@@ -104,6 +104,11 @@ class Batcher:
         """Requests waiting in the queue (not counting the batch being computed)."""
         return len(self._queue)
 
+    def pending(self) -> list[Work]:
+        """A snapshot of the queued requests, oldest first."""
+        with self._cond:
+            return list(self._queue)
+
     @property
     def alive(self) -> bool:
         """Whether the worker thread is running."""
