@@ -8,7 +8,7 @@ import torch
 # torch.testing.assert_close imports torch.distributed.tensor on first use. If that first use
 # happens inside a pytester inner session, pytester unloads the modules afterwards and the
 # re-import fails ("Only a single TORCH_LIBRARY ... c10d_functional"): import it up front.
-import torch.distributed.tensor  # noqa: F401
+import torch.distributed.tensor
 
 
 @pytest.fixture
