@@ -14,6 +14,10 @@ EXAMPLE = "cnn"
 @tb.accuracy(golden="goldens/cnn.safetensors")
 @tb.edge_cases
 @tb.cpu_fallback(rtol=1e-3, atol=1e-3)
+@tb.latency(p99={"cpu": "50ms", "cuda": "5ms"}, batch_size=1)
+@tb.memory(peak="256MiB")
+@tb.export("onnx", dynamic=True)
+@tb.export("pt2")
 def test_cnn_ready(model: torch.nn.Module, sample_input: torch.Tensor) -> None:
     probabilities = model(sample_input).softmax(-1)
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(8))

@@ -15,6 +15,11 @@ EXAMPLE = "text"
 @tb.accuracy(golden="goldens/text_classifier.safetensors", per_output={"output": (1e-5, 1e-5)})
 @tb.edge_cases(batch_sizes=[0, 1, 32], dims={"seq": (1, 512)})
 @tb.cpu_fallback
+@tb.latency(p99={"cpu": "50ms", "cuda": "5ms"}, batch_size=1)
+@tb.memory(peak="256MiB")
+@tb.export("onnx", dynamic=True)
+@tb.export("pt2")
+@tb.security(artifacts=["goldens/text_classifier.safetensors"], checksum="goldens/SHA256SUMS")
 def test_text_classifier_ready(model: torch.nn.Module, sample_input: torch.Tensor) -> None:
     assert model(sample_input).shape == (4, 4)
 

@@ -15,6 +15,9 @@ EXAMPLE = "tiny_lm"
 @tb.accuracy(golden="goldens/tiny_lm.safetensors")
 @tb.edge_cases(dims={"seq": (1, 128)})
 @tb.cpu_fallback
+@tb.latency(p99={"cpu": "50ms", "cuda": "5ms"})
+@tb.export("pt2")
+@tb.serving(max_batch_size=4)
 def test_tiny_lm_ready(model: torch.nn.Module, sample_input: torch.Tensor) -> None:
     assert model(sample_input).shape == (2, 16, 256)
 
