@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from torchbridge.checks.base import CheckConfig
 from torchbridge.checks.compare import Tolerance, default_tolerance, flatten
 from torchbridge.errors import ConfigError
 
@@ -74,3 +76,18 @@ def effective_per_output(expected: Any, device: str, rtol: float | None, atol: f
         for path, tol in device_defaults(expected, device).items():
             table.setdefault(path, tol)
     return table
+
+
+@dataclass(frozen=True)
+class ToleranceConfig(CheckConfig):
+    """Base of configs that compare outputs: ``rtol``/``atol`` for every output and
+    ``per_output`` ``{"logits": (rtol, atol)}`` overrides, validated alike everywhere."""
+
+    rtol: float | None = None
+    atol: float | None = None
+    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rtol", tolerance("rtol", self.rtol))
+        object.__setattr__(self, "atol", tolerance("atol", self.atol))
+        object.__setattr__(self, "per_output", per_output("per_output", self.per_output))

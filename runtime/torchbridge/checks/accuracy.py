@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from torchbridge.checks import _goldens, _tolerances
-from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.base import Check, RunContext
 from torchbridge.checks.compare import (
     Comparison,
     LeafComparison,
@@ -32,7 +32,7 @@ UPDATE_HINT = "run `pytest --tb-update-golden` to create it, then review and com
 
 
 @dataclass(frozen=True)
-class AccuracyConfig(CheckConfig):
+class AccuracyConfig(_tolerances.ToleranceConfig):
     """``golden``: safetensors file of expected outputs, relative to the test's folder.
     ``rtol``/``atol``: tolerance for every output (default: per dtype, as torch.testing).
     ``per_output``: ``{"logits": (rtol, atol)}`` overrides for outputs by path or suffix.
@@ -42,9 +42,6 @@ class AccuracyConfig(CheckConfig):
     positional = ("golden",)
 
     golden: str | None = None
-    rtol: float | None = None
-    atol: float | None = None
-    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.golden is not None and (not isinstance(self.golden, str | Path)
@@ -52,10 +49,7 @@ class AccuracyConfig(CheckConfig):
             raise ConfigError(f"golden must be a file path, got {self.golden!r}")
         if self.golden is not None:
             object.__setattr__(self, "golden", str(self.golden))
-        object.__setattr__(self, "rtol", _tolerances.tolerance("rtol", self.rtol))
-        object.__setattr__(self, "atol", _tolerances.tolerance("atol", self.atol))
-        object.__setattr__(self, "per_output",
-                           _tolerances.per_output("per_output", self.per_output))
+        super().__post_init__()
 
 
 def golden_path(config: AccuracyConfig, context: RunContext) -> Path:

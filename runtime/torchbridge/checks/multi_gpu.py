@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from torchbridge.checks import _tolerances
-from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.compare import Comparison, Tolerance, compare_outputs
+from torchbridge.checks.base import Check, RunContext
+from torchbridge.checks.compare import Comparison, compare_outputs
 from torchbridge.checks.registry import register
 from torchbridge.checks.result import CheckResult, Status
 from torchbridge.checks.subject import Subject, call_model, to_device
@@ -18,19 +17,9 @@ from torchbridge.errors import CheckSkipped
 
 
 @dataclass(frozen=True)
-class MultiGpuConfig(CheckConfig):
+class MultiGpuConfig(_tolerances.ToleranceConfig):
     """``rtol``/``atol``: tolerance between GPUs (default per dtype, as torch.testing:
     identical GPUs run identical kernels). ``per_output`` overrides by output."""
-
-    rtol: float | None = None
-    atol: float | None = None
-    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rtol", _tolerances.tolerance("rtol", self.rtol))
-        object.__setattr__(self, "atol", _tolerances.tolerance("atol", self.atol))
-        object.__setattr__(self, "per_output",
-                           _tolerances.per_output("per_output", self.per_output))
 
 
 def visible_gpus() -> int:
