@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from inner_suites import MLP_CONFTEST
 
-CONFTEST = """
-import pytest, torch
-
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                               torch.nn.Linear(16, 4)).eval()
-
-@pytest.fixture
-def sample_input():
-    return torch.randn(4, 8)
-
+CONFTEST = MLP_CONFTEST + """
 @pytest.fixture
 def input_spec():
     return {"max_batch": 32}

@@ -6,19 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from inner_suites import LINEAR_CONFTEST
 
-CONFTEST = """
-import pytest, torch
-
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()
-
-@pytest.fixture
-def sample_input():
-    return torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
-"""
+CONFTEST = LINEAR_CONFTEST
 
 
 @pytest.fixture

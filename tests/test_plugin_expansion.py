@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from inner_suites import LINEAR_CONFTEST
 
-CONFTEST = """
-import pytest, torch
-
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()
-
-@pytest.fixture
-def sample_input():
-    return torch.randn(2, 4)
-"""
+CONFTEST = LINEAR_CONFTEST
 
 
 @pytest.fixture

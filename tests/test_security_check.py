@@ -8,23 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from inner_suites import LINEAR_CONFTEST
 from security_corpus import Reduce, TiedLM
 
 from torchbridge.security.audit import audit
 from torchbridge.security.checksum import write_checksums
 
-CONFTEST = """
-import pytest, torch
-
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()
-
-@pytest.fixture
-def sample_input():
-    return torch.randn(2, 4)
-"""
+CONFTEST = LINEAR_CONFTEST
 
 TEST = """
 import pytest_torchbridge as tb

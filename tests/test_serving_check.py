@@ -6,23 +6,12 @@ import re
 
 import pytest
 import torch
+from inner_suites import MLP_CONFTEST
 from serving_models import mlp, sample
 
 from torchbridge.checks import Subject, run
 
-CONFTEST = """
-import pytest, torch
-
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                               torch.nn.Linear(16, 4)).eval()
-
-@pytest.fixture
-def sample_input():
-    return torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
-"""
+CONFTEST = MLP_CONFTEST
 
 
 @pytest.fixture
