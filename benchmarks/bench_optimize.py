@@ -64,7 +64,9 @@ def bench_model(name: str, seconds: float, compile_level: bool) -> dict[str, Any
     return {"model": name, "batch": subject.batch_size, "ms": timed,
             "speedup": {k: eager / v for k, v in timed.items()}, "parity": parity,
             "production_level": chosen.level,
-            "production_not_slower": timed["production"] <= eager * (1 + NOISE),
+            # production that kept eager is the eager model: any gap is timer noise
+            "production_not_slower": chosen.level == "eager"
+            or timed["production"] <= eager * (1 + NOISE),
             "skipped": {r.level: r.message for r in report.results if r.status == "skipped"}}
 
 

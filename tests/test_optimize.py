@@ -129,7 +129,14 @@ def test_production_keeps_eager_when_no_level_is_faster() -> None:
                      Subject(mlp(), torch.randn(2, 8)), 1.0)
     assert chosen.level == "eager"
     assert chosen.passed
-    assert "not faster" in chosen.message
+    assert "not clearly faster" in chosen.message
+
+
+def test_production_keeps_eager_when_the_gain_is_within_timer_noise() -> None:
+    chosen = _choose([_timed("inference", "passed", 1.05)], Subject(mlp(), torch.randn(2, 8)),
+                     1.0)
+    assert chosen.level == "eager"
+    assert "needs 1.10x" in chosen.message
 
 
 def test_artifact_failing_parity_is_refused_unless_forced(tmp_path: Path) -> None:
