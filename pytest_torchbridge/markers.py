@@ -71,7 +71,13 @@ def requires(**conditions: Any) -> pytest.MarkDecorator:
 
         @tb.requires(device="cuda", min_vram="8GiB")
         def test_big_model(model): ...
+
+    Keywords are validated here, when the test module is imported, so a typo is a collection
+    error at the decorator's line rather than a silent skip.
     """
+    from torchbridge.requirements import validate  # torch-free; only for suites that use it
+
+    validate(conditions)
     return pytest.mark.tb_requires(**conditions)
 
 

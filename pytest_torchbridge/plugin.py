@@ -52,23 +52,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         expansion.parametrize(metafunc, devices.session_devices(metafunc.config))
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        mark = item.get_closest_marker("tb_requires")
-        if mark is not None:
-            _validate_requires(item, mark)
-
-
-def _validate_requires(item: pytest.Item, mark: pytest.Mark) -> None:
-    from torchbridge.errors import ConfigError
-    from torchbridge.requirements import validate
-
-    try:
-        validate(mark.kwargs)
-    except ConfigError as exc:
-        raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     mark = item.get_closest_marker("tb_requires")
     if mark is None:

@@ -154,3 +154,17 @@ def test_tb_checks_fixture_runs_a_check_and_fails_the_test_the_same_way(
     result = pytester.runpytest("-q")
     result.stdout.fnmatch_lines(["*non-finite outputs: output (1 NaN, 0 Inf of 2)*"])
     result.assert_outcomes(failed=1)
+
+
+def test_bad_requires_keyword_is_a_collection_error_at_the_decorator(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest_torchbridge as tb
+
+        @tb.requires(device="cuda", min_vrm="8GiB")
+        def test_big():
+            pass
+    """)
+    result = pytester.runpytest("-q")
+    result.stdout.fnmatch_lines(["*tb.requires: unknown keyword(s) 'min_vrm'*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
