@@ -5,7 +5,6 @@ run by the same code path (registry → ``execute`` → ``record`` → ``conclud
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,7 @@ import pytest
 
 from pytest_torchbridge.devices import runtime_device, session_devices
 from pytest_torchbridge.execution import conclude, record, run_context
-from pytest_torchbridge.expansion import CheckCase, _ensure_mark
-from pytest_torchbridge.markers import CASE_FIXTURE
+from pytest_torchbridge.expansion import CheckCase, ensure_mark
 from pytest_torchbridge.options import settings
 
 CHECKLIST_FILE = "torchbridge.toml"
@@ -90,7 +88,7 @@ class ChecklistFile(pytest.File):
                 case = CheckCase(entry.check, entry.config, device, item_id)
                 item = ChecklistItem.from_parent(self, name=f"{checklist.name}[{item_id}]",
                                                  case=case, line=entry.line)
-                _ensure_mark(self.config, entry.check)
+                ensure_mark(self.config, entry.check)
                 item.add_marker(pytest.mark.tb)
                 item.add_marker(getattr(pytest.mark, f"tb_{entry.check}"))
                 items.append(item)
@@ -114,26 +112,13 @@ class ChecklistFile(pytest.File):
         return super().repr_failure(excinfo)
 
 
-@dataclass(frozen=True)
-class CaseParams:
-    """Stands in for ``Function.callspec``: hooks that find a marker item's check in
-    ``item.callspec.params["tb_check_case"]`` (the xdist exclusivity lock of performance
-    checks, ``tb.requires``) find a checklist item's check the same way. pytest's own
-    fixture reordering reads ``_arg2scope`` from any item's callspec; the case is
-    function-scoped, which that reordering skips."""
-
-    params: dict[str, CheckCase]
-    _arg2scope: dict[str, str]
-
-
 class ChecklistItem(pytest.Item):
     """One check of a checklist file on one device."""
 
     def __init__(self, *, case: CheckCase, line: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Read through expansion.check_case, as for marker items (the xdist lock, requires).
         self.tb_check_case = case
-        self.callspec = CaseParams({CASE_FIXTURE: case}, {CASE_FIXTURE: "function"})
-        self.cls = None  # read alongside callspec by pytest's fixture reordering
         self.line = line
 
     def runtest(self) -> None:

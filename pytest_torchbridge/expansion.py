@@ -23,6 +23,16 @@ class CheckCase:
     fixtures: dict[str, str] = field(default_factory=dict)
 
 
+def check_case(item: pytest.Item) -> CheckCase | None:
+    """The check an item runs: a marker item's ``tb_check_case`` parameter, or the case a
+    checklist-file item carries; ``None`` for a test body or an ordinary test."""
+    case = getattr(item, "tb_check_case", None)
+    if case is None:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get(CASE_FIXTURE) if callspec is not None else None
+    return case if isinstance(case, CheckCase) else None
+
+
 def _split_fixture_keywords(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     own = {k: v for k, v in kwargs.items() if k not in FIXTURE_KEYWORDS}
     fixtures = {k: str(v) for k, v in kwargs.items() if k in FIXTURE_KEYWORDS}
@@ -49,7 +59,7 @@ def _cases_for_mark(mark: pytest.Mark, devices: list[str], test: str) -> list[Ch
                       fixtures) for device in devices]
 
 
-def _ensure_mark(config: pytest.Config, check: str) -> None:
+def ensure_mark(config: pytest.Config, check: str) -> None:
     """Register ``tb_<check>`` for checks from other packages, so --strict-markers accepts it."""
     names = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
     if f"tb_{check}" not in names:
@@ -70,7 +80,7 @@ def check_params(metafunc: pytest.Metafunc, devices: list[str]) -> list[Any] | N
         seen[case.item_id] = seen.get(case.item_id, 0) + 1
         item_id = case.item_id if seen[case.item_id] == 1 else \
             f"{case.item_id}-{seen[case.item_id]}"
-        _ensure_mark(metafunc.config, case.check)
+        ensure_mark(metafunc.config, case.check)
         marks_for_item = [pytest.mark.tb, getattr(pytest.mark, f"tb_{case.check}")]
         params.append(pytest.param(case, id=item_id, marks=marks_for_item))
     return params

@@ -14,6 +14,7 @@ from pytest_torchbridge.execution import (
     record,
     run_context,
 )
+from pytest_torchbridge.expansion import check_case
 from pytest_torchbridge.markers import FIXTURE_KEYWORDS
 from pytest_torchbridge.options import settings
 
@@ -39,7 +40,7 @@ def tb_device(request: pytest.FixtureRequest) -> str:
     With several ``--tb-hardware`` devices it is the first; under xdist each worker gets
     its own GPU unless ``--tb-gpu-pinning=off``.
     """
-    case = getattr(getattr(request.node, "callspec", None), "params", {}).get("tb_check_case")
+    case = check_case(request.node)
     device = case.device if case is not None else session_devices(request.config)[0]
     return runtime_device(request.config, device)
 

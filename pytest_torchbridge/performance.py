@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from pytest_torchbridge.expansion import CheckCase
-from pytest_torchbridge.markers import CASE_FIXTURE
+from pytest_torchbridge.expansion import check_case
 from pytest_torchbridge.results import collected, is_controller
 
 LOCK_DIR_KEY = "tb_lock_dir"
@@ -99,9 +98,8 @@ class _XdistController:
 
 def is_exclusive(item: pytest.Item) -> bool:
     """Whether ``item`` runs a check that must not overlap other tests."""
-    callspec = getattr(item, "callspec", None)
-    case = callspec.params.get(CASE_FIXTURE) if callspec is not None else None
-    if not isinstance(case, CheckCase):
+    case = check_case(item)
+    if case is None:
         return False
     from torchbridge.checks import registry
 

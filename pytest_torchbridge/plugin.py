@@ -58,7 +58,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     from torchbridge.requirements import unmet
 
-    case = getattr(getattr(item, "callspec", None), "params", {}).get(CASE_FIXTURE)
+    case = expansion.check_case(item)
     device = case.device if case is not None else devices.session_devices(item.config)[0]
     reason = unmet(mark.kwargs, devices.runtime_device(item.config, device))
     if reason:
@@ -67,9 +67,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
-    callspec = getattr(pyfuncitem, "callspec", None)
-    case = callspec.params.get(CASE_FIXTURE) if callspec is not None else None
-    if not isinstance(case, expansion.CheckCase):
+    case = expansion.check_case(pyfuncitem)
+    if case is None:
         return None
     from pytest_torchbridge.execution import run_case
 
