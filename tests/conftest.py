@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+# Modules imported for the first time inside a pytester inner session are unloaded after it
+# and imported afresh later, which breaks two libraries the tests use: torch's operator
+# registry ("Only a single TORCH_LIBRARY ... c10d_functional" once torch.testing.assert_close
+# reloads torch.distributed.tensor), and httpx's mapping of httpcore's exceptions (a
+# re-imported httpcore.ConnectError escapes `except httpx.HTTPError`). Import them up front.
+import httpcore  # noqa: F401
+import httpx  # noqa: F401
 import pytest
 import torch
-
-# torch.testing.assert_close imports torch.distributed.tensor on first use. If that first use
-# happens inside a pytester inner session, pytester unloads the modules afterwards and the
-# re-import fails ("Only a single TORCH_LIBRARY ... c10d_functional"): import it up front.
 import torch.distributed.tensor
 
 
