@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
-    -e '.[onnx,serve,nvidia,security,report,dev]'
+    -e '.[onnx,serve,nvidia,security,dev]'
