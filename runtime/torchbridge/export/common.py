@@ -220,6 +220,14 @@ def restructure(actual: Any, expected: Any) -> Any:
     return pytree.tree_unflatten(got, pytree.tree_structure(expected))
 
 
+def validate_graph(run: Callable[[Any], Any], subject: Subject,
+                   options: ExportOptions) -> list[Validation]:
+    """Validate a graph artifact (onnx, pt2, torchscript) over the options' plan, with the
+    graph formats' default tolerances where the options set none."""
+    plan = validation_plan(subject, dynamic=options.dynamic, batch_sizes=options.batch_sizes)
+    return validate(run, subject, plan, options.tolerances.or_defaults(GRAPH_RTOL, GRAPH_ATOL))
+
+
 def validate(run: Callable[[Any], Any], subject: Subject, points: Sequence[Point],
              tolerances: Tolerances) -> list[Validation]:
     """Run the artifact (``run(inputs)``) and eager PyTorch at every point and compare."""

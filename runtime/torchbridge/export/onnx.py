@@ -21,8 +21,6 @@ from torchbridge.checks.subject import Subject
 from torchbridge.errors import CheckSkipped
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
-    GRAPH_ATOL,
-    GRAPH_RTOL,
     ExportFailed,
     ExportOptions,
     ExportReport,
@@ -32,8 +30,7 @@ from torchbridge.export.common import (
     model_bytes,
     quiet,
     tensor_inputs,
-    validate,
-    validation_plan,
+    validate_graph,
     warning_texts,
 )
 from torchbridge.export.program import capture, dim_names, dynamic_names
@@ -77,10 +74,7 @@ def export_onnx(subject: Subject, path: Path, options: ExportOptions) -> ExportR
 
         session = OnnxModel(path, subject.device)
         report.details["providers"] = session.active_providers
-        tolerances = options.tolerances.or_defaults(GRAPH_RTOL, GRAPH_ATOL)
-        plan = validation_plan(subject, dynamic=options.dynamic,
-                               batch_sizes=options.batch_sizes)
-        report.validations = validate(lambda x: _run(session, x), subject, plan, tolerances)
+        report.validations = validate_graph(lambda x: _run(session, x), subject, options)
     return report
 
 

@@ -14,16 +14,13 @@ import torch
 from torchbridge.checks.subject import Subject, call_model
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
-    GRAPH_ATOL,
-    GRAPH_RTOL,
     ExportFailed,
     ExportOptions,
     ExportReport,
     condensed,
     export_subject,
     quiet,
-    validate,
-    validation_plan,
+    validate_graph,
     warning_texts,
 )
 from torchbridge.export.program import capture
@@ -51,8 +48,5 @@ def export_pt2(subject: Subject, path: Path, options: ExportOptions) -> ExportRe
     if options.validate:
         with quiet():
             loaded = torch.export.load(str(path)).module()
-        plan = validation_plan(subject, dynamic=options.dynamic,
-                               batch_sizes=options.batch_sizes)
-        report.validations = validate(lambda x: call_model(loaded, x), subject, plan,
-                                      options.tolerances.or_defaults(GRAPH_RTOL, GRAPH_ATOL))
+        report.validations = validate_graph(lambda x: call_model(loaded, x), subject, options)
     return report

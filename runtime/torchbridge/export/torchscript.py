@@ -18,8 +18,6 @@ import torch
 from torchbridge.checks.subject import Subject, call_model
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
-    GRAPH_ATOL,
-    GRAPH_RTOL,
     ExportFailed,
     ExportOptions,
     ExportReport,
@@ -27,8 +25,7 @@ from torchbridge.export.common import (
     condensed,
     export_subject,
     quiet,
-    validate,
-    validation_plan,
+    validate_graph,
     warning_texts,
 )
 
@@ -73,10 +70,8 @@ def export_torchscript(subject: Subject, path: Path, options: ExportOptions) -> 
     if options.validate:
         with quiet():
             loaded = torch.jit.load(str(path), map_location=subject.device).eval()
-        plan = validation_plan(subject, dynamic=options.dynamic,
-                               batch_sizes=options.batch_sizes)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            report.validations = validate(lambda x: call_model(loaded, x), subject, plan,
-                                          options.tolerances.or_defaults(GRAPH_RTOL, GRAPH_ATOL))
+            report.validations = validate_graph(lambda x: call_model(loaded, x), subject,
+                                                options)
     return report
