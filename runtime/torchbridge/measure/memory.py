@@ -421,6 +421,9 @@ def _forked_hwm_delta(fn: Callable[[], Any], timeout: float = 120.0) -> int | No
                 ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
             # Shared-library code is not copied by fork; the first call faults it in.
             fn()
+            # Free heap memory inherited from the parent is still resident (shared
+            # copy-on-write pages): reusing it would not grow the RSS. Hand it back first.
+            _malloc_trim()
             delta = _hwm_delta(fn)
             os.write(write_end, str(-1 if delta is None else delta).encode())
             status = 0
