@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from examples.models import EXAMPLES
 from torchbridge.checks.subject import to_device
-from torchbridge.measure.memory import estimate_memory, measure_peak
+from torchbridge.measure.estimate import estimate_memory
+from torchbridge.measure.memory import measure_peak
 
 
 def main() -> int:

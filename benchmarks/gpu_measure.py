@@ -29,7 +29,8 @@ import torch  # noqa: E402
 
 from torchbridge.checks import Subject, run  # noqa: E402
 from torchbridge.measure import stats, timing  # noqa: E402
-from torchbridge.measure.memory import estimate_memory, measure_peak  # noqa: E402
+from torchbridge.measure.estimate import estimate_memory  # noqa: E402
+from torchbridge.measure.memory import measure_peak  # noqa: E402
 
 DEVICE = "cuda"
 

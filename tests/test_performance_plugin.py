@@ -46,7 +46,7 @@ def _fake_tensor_machinery_imported() -> None:
     second import would register those ops twice."""
     import torch
 
-    from torchbridge.measure.memory import estimate_memory
+    from torchbridge.measure.estimate import estimate_memory
 
     estimate_memory(torch.nn.Linear(2, 2), 1, torch.zeros(1, 2))
 
@@ -214,7 +214,7 @@ def test_memory_fails_over_budget_and_reports_estimate(suite: pytest.Pytester) -
     report = json.loads((suite.path / "report.json").read_text())
     memory = report["results"][0]
     assert {"peak_bytes", "estimate_bytes", "free_bytes"} <= set(memory["metrics"])
-    assert memory["details"]["method"] == "rss-fork"
+    assert memory["details"]["method"] == "cpu-allocator"
 
 
 def test_gpu_utilization_skips_with_reason_on_cpu(suite: pytest.Pytester) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from torchbridge.measure.memory import MemoryEstimate, PeakMemory
+from torchbridge.measure.estimate import MemoryEstimate
+from torchbridge.measure.memory import PeakMemory
 
 
 class Manager:
@@ -25,9 +26,9 @@ class Manager:
                         device: str = "cpu") -> MemoryEstimate:
         """Predicted peak bytes of one inference forward pass, without allocating memory.
 
-        See :func:`torchbridge.measure.memory.estimate_memory`.
+        See :func:`torchbridge.measure.estimate.estimate_memory`.
         """
-        from torchbridge.measure.memory import estimate_memory
+        from torchbridge.measure.estimate import estimate_memory
 
         return estimate_memory(model, batch_size, sample_input, device=device)
 

@@ -58,7 +58,8 @@ class MemoryCheck(Check[MemoryConfig]):
     summary = "Peak memory of a forward pass within budget; fits in free memory."
 
     def run(self, subject: Subject, config: MemoryConfig, context: RunContext) -> CheckResult:
-        from torchbridge.measure.memory import estimate_memory, free_memory, measure_peak
+        from torchbridge.measure.estimate import estimate_memory
+        from torchbridge.measure.memory import free_memory, measure_peak
 
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
         free = free_memory(subject.device)
@@ -85,15 +86,18 @@ class MemoryCheck(Check[MemoryConfig]):
         if config.headroom is not None and free is not None:
             keep = int(free * config.headroom) if isinstance(config.headroom, float) \
                 else int(config.headroom)
-            # What this forward pass still needs beyond what is already resident.
-            need = peak.forward_bytes + keep
+            # What this forward pass still needs beyond what is already resident, as the
+            # process sees it (library buffers outside torch's allocator included).
+            need = peak.process_forward_bytes + keep
             result.details["headroom_bytes"] = keep
             if need > free:
-                problems.append(f"needs {format_bytes(peak.forward_bytes)} more plus "
+                problems.append(f"needs {format_bytes(peak.process_forward_bytes)} more plus "
                                 f"{format_bytes(keep)} headroom, only {format_bytes(free)} "
                                 f"free on {subject.device}")
         est = f", estimate {format_bytes(estimate)}" if estimate is not None else ""
         where = f"{subject.device}, batch {call.batch_size}, {peak.method}"
+        if peak.rss_forward_bytes is not None:
+            where += f"; process RSS +{format_bytes(peak.rss_forward_bytes)}"
         if problems:
             result.status = Status.FAILED
             result.message = "; ".join(problems) + f" ({where}{est})"

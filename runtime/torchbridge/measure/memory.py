@@ -1,83 +1,39 @@
-"""Peak memory of a forward pass, measured and estimated.
+"""Peak memory of a forward pass, measured (the estimate is in :mod:`.estimate`).
 
 **Measured peak** = the model's resident state (parameters and buffers) + the inputs +
 the high-water mark of what one forward pass allocates above what was held before it.
 One warm-up call runs first so that one-time allocations (cuBLAS workspaces, lazily
-created caches) are not charged to every call.
+created caches) are not charged to every call. The forward part is torch's own
+accounting on both kinds of device, so a budget means the same thing on each:
 
 * CUDA: ``torch.cuda.reset_peak_memory_stats`` then ``max_memory_allocated`` (the
-  caching allocator's own accounting, method ``cuda-allocator``).
-* CPU (Linux): the resident-set high-water mark (``VmHWM``), reset by writing ``5`` to
-  ``/proc/self/clear_refs``, of a forked child that runs the forward pass once with an
-  allocator that maps every block above 64 KiB afresh (method ``rss-fork``), so memory
-  cached from earlier work cannot hide the peak. Unlike ``tracemalloc`` it sees torch's
-  allocations. Where fork is unavailable, the same high-water mark in this process
-  (``rss-hwm``); elsewhere RSS sampled every millisecond (``rss-sampled``, can miss short
-  spikes). The report says which method ran.
+  caching allocator's accounting, method ``cuda-allocator``).
+* CPU: every allocation and free of torch's CPU allocator during the call, as
+  ``torch.profiler`` records them (``profile_memory=True``), summed in order; the
+  largest running total is the peak (method ``cpu-allocator``). Exact and repeatable,
+  which a resident-set reading is not at this scale, and unlike ``tracemalloc`` it sees
+  tensor memory.
 
-**Estimated peak** (:func:`estimate_memory`) runs the forward pass under
-``FakeTensorMode``: no real memory is allocated, while every op's outputs are tracked
-to find the largest amount live at once.
+On CPU the process view is measured too (``rss_forward_bytes``): the resident-set
+high-water-mark growth (``VmHWM``, reset through ``/proc/self/clear_refs``) of a forked
+child running the call (``rss-fork``). It also holds what libraries allocate outside
+torch (oneDNN reorder buffers) and malloc's page-level overhead, and decides whether a
+call fits in free RAM. Where fork is unavailable: the same high-water mark in this
+process (``rss-hwm``), else RSS sampled every millisecond (``rss-sampled``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import math
 import os
 import statistics
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from torchbridge.errors import ConfigError
-
-#: CUDA's caching allocator hands out blocks in multiples of 512 bytes.
-CUDA_BLOCK = 512
-
-
-class MemoryEstimate(int):
-    """Predicted peak bytes (an ``int``) with its breakdown as attributes.
-
-    >>> est = estimate_memory(model, batch_size=32, sample_input=x)   # doctest: +SKIP
-    >>> int(est), est.parameters, est.activations                     # doctest: +SKIP
-    """
-
-    parameters: int
-    buffers: int
-    inputs: int
-    activations: int
-    batch_size: int
-    seconds: float
-
-    def __new__(cls, parameters: int, buffers: int, inputs: int, activations: int,
-                batch_size: int, seconds: float = 0.0) -> MemoryEstimate:
-        self = super().__new__(cls, parameters + buffers + inputs + activations)
-        self.parameters, self.buffers, self.inputs = parameters, buffers, inputs
-        self.activations, self.batch_size, self.seconds = activations, batch_size, seconds
-        return self
-
-    @property
-    def total(self) -> int:
-        return int(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"total": int(self), "parameters": self.parameters, "buffers": self.buffers,
-                "inputs": self.inputs, "activations": self.activations,
-                "batch_size": self.batch_size, "seconds": self.seconds}
-
-    def __str__(self) -> str:
-        return str(int(self))
-
-    def __repr__(self) -> str:
-        return (f"MemoryEstimate(total={int(self)}, parameters={self.parameters}, "
-                f"buffers={self.buffers}, inputs={self.inputs}, "
-                f"activations={self.activations}, batch_size={self.batch_size})")
 
 
 @dataclass
@@ -90,16 +46,27 @@ class PeakMemory:
     forward_bytes: int
     method: str
     details: dict[str, Any] = field(default_factory=dict)
+    #: CPU only: the forward pass's resident-set growth (library buffers included).
+    rss_forward_bytes: int | None = None
+
+    @property
+    def process_forward_bytes(self) -> int:
+        """What the forward pass needs from free memory: the larger of torch's accounting
+        and the process's resident-set growth."""
+        return max(self.forward_bytes, self.rss_forward_bytes or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"peak_bytes": self.peak_bytes, "state_bytes": self.state_bytes,
-                "input_bytes": self.input_bytes, "forward_bytes": self.forward_bytes,
-                "method": self.method, **self.details}
+        out = {"peak_bytes": self.peak_bytes, "state_bytes": self.state_bytes,
+               "input_bytes": self.input_bytes, "forward_bytes": self.forward_bytes,
+               "method": self.method, **self.details}
+        if self.rss_forward_bytes is not None:
+            out["rss_forward_bytes"] = self.rss_forward_bytes
+        return out
 
 
 # ----------------------------------------------------------------------------- sizes
 
-def _storage_key(tensor: Any) -> tuple[int, int]:
+def storage_key(tensor: Any) -> tuple[int, int]:
     storage = tensor.untyped_storage()
     return storage._cdata, storage.nbytes()
 
@@ -112,7 +79,7 @@ def tensor_bytes(tensors: Any) -> int:
 
     def visit(obj: Any) -> None:
         if isinstance(obj, torch.Tensor):
-            key, size = _storage_key(obj)
+            key, size = storage_key(obj)
             seen[key] = size
         elif isinstance(obj, dict):
             for value in obj.values():
@@ -134,203 +101,6 @@ def state_bytes(model: Any) -> tuple[int, int]:
     params = tensor_bytes(list(model.parameters()))
     buffers = tensor_bytes([b for b in model.buffers() if b is not None])
     return params, buffers
-
-
-# ----------------------------------------------------------------------------- estimate
-
-class _LiveTracker:
-    """Counts bytes of storages created by ops while any tensor using them is alive."""
-
-    def __init__(self, external: set[int], block: int) -> None:
-        self.external = external
-        self.block = block
-        self.refs: dict[int, int] = {}
-        self.sizes: dict[int, int] = {}
-        self.live = 0
-        self.peak = 0
-
-    def _release(self, key: int) -> None:
-        self.refs[key] -= 1
-        if self.refs[key] == 0:
-            del self.refs[key]
-            self.live -= self.sizes.pop(key)
-
-    def transient(self, extra: int) -> None:
-        """An op's scratch memory, alive only while the op runs."""
-        self.peak = max(self.peak, self.live + extra)
-
-    def track(self, tensor: Any) -> None:
-        key, size = _storage_key(tensor)
-        if key in self.external:
-            return
-        if key not in self.refs:
-            rounded = -(-size // self.block) * self.block if self.block > 1 else size
-            self.refs[key], self.sizes[key] = 0, rounded
-            self.live += rounded
-            self.peak = max(self.peak, self.live)
-        self.refs[key] += 1
-        weakref.finalize(tensor, self._release, key)
-
-
-def _conv_scratch(func: Any, args: Any, out: Any) -> int:
-    """Scratch bytes of a CPU convolution, by the backend torch picks for these shapes:
-    the slow path unfolds the whole batch (im2col) into one buffer; oneDNN writes into a
-    blocked-layout buffer the size of the output and reorders it into the result
-    (both measured on torch 2.13)."""
-    import torch
-
-    if func.overloadpacket is not torch.ops.aten.convolution or \
-            not isinstance(out, torch.Tensor) or out.device.type != "cpu":
-        return 0
-    source, weight, bias, stride, padding, dilation, transposed, output_padding, groups = \
-        args[:9]
-    try:
-        backend = torch._C._select_conv_backend(source, weight, bias, stride, padding,
-                                                dilation, transposed, output_padding, groups,
-                                                None)
-    except Exception:  # a private API: without it, assume no scratch
-        return 0
-    kind = getattr(backend, "name", str(backend)).split(".")[-1]
-    elem = out.element_size()
-    if kind == "Mkldnn":
-        return int(out.numel() * elem)
-    if kind in ("Slow2d", "Slow3d"):
-        kernel = list(weight.shape[2:])
-        unit = all(k == 1 for k in kernel) and all(s == 1 for s in stride) and \
-            not any(padding)
-        if unit:
-            return 0
-        rows = int(weight.shape[1]) * math.prod(int(k) for k in kernel)
-        spatial = math.prod(int(d) for d in out.shape[2:])
-        return int(out.shape[0]) * rows * spatial * elem
-    return 0
-
-
-def _tracking_mode(tracker: _LiveTracker) -> Any:
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten
-
-    class Track(TorchDispatchMode):
-        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
-                               kwargs: Any = None) -> Any:
-            out = func(*args, **(kwargs or {}))
-            for leaf in tree_flatten(out)[0]:
-                if isinstance(leaf, torch.Tensor):
-                    tracker.track(leaf)
-            tracker.transient(_conv_scratch(func, args, out))
-            return out
-
-    return Track()
-
-
-@contextlib.contextmanager
-def _python_attention() -> Any:
-    """Route ``nn.MultiheadAttention`` / ``TransformerEncoderLayer`` through their
-    op-by-op path: the fused inference kernel allocates its temporaries inside one op,
-    where the tracker cannot see them; the op-by-op path makes the same temporaries."""
-    import torch
-
-    mha = getattr(torch.backends, "mha", None)
-    if mha is None:
-        yield
-        return
-    before = mha.get_fastpath_enabled()
-    mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        mha.set_fastpath_enabled(before)
-
-
-def _first_layer_input(model: Any, batch_size: int) -> Any:
-    import torch
-
-    if isinstance(model, torch.nn.Module):
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                weight = module.weight
-                return torch.zeros(batch_size, module.in_features, dtype=weight.dtype,
-                                   device="meta")
-            if not isinstance(module, torch.nn.Sequential | torch.nn.ModuleList) and \
-                    module is not model:
-                break
-    raise ConfigError("estimate_memory: cannot tell the input shape from the model's first "
-                      "layer; pass sample_input=<a tensor, tuple or dict like the model "
-                      "takes>")
-
-
-def _fake_like(mode: Any, value: Any, home: Any) -> Any:
-    import torch
-
-    if not isinstance(value, torch.Tensor):
-        return value
-    if value.device.type == "meta":
-        return torch.empty(value.shape, dtype=value.dtype, device=home)
-    return mode.from_tensor(value)
-
-
-def estimate_memory(model: Any, batch_size: int = 32, sample_input: Any = None, *,
-                    device: str = "cpu", batch_dim: int = 0) -> MemoryEstimate:
-    """Predict the peak bytes of one inference forward pass at ``batch_size``.
-
-    Parameters + buffers + inputs + the largest amount of intermediate tensors alive at
-    once, found by running the model under ``FakeTensorMode`` — shapes and dtypes are
-    propagated, no memory is allocated. ``sample_input`` is grown or cut to
-    ``batch_size`` along ``batch_dim``; without one, a model whose first layer is an
-    ``nn.Linear`` gets a matching input. ``device="cuda"`` rounds each tensor up to the
-    caching allocator's 512-byte blocks.
-    """
-    import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    from torchbridge.checks.subject import (
-        InputSpec,
-        Subject,
-        call_model,
-        named_inputs,
-        rebuild,
-    )
-
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"estimate_memory: batch_size must be a positive int, got "
-                          f"{batch_size!r}")
-    begin = time.perf_counter()
-    if sample_input is None:
-        sample_input = _first_layer_input(model, batch_size)
-    params, buffers = state_bytes(model)
-    block = CUDA_BLOCK if device.split(":")[0] == "cuda" else 1
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    keep: list[Any] = []
-    external: set[int] = set()
-    state = list(model.parameters()) + list(model.buffers()) \
-        if isinstance(model, torch.nn.Module) else []
-    home = state[0].device if state else torch.device("cpu")
-    for tensor in state:
-        fake = mode.from_tensor(tensor)
-        keep.append(fake)
-        external.add(_storage_key(fake)[0])
-    with mode:
-        # Growing the sample to batch_size happens on fake tensors too: nothing real.
-        fakes = [_fake_like(mode, value, home) for _, value in named_inputs(sample_input)]
-        inputs = Subject(model, rebuild(sample_input, fakes),
-                         spec=InputSpec(batch_dim=batch_dim)).with_batch(batch_size)
-    leaves = [v for _, v in named_inputs(inputs) if isinstance(v, torch.Tensor)]
-    external.update(_storage_key(v)[0] for v in leaves)
-    input_bytes = tensor_bytes(leaves)
-    fake_inputs = inputs
-    tracker = _LiveTracker(external, block)
-    try:
-        with mode, torch.no_grad(), _python_attention(), _tracking_mode(tracker):
-            output = call_model(model, fake_inputs)
-            del output
-    except Exception as exc:
-        raise ConfigError(f"estimate_memory: the model cannot run on fake tensors "
-                          f"({type(exc).__name__}: {exc}); data-dependent control flow or "
-                          "custom kernels need a measured peak instead (tb.memory measures "
-                          "one)") from exc
-    return MemoryEstimate(params, buffers, input_bytes, tracker.peak, batch_size,
-                          time.perf_counter() - begin)
 
 
 # ----------------------------------------------------------------------------- measure
@@ -488,6 +258,29 @@ def cuda_forward_peak(fn: Callable[[], Any], device: str) -> tuple[int, dict[str
                                    "reserved": torch.cuda.memory_reserved(dev)}
 
 
+def cpu_allocator_peak(fn: Callable[[], Any]) -> int | None:
+    """Bytes that torch's CPU allocator holds above its starting level at the peak of
+    ``fn()``, from the allocation events ``torch.profiler`` records; ``None`` where the
+    profiler cannot run (another profiler active, a build without Kineto)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        events = prof.profiler.kineto_results.events()
+    except (RuntimeError, AttributeError):
+        return None
+    cpu = torch.autograd.DeviceType.CPU
+    changes = sorted((e.start_ns(), e.nbytes()) for e in events
+                     if e.name() == "[memory]" and e.device_type() == cpu)
+    live = peak = 0
+    for _, nbytes in changes:
+        live += nbytes  # frees of memory from before the call make this negative
+        peak = max(peak, live)
+    return peak
+
+
 def measure_peak(model: Any, inputs: Any, device: str = "cpu") -> PeakMemory:
     """Measured peak of one forward pass of ``model`` on ``inputs`` (see module docs)."""
     import torch
@@ -503,14 +296,18 @@ def measure_peak(model: Any, inputs: Any, device: str = "cpu") -> PeakMemory:
         del out
 
     forward()  # warm-up: one-time workspaces and lazy caches
+    rss: int | None = None
     if device.split(":")[0] == "cuda":
         extra, info = cuda_forward_peak(forward, device)
         method = "cuda-allocator"
     else:
-        extra, method = cpu_forward_peak(forward)
-        info = {"pid": os.getpid()}
+        rss, rss_method = cpu_forward_peak(forward)
+        info = {"pid": os.getpid(), "rss_method": rss_method}
+        allocated = cpu_allocator_peak(forward)
+        extra, method = (rss, rss_method) if allocated is None else \
+            (allocated, "cpu-allocator")
     return PeakMemory(params + buffers + in_bytes + extra, params + buffers, in_bytes, extra,
-                      method, info)
+                      method, info, rss)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
