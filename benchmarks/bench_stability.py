@@ -31,7 +31,7 @@ model, x = mlp_and_input(8)
 m = timing.measure(lambda: call_model(model, x), "cpu", max_time=1.0, max_samples=10**7)
 s = stats.summarize(m.samples_ns)
 print(json.dumps({{"p99": s.percentiles["p99"] / 1e9, "p50": s.percentiles["p50"] / 1e9,
-                  "n": s.n}}))
+                  "n": s.n, "drift": stats.median_drift(m.samples_ns)}}))
 """
 
 PEER_TEST = """
@@ -116,6 +116,9 @@ def main() -> int:
             ns = ", ".join(str(r["n"]) for r in runs)
             print(f"  {name:<17} p99 CV {float(data['p99_cv']) * 100:5.2f} %   p50 CV "
                   f"{float(data['p50_cv']) * 100:5.2f} %   p99 µs: {p99s}   samples: {ns}")
+            if "drift" in runs[0]:
+                drifts = ", ".join(f"{(r['drift'] or 0) * 100:.0f}" for r in runs)
+                print(f"  {'':<17} median drift within each run, %: {drifts}")
     if args.sets > 1:
         for name in ("torchbridge", "pytest_benchmark"):
             cvs = [float(s[name]["p99_cv"]) * 100 for s in sets]

@@ -66,3 +66,20 @@ def test_percentile_names_parse_and_reject_nonsense() -> None:
     assert stats.parse_percentile("p99.9") == pytest.approx(0.999)
     with pytest.raises(ValueError):
         stats.parse_percentile("p100")
+
+
+def test_median_drift_is_small_for_a_steady_run() -> None:
+    rng = random.Random(3)
+    samples = [100.0 + rng.random() for _ in range(400)]
+    drift = stats.median_drift(samples)
+    assert drift is not None and drift < 0.01
+
+
+def test_median_drift_reports_a_run_that_slowed_down_halfway() -> None:
+    samples = [100.0] * 200 + [150.0] * 200
+    assert stats.median_drift(samples) == pytest.approx(0.5)
+
+
+def test_median_drift_needs_fifty_samples_in_each_quarter() -> None:
+    assert stats.median_drift([1.0] * 199) is None
+    assert stats.median_drift([1.0] * 200) == 0.0

@@ -252,6 +252,41 @@ def test_latency_result_carries_the_contracted_metrics_and_details(
     assert {"batch_size", "threads", "confidence", "clock", "torch_version"} <= set(details)
 
 
+def test_latency_says_when_the_machine_slowed_down_during_the_run(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import time
+        import torch
+        import pytest_torchbridge as tb
+
+        class Stepping(torch.nn.Module):
+            calls = 0
+
+            def forward(self, x):
+                Stepping.calls += 1
+                time.sleep(0.0002 if Stepping.calls < 250 else 0.002)
+                return x
+
+        @tb.latency(max_samples=400, threads=1)
+        def test_step(model):
+            pass
+
+        import pytest
+
+        @pytest.fixture
+        def model():
+            return Stepping()
+
+        @pytest.fixture
+        def sample_input():
+            return torch.zeros(1)
+    """)
+    pytester.runpytest("-q", "--tb-json=report.json").assert_outcomes(passed=2)
+    latency = json.loads((pytester.path / "report.json").read_text())["results"][0]
+    assert "unsteady machine: the median moved" in latency["message"]
+    assert latency["details"]["median_drift"] > 1.0
+
+
 def test_benchmark_json_is_readable_by_pytest_benchmark_compare(
         suite: pytest.Pytester) -> None:
     suite.makepyfile(f"""

@@ -73,6 +73,16 @@ def describe_env(device: str, threads: int, batch: int | None) -> str:
     return f"{device}, {threads} {plural}" + (f", batch {batch}" if batch is not None else "")
 
 
+def unsteady_note(drift: float | None) -> str:
+    """A warning for the message when the machine's speed changed during the run."""
+    from torchbridge.measure.stats import UNSTEADY_DRIFT
+
+    if drift is None or drift <= UNSTEADY_DRIFT:
+        return ""
+    return (f"; unsteady machine: the median moved {drift * 100:.0f} % between quarters of "
+            "the run, so the tail may not reproduce")
+
+
 @register
 class LatencyCheck(Check[LatencyConfig]):
     name = "latency"
@@ -109,6 +119,7 @@ class LatencyCheck(Check[LatencyConfig]):
         where = describe_env(subject.device, measured.env.threads, call.batch_size)
         result.status, result.message = self._verdict(decision, config, summary.n, where,
                                                       subject.device, summary.percentiles)
+        result.message += unsteady_note(result.details["median_drift"])
         apply_baseline(result, context, ["p50", *budgets_ns], unit=" ms", scale=1e-6)
         return result
 
@@ -139,6 +150,7 @@ class LatencyCheck(Check[LatencyConfig]):
             "stopped_early": measured.stopped_early, "stop_reason": measured.stop_reason,
             "torch_version": env.torch_version, "seconds": measured.seconds,
             "warmup": {"calls": warm.calls, "seconds": warm.seconds, "settled": warm.settled},
+            "median_drift": stats.median_drift(samples),
         })
         return summary
 

@@ -21,6 +21,7 @@ two-sided 95 % interval for p99 spans ranks 983 to 997.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -146,6 +147,31 @@ def summarize(samples: Sequence[float]) -> Summary:
     var = math.fsum((x - mean) ** 2 for x in ordered) / (n - 1) if n > 1 else 0.0
     return Summary(n, ordered[0], ordered[-1], mean, math.sqrt(var),
                    {name: percentile(ordered, p) for name, p in PERCENTILES.items()})
+
+
+#: A run whose quarter medians differ by more than this is reported as unsteady.
+UNSTEADY_DRIFT = 0.10
+#: Fewest samples in each quarter for their medians to be compared at all.
+DRIFT_MIN_PART = 50
+
+
+def median_drift(samples: Sequence[float], parts: int = 4) -> float | None:
+    """How far the median moved during a run: the largest median of ``parts`` consecutive
+    slices of the (time-ordered) samples over the smallest, minus one. ``None`` with fewer
+    than ``DRIFT_MIN_PART`` samples per slice.
+
+    A steady machine keeps it within a few percent. A host whose neighbours slow it down
+    in bursts moves it by tens of percent, and then a tail percentile depends on how many
+    bursts the run happened to catch: it will not reproduce in the next run.
+
+    >>> median_drift([1.0] * 100 + [1.5] * 100, parts=2)   # doctest: +SKIP
+    0.5
+    """
+    size = len(samples) // parts
+    if size < DRIFT_MIN_PART:
+        return None
+    medians = [statistics.median(samples[i * size:(i + 1) * size]) for i in range(parts)]
+    return max(medians) / min(medians) - 1.0 if min(medians) > 0 else None
 
 
 def parse_percentile(name: str) -> float:
