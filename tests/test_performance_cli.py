@@ -45,6 +45,8 @@ def test_benchmark_quick_json_reports_percentiles_and_throughput(
     assert row["batch_size"] == 2 and report["threads"] == 1
     assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
     assert row["samples_per_s"] > 0 and row["samples"] > 0
+    drift = row["median_drift"]  # None below 200 samples
+    assert drift is None or drift >= 0.0
 
 
 def test_benchmark_stress_stops_at_the_first_oom_and_names_the_largest_batch(
@@ -64,7 +66,7 @@ def test_benchmark_table_is_printed_without_json(models: Path,
     assert run_command("benchmark", ["--model", f"{models}:mlp", "--input-shape", "1,16",
                                      "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "p99 ms" in out and "samples/s" in out
+    assert "p99 ms" in out and "samples/s" in out and "drift" in out
 
 
 def test_benchmark_input_the_model_rejects_is_a_usage_error(

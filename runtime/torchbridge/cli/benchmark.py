@@ -14,6 +14,7 @@ from typing import Any
 
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, parser, print_json
 from torchbridge.errors import ConfigError
+from torchbridge.measure.stats import UNSTEADY_DRIFT
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -54,7 +55,8 @@ def _table(report: Any) -> Any:
     from rich.table import Table
 
     table = Table(title=f"tb-benchmark · {report.device} · {report.threads} thread(s)")
-    for name in ("batch", "n", "p50 ms", "p90 ms", "p99 ms", "p99 95% bounds", "samples/s"):
+    for name in ("batch", "n", "p50 ms", "p90 ms", "p99 ms", "p99 95% bounds", "samples/s",
+                 "drift"):
         table.add_column(name, justify="right")
     for row in report.rows:
         lo, hi = row["p99_bounds_ms"]
@@ -62,8 +64,19 @@ def _table(report: Any) -> Any:
             f">= {lo:.3f}" if lo is not None else "n too small"
         table.add_row(str(row["batch_size"]), str(row["samples"]), f"{row['p50_ms']:.3f}",
                       f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", bounds,
-                      f"{row['samples_per_s']:,.0f}")
+                      f"{row['samples_per_s']:,.0f}", _drift(row["median_drift"]))
+    if any((row["median_drift"] or 0) > UNSTEADY_DRIFT for row in report.rows):
+        table.caption = ("drift: how far the median moved between quarters of a run; over "
+                         f"{UNSTEADY_DRIFT:.0%} the machine was unsteady and the tail may not "
+                         "reproduce")
     return table
+
+
+def _drift(value: float | None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.0%}"
+    return f"[yellow]{text}[/yellow]" if value > UNSTEADY_DRIFT else text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,6 +60,7 @@ def _one_batch(subject: Any, size: int, settings: BenchmarkSettings) -> dict[str
     low, high = stats.bounds(ordered, 0.99, 0.95)
     row["p99_bounds_ms"] = [None if low == float("-inf") else low / 1e6,
                             None if high == float("inf") else high / 1e6]
+    row["median_drift"] = stats.median_drift(measured.samples_ns)
     return row
 
 
