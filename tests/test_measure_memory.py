@@ -57,6 +57,16 @@ def test_measured_cpu_peak_sees_torch_allocations() -> None:
     assert peak.details["rss_method"] == "rss-fork"
 
 
+def test_measuring_inside_a_running_profiler_leaves_it_running_and_says_so() -> None:
+    model = torch.nn.Linear(64, 64)
+    with torch.profiler.profile() as prof:
+        peak = measure_peak(model, torch.randn(1024, 64), "cpu")
+        assert torch.autograd.profiler._is_profiler_enabled
+        model(torch.randn(2, 64))
+    assert peak.method == "rss-fork"  # the resident-set fallback, named as such
+    assert any(e.name == "aten::addmm" for e in prof.events())
+
+
 def test_cpu_process_view_sees_memory_torch_allocates() -> None:
     class Scratch(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

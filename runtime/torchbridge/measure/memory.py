@@ -265,6 +265,9 @@ def cpu_allocator_peak(fn: Callable[[], Any]) -> int | None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    if torch._C._autograd._profiler_enabled():
+        # A nested profile would end the caller's session when it exits.
+        return None
     try:
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn()
