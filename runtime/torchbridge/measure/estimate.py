@@ -160,7 +160,8 @@ def _takes_fast_path(layer: Any) -> bool:
     return (torch.backends.mha.get_fastpath_enabled() and not layer.training
             and attn.batch_first and attn._qkv_same_embed_dim
             and attn.in_proj_bias is not None and attn.num_heads % 2 == 0
-            and bool(layer.activation_relu_or_gelu) and layer.norm1.eps == layer.norm2.eps)
+            and layer.linear1.bias is not None and bool(layer.activation_relu_or_gelu)
+            and layer.norm1.eps == layer.norm2.eps)
 
 
 @contextlib.contextmanager
@@ -193,12 +194,15 @@ def _traceable_transformer_layers(model: Any) -> Iterator[None]:
 
 
 def _fused_ff_block(layer: Any, x: Any) -> Any:
+    """``linear2(activation(linear1(x)))`` with the activation inside the first matmul,
+    as the fused kernel computes it (dropout is the identity in eval mode)."""
     import torch
 
     flat = x.reshape(-1, x.shape[-1])
     hidden = torch._addmm_activation(layer.linear1.bias, flat, layer.linear1.weight.t(),
                                      use_gelu=layer.activation_relu_or_gelu == 2)
     return layer.linear2(hidden).reshape(*x.shape[:-1], -1)
+
 
 def _first_layer_input(model: Any, batch_size: int) -> Any:
     import torch
