@@ -8,7 +8,7 @@ import torch
 import torchbridge
 from torchbridge.errors import ConfigError
 from torchbridge.measure.estimate import estimate_memory
-from torchbridge.measure.memory import is_out_of_memory, measure_peak
+from torchbridge.measure.memory import cpu_allocator_peak, is_out_of_memory, measure_peak
 
 
 def mlp() -> torch.nn.Module:
@@ -55,6 +55,26 @@ def test_measured_cpu_peak_sees_torch_allocations() -> None:
     assert peak.method == "cpu-allocator"
     assert peak.forward_bytes >= 16 * 2**20, peak.to_dict()
     assert peak.details["rss_method"] == "rss-fork"
+
+
+def test_allocator_peak_is_the_most_the_call_held_at_once() -> None:
+    def two_steps() -> None:
+        first = torch.ones(3 * 2**20 // 4)
+        second = first + first  # 6 MiB held here
+        del first, second
+        torch.ones(2**20 // 4)
+
+    assert cpu_allocator_peak(two_steps) == 6 * 2**20
+
+
+def test_allocator_peak_is_not_offset_by_freeing_memory_from_before_the_call() -> None:
+    held = [torch.ones(8 * 2**20 // 4)]
+
+    def swap() -> None:
+        held.pop()
+        held.append(torch.ones(2 * 2**20 // 4))
+
+    assert cpu_allocator_peak(swap) == 2 * 2**20
 
 
 def test_measuring_inside_a_running_profiler_leaves_it_running_and_says_so() -> None:

@@ -259,9 +259,11 @@ def cuda_forward_peak(fn: Callable[[], Any], device: str) -> tuple[int, dict[str
 
 
 def cpu_allocator_peak(fn: Callable[[], Any]) -> int | None:
-    """Bytes that torch's CPU allocator holds above its starting level at the peak of
-    ``fn()``, from the allocation events ``torch.profiler`` records; ``None`` where the
-    profiler cannot run (another profiler active, a build without Kineto)."""
+    """The most bytes of torch's CPU allocator that ``fn()`` held at once: what it
+    allocated, less what it freed of that, at the worst moment (memory from before the
+    call that it frees does not offset it). From the allocation events ``torch.profiler``
+    records; ``None`` where the profiler cannot run (another profiler active, a build
+    without Kineto)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -279,7 +281,7 @@ def cpu_allocator_peak(fn: Callable[[], Any]) -> int | None:
                      if e.name() == "[memory]" and e.device_type() == cpu)
     live = peak = 0
     for _, nbytes in changes:
-        live += nbytes  # frees of memory from before the call make this negative
+        live += nbytes  # the profiler records no free of memory allocated before it began
         peak = max(peak, live)
     return peak
 
