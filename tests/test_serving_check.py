@@ -61,7 +61,9 @@ def test_serving_fails_a_model_whose_rows_depend_on_their_batch_mates(
     """)
     result = suite.runpytest("-q")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*serving*batched_parity: row 0*"])
+    # Which rows differ depends on how the server grouped the concurrent requests (a row
+    # that happened to run alone matches), not on the row's index.
+    result.stdout.fnmatch_lines(["*serving*batched_parity: row *elements differ*"])
 
 
 def test_impossible_serving_settings_are_a_collection_error(suite: pytest.Pytester) -> None:
