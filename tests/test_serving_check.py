@@ -66,6 +66,21 @@ def test_serving_fails_a_model_whose_rows_depend_on_their_batch_mates(
     result.stdout.fnmatch_lines(["*serving*batched_parity: row *elements differ*"])
 
 
+def test_batched_parity_fails_as_not_exercised_when_no_requests_were_batched(
+        suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_alone="""
+        import pytest_torchbridge as tb
+
+        @tb.serving(auth=False, overload=False, concurrent_requests=1)
+        def test_alone(model, sample_input):
+            pass
+    """)
+    result = suite.runpytest("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*batched_parity: the server ran each of 1 concurrent "
+                                 "request(s) alone in 3 rounds*not exercised*"])
+
+
 def test_impossible_serving_settings_are_a_collection_error(suite: pytest.Pytester) -> None:
     suite.makepyfile(test_bad="""
         import pytest_torchbridge as tb

@@ -229,11 +229,26 @@ def _parity(server: Any, subject: Subject, model: Any, inputs: Any, config: Serv
     rows = subject.batch_size
     if rows < 2:
         return
+    report.run("batched_parity", lambda: _batched_parity(server, subject, model, config, rows))
 
-    def batched() -> tuple[bool, str]:
-        count = min(rows, config.concurrent_requests)
-        bodies = [_body(subject.row(i)) for i in range(count)]
+
+#: Rounds of concurrent requests tried until the server groups at least two of them.
+BATCHING_ROUNDS = 3
+
+
+def _batched_parity(server: Any, subject: Subject, model: Any, config: ServingConfig,
+                    rows: int) -> tuple[bool, str]:
+    """Send single-row requests at once and compare each answer with eager PyTorch.
+
+    Only rows that the server ran together with others can show a batch dependency, so a
+    round in which every request ran alone does not count; after ``BATCHING_ROUNDS`` such
+    rounds the step fails as not exercised rather than passing untested."""
+    count = min(rows, config.concurrent_requests)
+    bodies = [_body(subject.row(i)) for i in range(count)]
+    for _ in range(BATCHING_ROUNDS):
+        batches, grouped_rows = _batch_counts(server.state)
         responses = asyncio.run(_post_all(server, "/predict", bodies))
+        batches_after, rows_after = _batch_counts(server.state)
         failures = []
         for index, response in enumerate(responses):
             if response.status_code != 200:
@@ -244,10 +259,23 @@ def _parity(server: Any, subject: Subject, model: Any, inputs: Any, config: Serv
                                          rtol=config.rtol, atol=config.atol)
             if not comparison.ok:
                 failures.append(f"row {index}: {comparison.describe()}")
-        return not failures, "; ".join(failures) or \
-            f"{count} concurrent single-row requests matched eager outputs"
+        if failures:
+            return False, "; ".join(failures)
+        ran = int(batches_after - batches)
+        if rows_after - grouped_rows > ran:  # some batch held two rows or more
+            return True, (f"{count} concurrent single-row requests, served in {ran} "
+                          f"batch{'es' if ran != 1 else ''}, matched eager outputs")
+    return False, (f"the server ran each of {count} concurrent request(s) alone in "
+                   f"{BATCHING_ROUNDS} rounds (concurrent_requests="
+                   f"{config.concurrent_requests}, max_batch_delay_ms="
+                   f"{config.max_batch_delay_ms:g}), so batched parity was not exercised")
 
-    report.run("batched_parity", batched)
+
+def _batch_counts(state: Any) -> tuple[float, float]:
+    """(batches run, rows run) so far, from the server's batch-size histogram."""
+    registry = state.metrics.registry
+    return (registry.get_sample_value("torchbridge_batch_size_count") or 0.0,
+            registry.get_sample_value("torchbridge_batch_size_sum") or 0.0)
 
 
 async def _post_all(server: Any, path: str, bodies: list[Any],
