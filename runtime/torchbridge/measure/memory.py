@@ -146,7 +146,7 @@ class _RssSampler(threading.Thread):
             time.sleep(self.interval)
 
 
-#: Forked measurements per CPU peak; the smallest is reported.
+#: Forked measurements per resident-set peak; the median is reported.
 FORK_REPEATS = 3
 #: mallopt parameter number of M_MMAP_THRESHOLD in glibc.
 _M_MMAP_THRESHOLD = -3
@@ -221,8 +221,8 @@ def _forked_hwm_delta(fn: Callable[[], Any], timeout: float = 120.0) -> int | No
 def cpu_forward_peak(fn: Callable[[], Any]) -> tuple[int, str]:
     """Bytes the call ``fn()`` adds to the resident set at its peak, and the method:
     ``rss-fork`` (the median of three forked children, see :func:`_forked_hwm_delta`),
-    ``rss-hwm`` (this
-    process's reset high-water mark) or ``rss-sampled`` (psutil every millisecond)."""
+    ``rss-hwm`` (this process's reset high-water mark) or ``rss-sampled`` (psutil every
+    millisecond)."""
     # Noise mostly adds pages (the interpreter's own heap growing), but a child has also
     # been seen to read no growth at all for a 16 MiB allocation (one CI run in eight):
     # the median of three discards one outlier in either direction, the least would not.
