@@ -2,7 +2,9 @@
 
 Six separate processes each time the example MLP (batch 8, one thread) for about one
 second — pytest-benchmark's default ``max_time`` — and report p99; the coefficient of
-variation (std / mean) of the six p99s is the number to compare. pytest-benchmark runs
+variation (std / mean) of the six p99s is the number to compare. Ours runs twice: as
+shipped, and with ``host_filter=False`` (every call kept, no probes) to show what setting
+aside host-slowed calls changes. pytest-benchmark runs
 under the same conditions (its defaults, ``--benchmark-save-data``), and its p99 comes
 from its raw per-round data. Run from the repository root::
 
@@ -28,10 +30,12 @@ from _mlp import mlp_and_input
 from torchbridge.checks.subject import call_model
 from torchbridge.measure import stats, timing
 model, x = mlp_and_input(8)
-m = timing.measure(lambda: call_model(model, x), "cpu", max_time=1.0, max_samples=10**7)
+m = timing.measure(lambda: call_model(model, x), "cpu", max_time=1.0, max_samples=10**7,
+                  host_filter={host_filter})
 s = stats.summarize(m.samples_ns)
 print(json.dumps({{"p99": s.percentiles["p99"] / 1e9, "p50": s.percentiles["p50"] / 1e9,
-                  "n": s.n, "drift": stats.median_drift(m.samples_ns)}}))
+                  "n": s.n, "drift": stats.median_drift(m.samples_ns),
+                  "set_aside": len(m.interference.set_aside_ns)}}))
 """
 
 PEER_TEST = """
@@ -58,8 +62,9 @@ def nearest_rank(values: list[float], p: float) -> float:
     return percentile(sorted(values), p)
 
 
-def ours() -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", OURS.format(here=str(HERE))],
+def ours(host_filter: bool = True) -> dict[str, float]:
+    code = OURS.format(here=str(HERE), host_filter=host_filter)
+    out = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -81,18 +86,20 @@ def cv(values: list[float]) -> float:
     return statistics.stdev(values) / statistics.mean(values)
 
 
+CONTENDERS = ("torchbridge", "torchbridge_raw", "pytest_benchmark")
+
+
 def one_set(runs: int) -> dict[str, dict[str, object]]:
-    """``runs`` interleaved pairs of separate processes: ours, then pytest-benchmark."""
+    """``runs`` interleaved triples of separate processes: ours, ours with
+    ``host_filter=False`` (every call kept), then pytest-benchmark."""
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = [(ours(), peer(Path(tmp), i)) for i in range(runs)]
-    mine = [a for a, _ in pairs]
-    theirs = [b for _, b in pairs]
-    return {
-        "torchbridge": {"p99_cv": cv([r["p99"] for r in mine]),
-                        "p50_cv": cv([r["p50"] for r in mine]), "runs": mine},
-        "pytest_benchmark": {"p99_cv": cv([r["p99"] for r in theirs]),
-                             "p50_cv": cv([r["p50"] for r in theirs]), "runs": theirs},
-    }
+        triples = [(ours(), ours(host_filter=False), peer(Path(tmp), i)) for i in range(runs)]
+    out: dict[str, dict[str, object]] = {}
+    for index, name in enumerate(CONTENDERS):
+        rows = [triple[index] for triple in triples]
+        out[name] = {"p99_cv": cv([r["p99"] for r in rows]),
+                     "p50_cv": cv([r["p50"] for r in rows]), "runs": rows}
+    return out
 
 
 def main() -> int:
@@ -119,8 +126,11 @@ def main() -> int:
             if "drift" in runs[0]:
                 drifts = ", ".join(f"{(r['drift'] or 0) * 100:.0f}" for r in runs)
                 print(f"  {'':<17} median drift within each run, %: {drifts}")
+            if runs[0].get("set_aside"):
+                aside = ", ".join(str(r["set_aside"]) for r in runs)
+                print(f"  {'':<17} calls set aside as slowed by the host: {aside}")
     if args.sets > 1:
-        for name in ("torchbridge", "pytest_benchmark"):
+        for name in CONTENDERS:
             cvs = [float(s[name]["p99_cv"]) * 100 for s in sets]
             print(f"{name:<17} median p99 CV over {args.sets} sets: "
                   f"{statistics.median(cvs):.2f} %  (sets: "

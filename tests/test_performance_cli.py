@@ -49,6 +49,14 @@ def test_benchmark_quick_json_reports_percentiles_and_throughput(
     assert drift is None or drift >= 0.0
 
 
+def test_benchmark_keep_host_noise_sets_no_call_aside(
+        models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_command("benchmark", ["--model", f"{models}:mlp", "--input-shape", "2,16",
+                                     "--quick", "--json", "--keep-host-noise"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["by_batch"][0]["set_aside"] == 0
+
+
 def test_benchmark_stress_stops_at_the_first_oom_and_names_the_largest_batch(
         models: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = run_command("benchmark", ["--model", f"{models}:hungry", "--input-shape", "1,8",

@@ -114,6 +114,7 @@ def test_cuda_budget_on_a_cpu_run_is_measured_not_gated(suite: pytest.Pytester) 
     ("p99=-3", "must be a positive"),
     ("batch_size=0", "batch_size must be a whole number >= 1"),
     ("confidence=1.5", "confidence must be a number strictly between"),
+    ('host_filter="yes"', "host_filter must be True or False"),
 ])
 def test_bad_latency_arguments_are_collection_errors(suite: pytest.Pytester, args: str,
                                                       complaint: str) -> None:
@@ -250,6 +251,7 @@ def test_latency_result_carries_the_contracted_metrics_and_details(
     assert details["decision"] == "pass" and details["stopped_early"] is True
     assert set(details["ci_ms"]) == {"p50", "p90", "p95", "p99"}
     assert {"batch_size", "threads", "confidence", "clock", "torch_version"} <= set(details)
+    assert details["host_interference"]["probes"] > 0
 
 
 def test_latency_says_when_the_machine_slowed_down_during_the_run(

@@ -18,7 +18,7 @@ from torchbridge.checks.registry import register
 from torchbridge.checks.result import CheckResult, Status
 from torchbridge.checks.subject import Subject
 from torchbridge.measure.baseline import apply_baseline
-from torchbridge.measure.runner import ModelRejected, bind, fraction, positive_int
+from torchbridge.measure.runner import ModelRejected, bind, flag, fraction, positive_int
 from torchbridge.units import PerDevice, format_duration, parse_duration
 
 GATED: tuple[str, ...] = ("p50", "p90", "p95", "p99")
@@ -40,6 +40,7 @@ class LatencyConfig(CheckConfig):
     max_samples: Any = 100_000
     confidence: Any = 0.95
     warmup: Any = None
+    host_filter: Any = True
 
     def __post_init__(self) -> None:
         for name in GATED:
@@ -54,6 +55,7 @@ class LatencyConfig(CheckConfig):
                            fraction(self.confidence, "confidence", 0.5, 1.0))
         if self.warmup is not None:
             object.__setattr__(self, "warmup", parse_duration(self.warmup, "warmup"))
+        flag(self.host_filter, "host_filter")
 
     def budgets_for(self, device: str) -> dict[str, float]:
         """Gated percentiles and their budgets (seconds) on ``device``."""
@@ -81,6 +83,17 @@ def unsteady_note(drift: float | None) -> str:
         return ""
     return (f"; unsteady machine: the median moved {drift * 100:.0f} % between quarters of "
             "the run, so the tail may not reproduce")
+
+
+def set_aside_note(split: Any) -> str:
+    """Says how many calls were left out as slowed by the host, if any."""
+    if split is None or not split.set_aside_ns:
+        return ""
+    count = len(split.set_aside_ns)
+    share = count / (count + len(split.kept_ns)) * 100
+    return (f"; {count} calls ({share:.1f} %) set aside as slowed by the host (the "
+            f"reference loop ran > {split.threshold:g}x its median on both sides; "
+            "host_filter=False keeps them)")
 
 
 @register
@@ -112,7 +125,7 @@ class LatencyCheck(Check[LatencyConfig]):
                 min(config.max_samples, UNGATED_SAMPLES),
                 batch_size=call.batch_size, stop=stopper if budgets_ns else None,
                 next_look=sequential.look_schedule(budgets_ns, config.confidence),
-                warmup_seconds=config.warmup)
+                warmup_seconds=config.warmup, host_filter=config.host_filter)
         decision = sequential.final(measured.samples_ns, budgets_ns, config.confidence)
         summary = self._record(result, measured, budgets_ns, decision, config)
         result.details["looks"] = stopper.looks
@@ -120,6 +133,7 @@ class LatencyCheck(Check[LatencyConfig]):
         result.status, result.message = self._verdict(decision, config, summary.n, where,
                                                       subject.device, summary.percentiles)
         result.message += unsteady_note(result.details["median_drift"])
+        result.message += set_aside_note(measured.interference)
         apply_baseline(result, context, ["p50", *budgets_ns], unit=" ms", scale=1e-6)
         return result
 
@@ -151,6 +165,8 @@ class LatencyCheck(Check[LatencyConfig]):
             "torch_version": env.torch_version, "seconds": measured.seconds,
             "warmup": {"calls": warm.calls, "seconds": warm.seconds, "settled": warm.settled},
             "median_drift": stats.median_drift(samples),
+            "host_interference": measured.interference.to_dict()
+            if measured.interference else None,
         })
         return summary
 

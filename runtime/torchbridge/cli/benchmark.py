@@ -47,6 +47,9 @@ def build_parser() -> Any:
                                                             "torch's)")
     p.add_argument("--max-time", default=None,
                    help="latency timing budget per batch size, e.g. 2s (default 2s)")
+    p.add_argument("--keep-host-noise", action="store_true",
+                   help="keep calls that the host slowed down (by default they are set "
+                        "aside and counted after the '+' in the n column)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -62,13 +65,19 @@ def _table(report: Any) -> Any:
         lo, hi = row["p99_bounds_ms"]
         bounds = f"{lo:.3f}-{hi:.3f}" if lo is not None and hi is not None else \
             f">= {lo:.3f}" if lo is not None else "n too small"
-        table.add_row(str(row["batch_size"]), str(row["samples"]), f"{row['p50_ms']:.3f}",
+        counted = str(row["samples"]) + (f" +{row['set_aside']}" if row["set_aside"] else "")
+        table.add_row(str(row["batch_size"]), counted, f"{row['p50_ms']:.3f}",
                       f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", bounds,
                       f"{row['samples_per_s']:,.0f}", _drift(row["median_drift"]))
+    notes = []
     if any((row["median_drift"] or 0) > UNSTEADY_DRIFT for row in report.rows):
-        table.caption = ("drift: how far the median moved between quarters of a run; over "
-                         f"{UNSTEADY_DRIFT:.0%} the machine was unsteady and the tail may not "
-                         "reproduce")
+        notes.append("drift: how far the median moved between quarters of a run; over "
+                     f"{UNSTEADY_DRIFT:.0%} the machine was unsteady and the tail may not "
+                     "reproduce")
+    if any(row["set_aside"] for row in report.rows):
+        notes.append("n +k: k more calls were set aside because the host slowed the CPU "
+                     "around them (--keep-host-noise keeps them)")
+    table.caption = "\n".join(notes) or None
     return table
 
 
@@ -99,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = BenchmarkSettings.quick() if args.quick else BenchmarkSettings()
     if args.max_time:
         settings.latency_time = parse_duration(args.max_time, "--max-time")
+    settings.host_filter = not args.keep_host_noise
     loaded = load_from_args(args, device=args.device)
     inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)

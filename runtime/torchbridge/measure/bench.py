@@ -22,6 +22,8 @@ class BenchmarkSettings:
     latency_time: float = 2.0
     throughput_time: float = 1.0
     max_samples: int = 100_000
+    #: Set aside calls the host slowed down (see ``torchbridge.measure.interference``).
+    host_filter: bool = True
 
     @classmethod
     def quick(cls) -> BenchmarkSettings:
@@ -49,7 +51,8 @@ def _one_batch(subject: Any, size: int, settings: BenchmarkSettings) -> dict[str
 
     call = bind(subject, size)
     measured = timing.measure(call.fn, subject.device, max_time=settings.latency_time,
-                              max_samples=settings.max_samples, batch_size=size)
+                              max_samples=settings.max_samples, batch_size=size,
+                              host_filter=settings.host_filter)
     summary = stats.summarize(measured.samples_ns)
     rate = throughput.measure_batch(call.fn, size, subject.device, settings.throughput_time)
     row: dict[str, Any] = {"batch_size": size, "samples": summary.n,
@@ -61,6 +64,8 @@ def _one_batch(subject: Any, size: int, settings: BenchmarkSettings) -> dict[str
     row["p99_bounds_ms"] = [None if low == float("-inf") else low / 1e6,
                             None if high == float("inf") else high / 1e6]
     row["median_drift"] = stats.median_drift(measured.samples_ns)
+    aside = measured.interference.set_aside_ns if measured.interference else []
+    row["set_aside"] = len(aside)
     return row
 
 

@@ -79,3 +79,10 @@ def fraction(value: object, what: str, low: float = 0.0, high: float = 1.0) -> f
         raise ConfigError(f"{what} must be a number strictly between {low:g} and {high:g}, "
                           f"got {value!r}")
     return float(value)
+
+
+def flag(value: object, what: str) -> bool:
+    """Validate a marker argument that must be ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be True or False, got {value!r}")
+    return value

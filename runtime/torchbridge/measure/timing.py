@@ -16,10 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchbridge.measure.interference import PROBE_INTERVAL_NS, Probes, Split, split
+
 #: Warm-up stops once the median of one window of calls is within this fraction of the
 #: previous window's median (the first calls pay for allocator, caches, autotuning).
 SETTLE_TOLERANCE = 0.10
 WARMUP_WINDOW = 8
+#: A deadline no run reaches: probing switched off.
+NEVER = 1 << 62
 
 
 @dataclass
@@ -167,6 +171,10 @@ class Timer:
         self.device = device
         self.cuda = is_cuda(device)
         self._events: list[tuple[Any, Any]] = []
+        #: Reference-loop times between CPU calls; see :mod:`torchbridge.measure.interference`.
+        self.probes = Probes()
+        self.probing = True
+        self.calls = 0
 
     def _cuda_events(self, count: int) -> list[tuple[Any, Any]]:
         import torch
@@ -180,17 +188,34 @@ class Timer:
         """Time up to ``count`` calls; stop early at ``deadline_ns`` (perf_counter_ns)."""
         if self.cuda:
             return self._sample_cuda(count, deadline_ns)
-        fn, clock = self.fn, time.perf_counter_ns
+        fn, clock, probes = self.fn, time.perf_counter_ns, self.probes
         out: list[int] = []
         append = out.append
+        interval = PROBE_INTERVAL_NS if self.probing else NEVER
+        next_probe = clock() + interval
         for _ in range(count):
             start = clock()
             fn()
             end = clock()
             append(end - start)
+            if end >= next_probe:
+                probes.record(self.calls + len(out))
+                next_probe = clock() + interval
             if deadline_ns is not None and end >= deadline_ns:
                 break
+        self.calls += len(out)
         return out
+
+    def start_probing(self, enabled: bool = True) -> None:
+        """Forget earlier calls and probes, and probe once before the first call.
+
+        Only CPU calls are probed: a CUDA sample is the GPU's time, which a slow host CPU
+        does not stretch the same way."""
+        self.calls = 0
+        self.probes.clear()
+        self.probing = enabled and not self.cuda
+        if self.probing:
+            self.probes.record(0)
 
     def _sample_cuda(self, count: int, deadline_ns: int | None) -> list[int]:
         import torch
@@ -238,39 +263,49 @@ class Measurement:
     seconds: float
     stopped_early: bool = False
     stop_reason: str = ""
+    #: The calls set aside as slowed by the host (not part of ``samples_ns``), with the
+    #: probe statistics that decided it.
+    interference: Split | None = None
 
 
 def measure(fn: Callable[[], Any], device: str = "cpu", *, max_time: float = 1.0,
             max_samples: int = 100_000, min_samples: int = 1, batch_size: int | None = None,
             stop: Callable[[list[int]], bool] | None = None,
             next_look: Callable[[int], int] | None = None,
-            warmup_seconds: float | None = None) -> Measurement:
+            warmup_seconds: float | None = None, host_filter: bool = True) -> Measurement:
     """Time ``fn`` call by call until ``stop(samples)`` says so, or a cap is reached.
 
     ``stop`` is consulted whenever the sample count reaches ``next_look(n)`` (by default
-    every 10 % more samples), so deciding costs little against timing.
+    every 10 % more samples), so deciding costs little against timing. On CPU, calls the
+    host slowed down are set aside (``host_filter=False`` keeps them); ``stop`` and
+    ``samples_ns`` see the kept calls. Caps count every call.
     """
     timer = Timer(fn, device)
     look = next_look or (lambda n: max(n + 8, int(n * 1.1)))
     with quiet_region():
         warm = timer.warm_up(max_seconds=warmup_seconds if warmup_seconds is not None
                              else min(1.0, max(0.05, max_time * 0.2)))
+        timer.start_probing(host_filter)
         begin = time.perf_counter_ns()
         deadline = begin + int(max_time * 1e9)
-        samples: list[int] = []
+        calls: list[int] = []
         checkpoint = max(min_samples, look(0))
         reason, early = "max_time", False
         while True:
-            want = min(checkpoint, max_samples) - len(samples)
-            samples.extend(timer.sample(want, deadline))
-            if stop is not None and len(samples) >= min_samples and stop(samples):
-                reason, early = "decided", True
-                break
-            if len(samples) >= max_samples:
+            want = min(checkpoint, max_samples) - len(calls)
+            calls.extend(timer.sample(want, deadline))
+            if stop is not None and len(calls) >= min_samples:
+                kept = split(calls, timer.probes, enabled=host_filter).kept_ns
+                if len(kept) >= min_samples and stop(kept):
+                    reason, early = "decided", True
+                    break
+            if len(calls) >= max_samples:
                 reason = "max_samples"
                 break
             if time.perf_counter_ns() >= deadline:
                 break
-            checkpoint = look(len(samples))
+            checkpoint = look(len(calls))
         seconds = (time.perf_counter_ns() - begin) / 1e9
-    return Measurement(samples, environment(device, batch_size), warm, seconds, early, reason)
+    parts = split(calls, timer.probes, enabled=host_filter)
+    return Measurement(parts.kept_ns, environment(device, batch_size), warm, seconds, early,
+                       reason, parts)
