@@ -105,7 +105,8 @@ def _entry(result: dict[str, Any]) -> dict[str, Any] | None:
         "extra_info": {"device": result.get("device"), "status": result.get("status"),
                        "batch_size": details.get("batch_size"),
                        "threads": details.get("threads"), "decision": details.get("decision"),
-                       "confidence": details.get("confidence"), "clock": details.get("clock")},
+                       "confidence": details.get("confidence"), "clock": details.get("clock"),
+                       "set_aside": (details.get("host_interference") or {}).get("set_aside")},
         "options": {"disable_gc": True, "timer": "torch.cuda.Event" if str(
             result.get("device", "")).startswith("cuda") else "time.perf_counter_ns",
                     "min_rounds": 1, "max_time": None, "warmup": True},
