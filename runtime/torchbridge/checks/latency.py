@@ -92,7 +92,7 @@ def set_aside_note(split: Any) -> str:
     count = len(split.set_aside_ns)
     share = count / (count + len(split.kept_ns)) * 100
     return (f"; {count} calls ({share:.1f} %) set aside as slowed by the host (the "
-            f"reference loop ran > {split.threshold:g}x its median on both sides; "
+            f"probe copy ran > {split.threshold:g}x its median on both sides; "
             "host_filter=False keeps them)")
 
 

@@ -5,8 +5,10 @@ milliseconds: a neighbour on the same physical core or cache. Calls caught in su
 stretch land in the tail, and how many stretches a one-second run happens to catch moves
 its p99 by 10 % or more from run to run, with the model unchanged.
 
-The timer therefore times a fixed reference loop, the *probe*, between calls (at most
-every :data:`PROBE_INTERVAL_NS`, so it costs a few per cent of the run). A call is set aside
+The timer therefore times a fixed piece of work, the *probe*, between calls (at most
+every :data:`PROBE_INTERVAL_NS`, so it costs a few per cent of the run). The probe copies
+half a megabyte: models slow down with the host mostly through memory (cache and bandwidth
+shared with neighbours), and a pure-arithmetic loop missed most of those stretches. A call is set aside
 when the probes on **both** sides of it ran more than :data:`THRESHOLD` times their median
 for the run: the CPU was slow before and after the call, whatever the model did. A model
 that is slow on its own leaves the probes alone, so its slow calls are kept. Set-aside
@@ -20,25 +22,24 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-#: A probe slower than this multiple of the run's median probe marks the CPU as slowed.
-#: Measured on the development VM: at 1.2 the MLP's p99 moved 3.6 % between one-second
-#: runs instead of 9.5 %, setting aside 0.7 % of the calls (docs/performance.md).
-THRESHOLD = 1.2
+#: A probe slower than this multiple of the run's median probe marks the CPU as slowed
+#: (chosen on the development VM between 1.1 and 1.3; docs/performance.md).
+THRESHOLD = 1.25
 #: At most one probe per this much time; calls longer than it get a probe after each.
 PROBE_INTERVAL_NS = 250_000
 #: Below this many probes their median is not trusted, and nothing is set aside.
 MIN_PROBES = 16
-#: Iterations of the reference loop: about 7 µs of pure interpreter work.
-PROBE_LOOP = 300
+#: Bytes the probe copies: about 20 µs, within a core's L2 cache on current server CPUs.
+PROBE_BYTES = 512 * 1024
+_SOURCE = bytearray(PROBE_BYTES)
+_TARGET = bytearray(PROBE_BYTES)
 
 
 def probe() -> int:
-    """Time the reference loop once; nanoseconds."""
+    """Time one copy of :data:`PROBE_BYTES`; nanoseconds."""
     clock = time.perf_counter_ns
     start = clock()
-    total = 0
-    for i in range(PROBE_LOOP):
-        total += i
+    _TARGET[:] = _SOURCE
     return clock() - start
 
 
@@ -90,7 +91,7 @@ def split(samples_ns: list[int], probes: Probes, threshold: float = THRESHOLD,
           enabled: bool = True) -> Split:
     """Separate the calls that slowed-probe spans cover from the rest.
 
-    >>> p = Probes([7000] * 20 + [9000, 9000], list(range(22)))
+    >>> p = Probes([7000] * 20 + [10000, 10000], list(range(22)))
     >>> split(list(range(100, 122)), p).set_aside_ns
     [120]
     """
