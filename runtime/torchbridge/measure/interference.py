@@ -8,9 +8,11 @@ its p99 by 10 % or more from run to run, with the model unchanged.
 The timer therefore times a fixed piece of work, the *probe*, between calls (at most
 every :data:`PROBE_INTERVAL_NS`, so it costs a few per cent of the run). The probe copies
 half a megabyte: models slow down with the host mostly through memory (cache and bandwidth
-shared with neighbours), and a pure-arithmetic loop missed most of those stretches. A call is set aside
-when the probes on **both** sides of it ran more than :data:`THRESHOLD` times their median
-for the run: the CPU was slow before and after the call, whatever the model did. A model
+shared with neighbours), and a pure-arithmetic loop missed most of those stretches.
+
+A call is set aside when the probes on **both** sides of it ran more than
+:data:`THRESHOLD` times their median for the run: the machine was slow before and after
+the call, whatever the model did. A model
 that is slow on its own leaves the probes alone, so its slow calls are kept. Set-aside
 calls are reported with their times, never dropped silently, and ``host_filter=False``
 keeps them in the statistics.
