@@ -12,10 +12,9 @@ shared with neighbours), and a pure-arithmetic loop missed most of those stretch
 
 A call is set aside when the probes on **both** sides of it ran more than
 :data:`THRESHOLD` times their median for the run: the machine was slow before and after
-the call, whatever the model did. A model
-that is slow on its own leaves the probes alone, so its slow calls are kept. Set-aside
-calls are reported with their times, never dropped silently, and ``host_filter=False``
-keeps them in the statistics.
+the call, whatever the model did. A model that is slow on its own leaves the probes
+alone, so its slow calls are kept. Set-aside calls are reported with their times, never
+dropped silently, and ``host_filter=False`` keeps them in the statistics.
 """
 
 from __future__ import annotations
