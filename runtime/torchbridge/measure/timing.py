@@ -290,12 +290,14 @@ def measure(fn: Callable[[], Any], device: str = "cpu", *, max_time: float = 1.0
         deadline = begin + int(max_time * 1e9)
         calls: list[int] = []
         checkpoint = max(min_samples, look(0))
+        aside = 0  # set-aside calls at the last look: the schedule counts kept calls
         reason, early = "max_time", False
         while True:
             want = min(checkpoint, max_samples) - len(calls)
             calls.extend(timer.sample(want, deadline))
             if stop is not None and len(calls) >= min_samples:
                 kept = split(calls, timer.probes, enabled=host_filter).kept_ns
+                aside = len(calls) - len(kept)
                 if len(kept) >= min_samples and stop(kept):
                     reason, early = "decided", True
                     break
@@ -304,7 +306,7 @@ def measure(fn: Callable[[], Any], device: str = "cpu", *, max_time: float = 1.0
                 break
             if time.perf_counter_ns() >= deadline:
                 break
-            checkpoint = look(len(calls))
+            checkpoint = look(len(calls) - aside) + aside
         seconds = (time.perf_counter_ns() - begin) / 1e9
     parts = split(calls, timer.probes, enabled=host_filter)
     return Measurement(parts.kept_ns, environment(device, batch_size), warm, seconds, early,
