@@ -289,6 +289,50 @@ def test_latency_says_when_the_machine_slowed_down_during_the_run(
     assert latency["details"]["median_drift"] > 1.0
 
 
+def test_latency_names_the_calls_it_set_aside_as_slowed_by_the_host(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import time
+        import pytest
+        import torch
+        import pytest_torchbridge as tb
+        from torchbridge.measure import interference
+
+        class Host(torch.nn.Module):
+            calls = 0
+
+            def forward(self, x):
+                Host.calls += 1
+                end = time.perf_counter() + (0.0009 if 200 <= Host.calls <= 230 else 0.0003)
+                while time.perf_counter() < end:
+                    pass
+                return x
+
+        @pytest.fixture
+        def model(monkeypatch):
+            # The host slows down during calls 200-230: the probe copy slows with it.
+            real = interference.probe
+            monkeypatch.setattr(interference, "probe",
+                                lambda: real() * (3 if 200 <= Host.calls <= 230 else 1))
+            return Host()
+
+        @pytest.fixture
+        def sample_input():
+            return torch.zeros(1)
+
+        @tb.latency(max_samples=400, threads=1)
+        def test_host(model):
+            pass
+    """)
+    pytester.runpytest("-q", "--tb-json=report.json").assert_outcomes(passed=2)
+    latency = json.loads((pytester.path / "report.json").read_text())["results"][0]
+    aside = latency["details"]["host_interference"]
+    assert aside["set_aside"] >= 30
+    assert f"{aside['set_aside']} calls" in latency["message"]
+    assert "set aside: the host slowed the machine" in latency["message"]
+    assert latency["metrics"]["p99_ms"]["value"] < 0.6
+
+
 def test_benchmark_json_is_readable_by_pytest_benchmark_compare(
         suite: pytest.Pytester) -> None:
     suite.makepyfile(f"""

@@ -91,9 +91,8 @@ def set_aside_note(split: Any) -> str:
         return ""
     count = len(split.set_aside_ns)
     share = count / (count + len(split.kept_ns)) * 100
-    return (f"; {count} calls ({share:.1f} %) set aside as slowed by the host (the "
-            f"probe copy ran > {split.threshold:g}x its median on both sides; "
-            "host_filter=False keeps them)")
+    return (f"; {count} calls ({share:.1f} %) set aside: the host slowed the machine "
+            "around them (host_filter=False keeps them)")
 
 
 @register
