@@ -32,7 +32,8 @@ PROBE_INTERVAL_NS = 250_000
 MIN_PROBES = 16
 #: Bytes the probe copies: about 20 µs, within a core's L2 cache on current server CPUs.
 PROBE_BYTES = 512 * 1024
-_SOURCE = bytearray(PROBE_BYTES)
+# Non-zero content: the copy must read distinct pages, never one shared zero page.
+_SOURCE = bytearray(range(256)) * (PROBE_BYTES // 256)
 _TARGET = bytearray(PROBE_BYTES)
 
 
