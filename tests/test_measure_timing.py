@@ -35,6 +35,13 @@ def test_nothing_is_set_aside_before_enough_probes_give_a_median() -> None:
     assert parts.set_aside_ns == [] and len(parts.kept_ns) == 10
 
 
+def test_a_span_the_thread_spent_waiting_is_not_judged() -> None:
+    slow = probes([7000] * 20 + [10000] * 2)
+    slow.wall_ns = [1000 * k for k in range(22)]
+    slow.cpu_ns = [*(1000 * k for k in range(21)), 20_100]  # the last span: 10 % on CPU
+    assert split(list(range(22)), slow).set_aside_ns == []
+
+
 def test_the_filter_switched_off_keeps_every_call() -> None:
     parts = split(list(range(30)), probes([7000] * 20 + [10000] * 4 + [7000] * 6),
                   enabled=False)
@@ -87,6 +94,22 @@ def test_a_model_slow_on_its_own_keeps_its_slow_calls(
     slow_kept = [s for s in measured.samples_ns if s >= 2 * NORMAL_NS]
     assert len(slow_kept) >= len(SLOWED_CALLS)
     assert stats.summarize(measured.samples_ns).percentiles["p99"] >= 2 * NORMAL_NS
+
+
+def test_a_model_that_sleeps_keeps_its_slow_calls() -> None:
+    # Sleeping leaves the CPU idle and the next probe cold: slow for the model's reasons.
+    calls = 0
+
+    def model() -> None:
+        nonlocal calls
+        calls += 1
+        if calls in SLOWED_CALLS:
+            time.sleep(0.002)
+        else:
+            busy(NORMAL_NS)
+
+    measured = timing.measure(model, "cpu", max_time=30, max_samples=1000)
+    assert len([s for s in measured.samples_ns if s >= 0.002e9]) == len(SLOWED_CALLS)
 
 
 def test_host_filter_off_takes_no_probes_and_keeps_every_call() -> None:

@@ -12,8 +12,9 @@ shared with neighbours), and a pure-arithmetic loop missed most of those stretch
 
 A call is set aside when the probes on **both** sides of it ran more than
 :data:`THRESHOLD` times their median for the run: the machine was slow before and after
-the call, whatever the model did. A model that is slow on its own leaves the probes
-alone, so its slow calls are kept. Set-aside calls are reported with their times, never
+the call, whatever the model did, and the thread kept running through it (see
+:data:`BUSY`). A model that is slow on its own leaves the probes alone, so its slow calls
+are kept. Set-aside calls are reported with their times, never
 dropped silently, and ``host_filter=False`` keeps them in the statistics.
 """
 
@@ -30,6 +31,11 @@ THRESHOLD = 1.25
 PROBE_INTERVAL_NS = 250_000
 #: Below this many probes their median is not trusted, and nothing is set aside.
 MIN_PROBES = 16
+#: A span between probes is only judged when the thread ran on the CPU for at least this
+#: share of it. A call that sleeps or waits (I/O, a lock, another thread) leaves the CPU
+#: idle, and an idle CPU comes back with cold caches: the next probe is slow because of the
+#: model, not the host. The host's slow stretches keep the thread running, only slower.
+BUSY = 0.9
 #: Bytes the probe copies: about 20 µs, within a core's L2 cache on current server CPUs.
 PROBE_BYTES = 512 * 1024
 # Non-zero content: the copy must read distinct pages, never one shared zero page.
@@ -48,27 +54,40 @@ def probe() -> int:
 @dataclass
 class Probes:
     """Probe times and where they fell: ``positions[j]`` calls had been timed before
-    probe ``j`` ran."""
+    probe ``j`` ran, at wall clock ``wall_ns[j]`` and thread CPU time ``cpu_ns[j]``."""
 
     times_ns: list[int] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
+    wall_ns: list[int] = field(default_factory=list)
+    cpu_ns: list[int] = field(default_factory=list)
 
     def record(self, position: int) -> None:
         self.times_ns.append(probe())
         self.positions.append(position)
+        self.wall_ns.append(time.perf_counter_ns())
+        self.cpu_ns.append(time.thread_time_ns())
 
     def clear(self) -> None:
-        self.times_ns.clear()
-        self.positions.clear()
+        for values in (self.times_ns, self.positions, self.wall_ns, self.cpu_ns):
+            values.clear()
+
+    def busy(self, j: int) -> bool:
+        """Whether the thread ran on the CPU for most of the span after probe ``j``."""
+        if not self.wall_ns:  # built from times alone: no clock readings to judge by
+            return True
+        wall = self.wall_ns[j + 1] - self.wall_ns[j]
+        return self.cpu_ns[j + 1] - self.cpu_ns[j] >= BUSY * wall
 
     def slowed_spans(self, threshold: float = THRESHOLD) -> list[tuple[int, int]]:
-        """``[start, stop)`` index ranges of calls with a slow probe on each side."""
+        """``[start, stop)`` index ranges of calls with a slow probe on each side, in a
+        span the thread spent running."""
         if len(self.times_ns) < MIN_PROBES:
             return []
         limit = threshold * statistics.median(self.times_ns)
         slow = [t > limit for t in self.times_ns]
         return [(self.positions[j], self.positions[j + 1]) for j in range(len(slow) - 1)
-                if slow[j] and slow[j + 1] and self.positions[j + 1] > self.positions[j]]
+                if slow[j] and slow[j + 1] and self.positions[j + 1] > self.positions[j]
+                and self.busy(j)]
 
 
 @dataclass
