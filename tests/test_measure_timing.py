@@ -109,7 +109,8 @@ def test_a_model_that_sleeps_keeps_its_slow_calls() -> None:
             busy(NORMAL_NS)
 
     measured = timing.measure(model, "cpu", max_time=30, max_samples=1000)
-    assert len([s for s in measured.samples_ns if s >= 0.002e9]) == len(SLOWED_CALLS)
+    # At least: a busy call preempted by the other xdist worker can also take 2 ms.
+    assert len([s for s in measured.samples_ns if s >= 0.002e9]) >= len(SLOWED_CALLS)
 
 
 def test_host_filter_off_takes_no_probes_and_keeps_every_call() -> None:
