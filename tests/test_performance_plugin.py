@@ -314,6 +314,7 @@ def test_latency_names_the_calls_it_set_aside_as_slowed_by_the_host(
             real = interference.probe
             monkeypatch.setattr(interference, "probe",
                                 lambda: real() * (3 if 200 <= Host.calls <= 230 else 1))
+            monkeypatch.setattr(interference, "BUSY", 0.0)  # preemption must not decide
             return Host()
 
         @pytest.fixture
@@ -330,7 +331,7 @@ def test_latency_names_the_calls_it_set_aside_as_slowed_by_the_host(
     assert aside["set_aside"] >= 30
     assert f"{aside['set_aside']} calls" in latency["message"]
     assert "set aside: the host slowed the machine" in latency["message"]
-    assert latency["metrics"]["p99_ms"]["value"] < 0.6
+    assert sum(ns >= 850_000 for ns in aside["set_aside_ns"]) >= 29
 
 
 def test_benchmark_json_is_readable_by_pytest_benchmark_compare(
