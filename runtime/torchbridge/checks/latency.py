@@ -89,10 +89,8 @@ def set_aside_note(split: Any) -> str:
     """Says how many calls were left out as slowed by the host, if any."""
     if split is None or not split.set_aside_ns:
         return ""
-    count = len(split.set_aside_ns)
-    share = count / (count + len(split.kept_ns)) * 100
-    return (f"; {count} calls ({share:.1f} %) set aside: the host slowed the machine "
-            "around them (host_filter=False keeps them)")
+    return (f"; {len(split.set_aside_ns)} calls ({split.fraction * 100:.1f} %) set aside: "
+            "the host slowed the machine around them (host_filter=False keeps them)")
 
 
 @register

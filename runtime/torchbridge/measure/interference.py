@@ -14,8 +14,8 @@ A call is set aside when the probes on **both** sides of it ran more than
 :data:`THRESHOLD` times their median for the run: the machine was slow before and after
 the call, whatever the model did, and the thread kept running through it (see
 :data:`BUSY`). A model that is slow on its own leaves the probes alone, so its slow calls
-are kept. Set-aside calls are reported with their times, never
-dropped silently, and ``host_filter=False`` keeps them in the statistics.
+are kept. Set-aside calls are reported with their times, never dropped silently, and
+``host_filter=False`` keeps them in the statistics.
 """
 
 from __future__ import annotations
@@ -100,10 +100,14 @@ class Split:
     probe_median_ns: float | None
     threshold: float
 
-    def to_dict(self) -> dict[str, object]:
+    @property
+    def fraction(self) -> float:
+        """Share of all timed calls that were set aside."""
         total = len(self.kept_ns) + len(self.set_aside_ns)
-        return {"set_aside": len(self.set_aside_ns),
-                "fraction": len(self.set_aside_ns) / total if total else 0.0,
+        return len(self.set_aside_ns) / total if total else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"set_aside": len(self.set_aside_ns), "fraction": self.fraction,
                 "set_aside_ns": self.set_aside_ns, "probes": self.probes,
                 "probe_median_ns": self.probe_median_ns, "threshold": self.threshold}
 

@@ -171,7 +171,7 @@ class Timer:
         self.device = device
         self.cuda = is_cuda(device)
         self._events: list[tuple[Any, Any]] = []
-        #: Reference-loop times between CPU calls; see :mod:`torchbridge.measure.interference`.
+        #: Probe times between CPU calls; see :mod:`torchbridge.measure.interference`.
         self.probes = Probes()
         self.probing = True
         self.calls = 0
