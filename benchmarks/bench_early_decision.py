@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mlp import mlp_and_input
 
 from torchbridge.checks import Subject, run
-from torchbridge.checks.subject import call_model
+from torchbridge.core.subject import call_model
 from torchbridge.measure import sequential, stats, timing
 
 

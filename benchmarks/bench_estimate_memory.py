@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from examples.models import EXAMPLES
-from torchbridge.checks.subject import to_device
+from torchbridge.core.subject import to_device
 from torchbridge.measure.estimate import estimate_memory
 from torchbridge.measure.memory import measure_peak
 

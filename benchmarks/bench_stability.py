@@ -27,7 +27,7 @@ OURS = """
 import sys, json
 sys.path.insert(0, {here!r})
 from _mlp import mlp_and_input
-from torchbridge.checks.subject import call_model
+from torchbridge.core.subject import call_model
 from torchbridge.measure import stats, timing
 model, x = mlp_and_input(8)
 m = timing.measure(lambda: call_model(model, x), "cpu", max_time=1.0, max_samples=10**7,

@@ -45,7 +45,7 @@ def tb_server(request: pytest.FixtureRequest, tb_device: str, tb_server_config: 
                                           "'pytest-torchbridge[serve]'")
     from dataclasses import replace
 
-    from torchbridge.checks.subject import to_device
+    from torchbridge.core.subject import to_device
     from torchbridge.serving.config import ServerConfig
     from torchbridge.serving.live import LiveServer
 

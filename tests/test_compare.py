@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from torchbridge.checks.compare import compare_outputs, default_tolerance, nonfinite_outputs
+from torchbridge.core.compare import compare_outputs, default_tolerance, nonfinite_outputs
 
 
 def test_equal_outputs_match() -> None:

@@ -14,7 +14,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 from serving_models import FEATURES, POISON, FaultyMLP, TinyGenerator, mlp, sample
 
-from torchbridge.checks.subject import Dim, InputSpec
+from torchbridge.core.subject import Dim, InputSpec
 from torchbridge.serving import ServerConfig
 from torchbridge.serving.live import LiveServer
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchbridge.checks.subject import Dim, InputSpec
+from torchbridge.core.subject import Dim, InputSpec
 from torchbridge.errors import ConfigError
 from torchbridge.serving import ServerConfig, create_fastapi_server
 from torchbridge.serving.live import LiveServer

@@ -26,7 +26,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from serving_models import POISON, CountingMLP, FaultyMLP, TinyGenerator, mlp, sample
 
-from torchbridge.checks.subject import Dim, InputSpec
+from torchbridge.core.subject import Dim, InputSpec
 from torchbridge.serving import ServerConfig, create_fastapi_server, serving_state
 from torchbridge.serving.live import LiveServer
 

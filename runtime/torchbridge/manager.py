@@ -35,7 +35,7 @@ class Manager:
     def measure_memory(self, model: Any, sample_input: Any, device: str = "cpu"
                        ) -> PeakMemory:
         """Measured peak of one forward pass on ``device``."""
-        from torchbridge.checks.subject import to_device
+        from torchbridge.core.subject import to_device
         from torchbridge.measure.memory import measure_peak
 
         return measure_peak(model, to_device(sample_input, device), device)

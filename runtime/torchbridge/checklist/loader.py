@@ -92,7 +92,7 @@ def build_subject(checklist: Checklist, device: str, model: Any = None) -> Any:
     The factory of the subject loads a fresh model, so checks that compare separately
     built instances (determinism across instances) see a real second load.
     """
-    from torchbridge.checks import InputSpec, Subject
+    from torchbridge.core.subject import InputSpec, Subject
 
     model = load_model(checklist, device) if model is None else model
     return Subject(model=model, inputs=sample_inputs(checklist, model), device=device,

@@ -224,7 +224,7 @@ def _dims(ctx: _Context, raw: Any) -> dict[str, dict[str, Any]]:
 
 
 def _validate_spec(ctx: _Context, spec: dict[str, Any]) -> None:
-    from torchbridge.checks.subject import InputSpec
+    from torchbridge.core.subject import InputSpec
 
     try:
         InputSpec.coerce(spec)

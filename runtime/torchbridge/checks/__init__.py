@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext, execute
-from torchbridge.checks.compare import Comparison, compare_outputs
 from torchbridge.checks.registry import get, names, parse_config, register
-from torchbridge.checks.result import CheckResult, Metric, Status
-from torchbridge.checks.subject import Dim, InputSpec, Subject
+from torchbridge.core.compare import Comparison, compare_outputs
+from torchbridge.core.result import CheckResult, Metric, Status
+from torchbridge.core.subject import Dim, InputSpec, Subject
 
 __all__ = [
     "Check", "CheckConfig", "CheckResult", "Comparison", "Dim", "InputSpec", "Metric",

@@ -1,7 +1,7 @@
 """Golden outputs as safetensors: one tensor per flattened output path, plus metadata.
 
 A golden file holds every tensor leaf of the model's output under its path from
-:func:`torchbridge.checks.compare.flatten` (``output``, ``output[0]``, ``output.logits``)
+:func:`torchbridge.core.compare.flatten` (``output``, ``output[0]``, ``output.logits``)
 and string metadata: the format version, torch version, the output paths in order, the
 input shapes, and any non-tensor leaves as JSON. Loading runs no code.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from torchbridge.checks.compare import flatten
-from torchbridge.checks.subject import Inputs, named_inputs
+from torchbridge.core.compare import flatten
+from torchbridge.core.subject import Inputs, named_inputs
 
 FORMAT = "torchbridge-golden/1"
 

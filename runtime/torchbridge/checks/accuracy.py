@@ -16,16 +16,16 @@ import torch
 
 from torchbridge.checks import _goldens, _tolerances
 from torchbridge.checks.base import Check, RunContext
-from torchbridge.checks.compare import (
+from torchbridge.checks.registry import register
+from torchbridge.core.compare import (
     Comparison,
     LeafComparison,
     Tolerance,
     _tolerance_for,
     compare_outputs,
 )
-from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject, call_model, to_device
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject, call_model, to_device
 from torchbridge.errors import ConfigError
 
 UPDATE_HINT = "run `pytest --tb-update-golden` to create it, then review and commit it"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject
 from torchbridge.errors import CheckSkipped, ConfigError
 
 

@@ -9,10 +9,10 @@ import torch
 
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, RunContext
-from torchbridge.checks.compare import compare_outputs
 from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject, call_model, to_device
+from torchbridge.core.compare import compare_outputs
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject, call_model, to_device
 from torchbridge.errors import CheckSkipped
 
 

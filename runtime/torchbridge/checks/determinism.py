@@ -11,11 +11,11 @@ from typing import Any
 
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.compare import Comparison, compare_outputs
 from torchbridge.checks.forward import training_modules
 from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject
+from torchbridge.core.compare import Comparison, compare_outputs
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 
 

@@ -12,10 +12,10 @@ from torch.utils import _pytree as pytree
 
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.compare import Comparison, compare_outputs, flatten, nonfinite_outputs
 from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Inputs, Subject
+from torchbridge.core.compare import Comparison, compare_outputs, flatten, nonfinite_outputs
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Inputs, Subject
 from torchbridge.errors import ConfigError
 
 EMPTY_BATCH_MODES = ("must_work", "rejects")

@@ -16,11 +16,11 @@ from typing import Any
 from torchbridge.checks._tolerances import per_output as check_per_output
 from torchbridge.checks._tolerances import tolerance
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.compare import Tolerance
 from torchbridge.checks.forward import training_modules
 from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject
+from torchbridge.core.compare import Tolerance
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript", "safetensors", "pt2")

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.compare import nonfinite_outputs
 from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject
+from torchbridge.core.compare import nonfinite_outputs
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject
 
 # Modules whose behaviour differs between train() and eval().
 _MODE_SENSITIVE = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm,

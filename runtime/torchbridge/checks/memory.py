@@ -14,8 +14,8 @@ from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 from torchbridge.measure.runner import ModelRejected, bind, positive_int
 from torchbridge.units import PerDevice, format_bytes, parse_bytes

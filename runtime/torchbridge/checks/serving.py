@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.compare import compare_outputs
 from torchbridge.checks.registry import register
-from torchbridge.checks.result import CheckResult, Status
-from torchbridge.checks.subject import Subject, named_inputs
+from torchbridge.core.compare import compare_outputs
+from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import Subject, named_inputs
 from torchbridge.errors import CheckSkipped, ConfigError
 from torchbridge.units import parse_bytes, parse_duration
 

@@ -69,7 +69,7 @@ _DIM = re.compile(r"^(?P<name>[A-Za-z_]\w*)=(?:(?P<input>\d+)\.)?(?P<axis>-?\d+)
 
 def parse_dim(text: str) -> tuple[str, Any]:
     """``seq=1:1-512`` → ``("seq", Dim(input=0, axis=1, min=1, max=512))``."""
-    from torchbridge.checks.subject import Dim
+    from torchbridge.core.subject import Dim
 
     match = _DIM.match(text.strip())
     if not match:
@@ -128,7 +128,7 @@ def _stem(args: argparse.Namespace) -> str:
 
 def make_subject(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load the model, synthesize and check its inputs, and build the subject."""
-    from torchbridge.checks.subject import InputSpec, Subject
+    from torchbridge.core.subject import InputSpec, Subject
     from torchbridge.inputs import check_inputs_fit, describe_inputs, inputs_from_args
     from torchbridge.loading import load_from_args
 

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _subject(args: argparse.Namespace) -> Any:
-    from torchbridge.checks.subject import Subject
+    from torchbridge.core.subject import Subject
     from torchbridge.inputs import check_inputs_fit, describe_inputs, inputs_from_args
     from torchbridge.loading import load_from_args
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torchbridge.checks.base import CheckConfig, RunContext, execute
-from torchbridge.checks.result import CheckResult, Status
+from torchbridge.core.result import CheckResult, Status
 from torchbridge.errors import ConfigError
 
 #: What is checked when no requirements are given.
@@ -146,7 +146,7 @@ def validate_production_readiness(
     import torch
 
     from torchbridge.checks import registry
-    from torchbridge.checks.subject import Subject
+    from torchbridge.core.subject import Subject
 
     configs = _configs(_normalise(requirements))
     target = _device(device)

@@ -8,7 +8,7 @@ line for data-dependent control flow).
 
 Example::
 
-    from torchbridge.checks import Subject
+    from torchbridge.core.subject import Subject
     from torchbridge.export import ExportOptions, export_model
 
     report = export_model(Subject(model, x), "onnx", Path("clf.onnx"), ExportOptions())
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from torchbridge.checks.subject import Subject
+from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 from torchbridge.export.common import (
     FORMATS,

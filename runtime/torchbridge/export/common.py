@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from torchbridge.checks.compare import Tolerance, compare_outputs
-from torchbridge.checks.subject import InputKey, Subject, named_inputs
+from torchbridge.core.compare import Tolerance, compare_outputs
+from torchbridge.core.subject import InputKey, Subject, named_inputs
 from torchbridge.errors import TorchBridgeError
 
 #: Formats tb-export and ``@tb.export`` know.

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from torchbridge.checks.subject import Subject
+from torchbridge.core.subject import Subject
 from torchbridge.errors import CheckSkipped
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (

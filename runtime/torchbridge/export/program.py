@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from torchbridge.checks.subject import Subject, named_inputs
+from torchbridge.core.subject import Subject, named_inputs
 from torchbridge.export.common import ExportFailed, as_call, condensed, quiet
 
 BATCH = "batch"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from torchbridge.checks.subject import Subject, call_model
+from torchbridge.core.subject import Subject, call_model
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
     ExportFailed,

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from torchbridge.checks.subject import Subject
+from torchbridge.core.subject import Subject
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
     ExportFailed,
@@ -48,7 +48,7 @@ def metadata(model: torch.nn.Module, subject: Subject) -> dict[str, str]:
 
 
 def _sample_shapes(subject: Subject) -> dict[str, Any]:
-    from torchbridge.checks.subject import named_inputs
+    from torchbridge.core.subject import named_inputs
 
     return {str(k): {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
             for k, v in named_inputs(subject.inputs) if isinstance(v, torch.Tensor)}

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from torchbridge.checks.subject import Subject, call_model
+from torchbridge.core.subject import Subject, call_model
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
     ExportFailed,

@@ -226,7 +226,7 @@ def apply_baseline(result: Any, context: Any, statistics: Sequence[str],
     ``samples_ns``). A significant regression beyond the threshold fails a passing result;
     the comparison is added to the message and to ``details["baseline"]`` either way.
     """
-    from torchbridge.checks.result import Status
+    from torchbridge.core.result import Status
 
     chosen = settings_from(context.options)
     if chosen is None:

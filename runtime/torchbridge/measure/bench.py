@@ -82,7 +82,7 @@ def benchmark_model(model: Any, inputs: Any, *, device: str = "cpu",
     """
     import torch
 
-    from torchbridge.checks.subject import Subject
+    from torchbridge.core.subject import Subject
     from torchbridge.measure import timing
     from torchbridge.measure.memory import is_out_of_memory
     from torchbridge.measure.runner import ModelRejected

@@ -245,7 +245,7 @@ def estimate_memory(model: Any, batch_size: int = 32, sample_input: Any = None, 
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from torchbridge.checks.subject import (
+    from torchbridge.core.subject import (
         InputSpec,
         Subject,
         call_model,

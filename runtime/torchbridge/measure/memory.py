@@ -290,7 +290,7 @@ def measure_peak(model: Any, inputs: Any, device: str = "cpu") -> PeakMemory:
     """Measured peak of one forward pass of ``model`` on ``inputs`` (see module docs)."""
     import torch
 
-    from torchbridge.checks.subject import call_model
+    from torchbridge.core.subject import call_model
 
     params, buffers = state_bytes(model)
     in_bytes = tensor_bytes(inputs)

@@ -55,7 +55,7 @@ def profile_model(model: Any, inputs: Any, *, mode: str = "summary", device: str
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from torchbridge.checks.subject import call_model, to_device
+    from torchbridge.core.subject import call_model, to_device
 
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")

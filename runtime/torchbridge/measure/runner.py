@@ -31,7 +31,7 @@ def bind(subject: Any, batch_size: int | None = None) -> BoundCall:
     """
     import torch
 
-    from torchbridge.checks.subject import call_model
+    from torchbridge.core.subject import call_model
     from torchbridge.measure.memory import is_out_of_memory
 
     model, placed = subject.placed()

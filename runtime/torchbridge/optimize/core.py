@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from torchbridge.checks.compare import flatten
-from torchbridge.checks.subject import Subject, call_model
+from torchbridge.core.compare import flatten
+from torchbridge.core.subject import Subject, call_model
 from torchbridge.errors import CheckSkipped, ConfigError
 from torchbridge.export.common import (
     GRAPH_ATOL,
@@ -341,7 +341,7 @@ def save_artifact(result: LevelResult, subject: Subject, path: Path, *,
 
 
 def _verify_saved(path: Path, kind: str, subject: Subject, result: LevelResult) -> None:
-    from torchbridge.checks.compare import compare_outputs
+    from torchbridge.core.compare import compare_outputs
     from torchbridge.export.common import quiet
 
     with quiet():

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from torchbridge.checks.subject import call_model
+from torchbridge.core.subject import call_model
 from torchbridge.errors import CheckSkipped
 from torchbridge.export.common import condensed, quiet, warning_texts
 

@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from torchbridge import __version__
-from torchbridge.checks.subject import InputSpec
+from torchbridge.core.subject import InputSpec
 from torchbridge.serving import openapi
 from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.errors import ApiError, error_body, error_response

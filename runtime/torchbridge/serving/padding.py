@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from torchbridge.checks.subject import InputSpec
+from torchbridge.core.subject import InputSpec
 from torchbridge.errors import ConfigError
 from torchbridge.serving.schemas import Signature
 

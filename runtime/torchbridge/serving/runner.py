@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchbridge.checks.subject import call_model
+from torchbridge.core.subject import call_model
 from torchbridge.serving.batcher import Work
 from torchbridge.serving.padding import Padding, pad_batch, unpad
 from torchbridge.serving.schemas import Signature

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from torchbridge.checks.subject import InputKey, InputSpec, named_inputs
+from torchbridge.core.subject import InputKey, InputSpec, named_inputs
 
 #: Open Inference Protocol v2 datatypes by torch dtype.
 V2_DATATYPES: dict[torch.dtype, str] = {

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import torch
 
-from torchbridge.checks.subject import named_inputs
+from torchbridge.core.subject import named_inputs
 from torchbridge.serving.batcher import Batcher, Dropped, QueueFull, Work
 from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.errors import ApiError, KeyRing, RateLimiter, overloaded

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torchbridge.checks.compare import Comparison, compare_outputs
+from torchbridge.core.compare import Comparison, compare_outputs
 
 
 def outputs_of(body: Any) -> Any:
