@@ -1,9 +1,18 @@
 """Read and validate a safetensors header without trusting it.
 
 Layout: 8-byte little-endian header length N, N bytes of JSON, then the tensor bytes.
-A hostile or broken file can declare a header longer than the file (truncated), one so
-large that reading it would exhaust memory (oversized), or tensor offsets outside the
-data; each is an :class:`InvalidArtifact` naming what is wrong.
+The header is checked the way the ``safetensors`` library checks it before loading, so a
+file we call valid is one it would load: a JSON object whose ``__metadata__`` (optional)
+maps strings to strings and whose every other entry is a tensor with a known ``dtype``,
+a ``shape`` of non-negative integers and ``data_offsets`` of exactly two integers; the
+tensors, sorted by offset, tile the data buffer exactly (no gap, no overlap, nothing
+after the last one) and each spans ``prod(shape) * itemsize`` bytes.
+
+Every defect is an :class:`InvalidArtifact` naming what is wrong; no input makes the
+reader raise anything else (a JSON nested 200,000 deep is a ``RecursionError`` inside
+:func:`json.loads`, turned into an :class:`InvalidArtifact`). Tensor names and metadata
+keys can hold secrets, so messages show them redacted (:func:`~torchbridge.security.
+secrets.safe_name`).
 """
 
 from __future__ import annotations
@@ -11,14 +20,16 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from torchbridge.security.limits import DEFAULT_LIMITS, ScanLimits
+from torchbridge.security.secrets import safe_name
 
-_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
-                "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
-                "I64": 8, "U64": 8, "F64": 8, "C64": 8, "F4": 1, "F6_E2M3": 1,
-                "F6_E3M2": 1}
+#: Bits per element of every dtype safetensors 0.4-0.8 knows.
+DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+              "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16,
+              "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
+              "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 
 class InvalidArtifact(ValueError):
@@ -34,57 +45,139 @@ def looks_like_safetensors(head: bytes, size: int) -> bool:
 
 
 def read_header(path: str | Path, limits: ScanLimits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """The parsed header of a safetensors file, after checking it against the file."""
+    """The parsed header of a safetensors file, after checking it against the file.
+
+    Raises :class:`InvalidArtifact` for any defect, and ``OSError`` if the file cannot
+    be read at all.
+    """
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise InvalidArtifact(f"{path.name}: {size} bytes, too short for a safetensors "
-                                  "header (truncated?)")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > limits.max_header_bytes:
-            raise InvalidArtifact(f"{path.name}: declares a {length}-byte header, over the "
-                                  f"{limits.max_header_bytes}-byte limit (corrupt or hostile)")
-        if length > size - 8:
-            raise InvalidArtifact(f"{path.name}: declares a {length}-byte header but only "
-                                  f"{size - 8} bytes follow (truncated)")
-        raw = handle.read(length)
+        return read_header_stream(handle, size, path.name, limits)
+
+
+def read_header_stream(handle: IO[bytes], size: int, name: str,
+                       limits: ScanLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """:func:`read_header` for an open stream positioned at the file's start, holding
+    ``size`` bytes in all; ``name`` is used in messages. Raises :class:`InvalidArtifact`.
+    """
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise InvalidArtifact(f"{name}: {size} bytes, too short for a safetensors "
+                              "header (truncated?)")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > limits.max_header_bytes:
+        raise InvalidArtifact(f"{name}: declares a {length}-byte header, over the "
+                              f"max_header_bytes limit {limits.max_header_bytes} "
+                              "(corrupt or hostile)")
+    if length > size - 8:
+        raise InvalidArtifact(f"{name}: declares a {length}-byte header but only "
+                              f"{size - 8} bytes follow (truncated)")
+    raw = handle.read(length)
+    if len(raw) < length:
+        raise InvalidArtifact(f"{name}: header cut short after {len(raw)} of {length} "
+                              "bytes (truncated)")
+    return parse_header(raw, size - 8 - length, name)
+
+
+def parse_header(raw: bytes, data_size: int, name: str) -> dict[str, Any]:
+    """Parse and validate header bytes ``raw`` for a data buffer of ``data_size`` bytes.
+
+    Raises :class:`InvalidArtifact` naming the first defect.
+    """
+    if not raw.lstrip(b" ").startswith(b"{"):
+        raise InvalidArtifact(f"{name}: header does not open a JSON object")
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArtifact(f"{path.name}: header is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidArtifact(f"{name}: header JSON nested too deep to be a "
+                              "safetensors header") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArtifact(f"{name}: header is not valid JSON "
+                              f"({type(exc).__name__} at {getattr(exc, 'pos', '?')})"
+                              ) from None
     if not isinstance(header, dict):
-        raise InvalidArtifact(f"{path.name}: header is not a JSON object")
-    _check_entries(path.name, header, size - 8 - length)
+        raise InvalidArtifact(f"{name}: header is not a JSON object")
+    check_entries(name, header, data_size)
     return header
 
 
-def _check_entries(name: str, header: dict[str, Any], data_size: int) -> None:
-    end = 0
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_metadata(name: str, entry: Any) -> None:
+    if entry is None:
+        return
+    if not isinstance(entry, dict):
+        raise InvalidArtifact(f"{name}: __metadata__ is {type(entry).__name__}, "
+                              "not an object of strings")
+    for key, value in entry.items():
+        if not isinstance(value, str):
+            raise InvalidArtifact(f"{name}: __metadata__[{safe_name(key)}] is "
+                                  f"{type(value).__name__}, not a string")
+
+
+def _tensor_span(name: str, key: str, entry: Any) -> tuple[int, int]:
+    """(start, stop) of one tensor entry after checking dtype, shape and offsets."""
+    label = f"{name}: tensor {safe_name(key)}"
+    if not isinstance(entry, dict):
+        raise InvalidArtifact(f"{label} is {type(entry).__name__}, not an object")
+    missing = {"dtype", "shape", "data_offsets"} - set(entry)
+    if missing:
+        raise InvalidArtifact(f"{label} lacks {', '.join(sorted(missing))}")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        shown = safe_name(dtype) if isinstance(dtype, str) else type(dtype).__name__
+        raise InvalidArtifact(f"{label} has unknown dtype {shown}")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise InvalidArtifact(f"{label} has a bad shape (not a list of non-negative "
+                              f"integers: {_describe(shape)})")
+    if not isinstance(offsets, list) or len(offsets) != 2 or \
+            not all(_is_int(o) and o >= 0 for o in offsets):
+        raise InvalidArtifact(f"{label} has bad data_offsets (need exactly two "
+                              f"non-negative integers: {_describe(offsets)})")
+    start, stop = offsets
+    if start > stop:
+        raise InvalidArtifact(f"{label} has data_offsets {start}..{stop} that run backwards")
+    count = 1
+    for dim in shape:
+        count *= dim
+    bits = count * DTYPE_BITS[dtype]
+    if bits % 8 or bits // 8 != stop - start:
+        raise InvalidArtifact(f"{label} {dtype}{shape} needs {bits / 8:g} bytes, "
+                              f"data_offsets give {stop - start}")
+    return start, stop
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value)[:60] if not isinstance(value, str) else "a string"
+    return text
+
+
+def check_entries(name: str, header: dict[str, Any], data_size: int) -> None:
+    """Validate every entry of a parsed header against a data buffer of ``data_size``
+    bytes. Raises :class:`InvalidArtifact`."""
+    spans: list[tuple[int, int, str]] = []
     for key, entry in header.items():
         if key == "__metadata__":
-            if not isinstance(entry, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in entry.items()):
-                raise InvalidArtifact(f"{name}: __metadata__ must map strings to strings")
+            _check_metadata(name, entry)
             continue
-        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
-            raise InvalidArtifact(f"{name}: tensor {key!r} lacks dtype/shape/data_offsets")
-        start, stop = entry["data_offsets"]
-        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop):
-            raise InvalidArtifact(f"{name}: tensor {key!r} has bad offsets {start}..{stop}")
-        if stop > data_size:
-            raise InvalidArtifact(f"{name}: tensor {key!r} ends at byte {stop} of the data "
-                                  f"but the file holds {data_size} (truncated)")
-        width = _DTYPE_BYTES.get(entry["dtype"])
-        count = 1
-        for dim in entry["shape"]:
-            count *= int(dim)
-        if width is not None and entry["dtype"] not in ("F4", "F6_E2M3", "F6_E3M2") \
-                and count * width != stop - start:
-            raise InvalidArtifact(f"{name}: tensor {key!r} {entry['dtype']}{entry['shape']} "
-                                  f"needs {count * width} bytes, offsets give {stop - start}")
-        end = max(end, stop)
+        start, stop = _tensor_span(name, key, entry)
+        spans.append((start, stop, key))
+    spans.sort()
+    end = 0
+    for start, stop, key in spans:
+        if start < end:
+            raise InvalidArtifact(f"{name}: tensor {safe_name(key)} at bytes {start}..{stop} "
+                                  f"overlaps the tensor before it (ends at {end})")
+        if start > end:
+            raise InvalidArtifact(f"{name}: {start - end} bytes of the data buffer before "
+                                  f"tensor {safe_name(key)} belong to no tensor")
+        end = stop
+    if end > data_size:
+        raise InvalidArtifact(f"{name}: the tensors need {end} bytes of data but the file "
+                              f"holds {data_size} (truncated)")
     if end != data_size:
         raise InvalidArtifact(f"{name}: {data_size - end} trailing bytes after the last "
                               "tensor (not a file safetensors wrote)")

@@ -34,36 +34,56 @@ from torchbridge.security.verdict import SecretFinding
 
 @dataclass(frozen=True)
 class Detector:
-    """A named pattern; ``public_prefix`` characters of a match may be shown (``AKIA``)."""
+    """A named pattern; ``public_prefix`` characters of a match may be shown (``AKIA``).
+
+    ``hints``: literal substrings every match contains (compared with the text
+    lower-cased when ``fold``); a text holding none of them is not searched, which keeps
+    a megabyte of ordinary text to a few milliseconds.
+    """
 
     kind: str
     pattern: re.Pattern[str]
     public_prefix: int = 0
+    hints: tuple[str, ...] = ()
+    fold: bool = False
+
+    def could_match(self, text: str, lower: str) -> bool:
+        """Whether ``text`` (``lower``: the same, lower-cased) holds one of the hints."""
+        haystack = lower if self.fold else text
+        return not self.hints or any(h in haystack for h in self.hints)
 
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("aws-access-key-id",
-             re.compile(r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\b"), 4),
+             re.compile(r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\b"), 4,
+             ("A3T", "AKIA", "ASIA", "ABIA", "ACCA")),
     Detector("aws-secret-access-key", re.compile(
-        r"(?i)aws.{0,20}?(?:secret|key).{0,20}?[\s'\"=:]+([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])")),
-    Detector("github-token", re.compile(r"\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9_]{36,255})\b"), 4),
-    Detector("github-token", re.compile(r"\b(github_pat_[A-Za-z0-9_]{82})\b"), 11),
-    Detector("slack-token", re.compile(r"\b(xox[abposr]-[0-9A-Za-z-]{10,250})"), 5),
+        r"(?i)aws.{0,20}?(?:secret|key).{0,20}?[\s'\"=:]+([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
+        0, ("aws",), True),
+    Detector("github-token", re.compile(r"\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9_]{36,255})\b"),
+             4, ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    Detector("github-token", re.compile(r"\b(github_pat_[A-Za-z0-9_]{82})\b"), 11,
+             ("github_pat_",)),
+    Detector("slack-token", re.compile(r"\b(xox[abposr]-[0-9A-Za-z-]{10,250})"), 5, ("xox",)),
     Detector("slack-webhook", re.compile(
-        r"(https://hooks\.slack\.com/services/T[A-Z0-9_]+/B[A-Z0-9_]+/[A-Za-z0-9_]+)"), 33),
-    Detector("stripe-key", re.compile(r"\b([rs]k_live_[0-9a-zA-Z]{16,247})\b"), 8),
+        r"(https://hooks\.slack\.com/services/T[A-Z0-9_]+/B[A-Z0-9_]+/[A-Za-z0-9_]+)"), 33,
+        ("hooks.slack.com",)),
+    Detector("stripe-key", re.compile(r"\b([rs]k_live_[0-9a-zA-Z]{16,247})\b"), 8,
+             ("k_live_",)),
     Detector("openai-key", re.compile(
-        r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,})"), 3),
-    Detector("openai-key", re.compile(r"\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,})"), 3),
-    Detector("huggingface-token", re.compile(r"\b(hf_[A-Za-z0-9]{34})\b"), 3),
+        r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,})"), 3,
+        ("T3BlbkFJ",)),
+    Detector("openai-key", re.compile(r"\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,})"), 3,
+             ("sk-proj-", "sk-svcacct-", "sk-admin-")),
+    Detector("huggingface-token", re.compile(r"\b(hf_[A-Za-z0-9]{34})\b"), 3, ("hf_",)),
     Detector("private-key", re.compile(
         r"(-----BEGIN (?:(?:RSA|DSA|EC|OPENSSH|PGP|ENCRYPTED) )?PRIVATE KEY(?: BLOCK)?-----)"),
-        0),
+        0, ("PRIVATE KEY",)),
     Detector("jwt", re.compile(
-        r"\b(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})")),
+        r"\b(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"), 0, ("eyJ",)),
     Detector("url-credentials", re.compile(
         r"\b([a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@'\"]{1,100}:[^\s/@'\"]{3,100}@"
-        r"[A-Za-z0-9.-]+)")),
+        r"[A-Za-z0-9.-]+)"), 0, ("://",)),
 )
 
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
@@ -97,6 +117,30 @@ def _valid_jwt(token: str) -> bool:
     return isinstance(decoded, dict) and ("alg" in decoded or "typ" in decoded)
 
 
+#: Keys whose values are identifiers or digests, not credentials (``_commit_hash``,
+#: ``run_id``, ``data_fingerprint``, ``sha256``): high-entropy values under them are not
+#: reported. Keys that name a credential win over these (``secret_id`` is still scanned).
+_ID_KEY = re.compile(r"(?i)(^|[^a-z])(sha\d*|md5|blake\w*|hash(es)?|digest|commit|revision|"
+                     r"rev|git|checksum|etag|uuid|guid|ids?|fingerprint|crc\d*|version|"
+                     r"nonce|seed|run|name_or_path)($|[^a-z])")
+_CREDENTIAL_KEY = re.compile(r"(?i)(secret|token|passw|pwd|api.?key|private|credential|auth)")
+#: Lengths of the usual hex digests: md5 / uuid hex, sha1 / git, sha224, sha256, sha384,
+#: sha512.
+_DIGEST_LENGTHS = frozenset({32, 40, 56, 64, 96, 128})
+_DIGEST_VALUE = re.compile(r"(?i)^(?:(?:sha\d+|md5|blake2b|git)[:=-])?([0-9a-f]+)$")
+
+
+def is_identifier_key(key: str) -> bool:
+    """Whether a dict key / label names a hash, id or fingerprint and not a credential."""
+    return bool(_ID_KEY.search(key)) and not _CREDENTIAL_KEY.search(key)
+
+
+def is_digest(value: str) -> bool:
+    """Whether ``value`` is one hex digest of a standard length (optionally ``sha256:``)."""
+    match = _DIGEST_VALUE.match(value.strip())
+    return bool(match) and len(match.group(1)) in _DIGEST_LENGTHS
+
+
 def _high_entropy(text: str, location: str, taken: set[str]) -> list[SecretFinding]:
     found = []
     for match in _HEX_TOKEN.finditer(text):
@@ -120,13 +164,21 @@ def _high_entropy(text: str, location: str, taken: set[str]) -> list[SecretFindi
     return found
 
 
-def find_secrets(text: str, location: str, *, entropy: bool = True) -> list[SecretFinding]:
-    """Secrets in one string. ``location`` says where the string came from."""
+def find_secrets(text: str, location: str, *, entropy: bool = True,
+                 context: str = "") -> list[SecretFinding]:
+    """Secrets in one string. ``location`` says where the string came from; ``context``
+    is the dict key it is stored under (or the string just before it in a pickle), if
+    known. Known credential shapes (AWS, GitHub, ...) are always reported; high-entropy
+    strings are not when the context names a hash / id / fingerprint or the whole value
+    is a hex digest of a standard length (a git sha, a ``uuid4().hex``, a sha256)."""
     if len(text) < 8:
         return []
     findings: list[SecretFinding] = []
     taken: set[str] = set()
+    lower = text.lower()
     for detector in DETECTORS:
+        if not detector.could_match(text, lower):
+            continue
         for match in detector.pattern.finditer(text):
             value = match.group(1)
             if value in taken or (detector.kind == "jwt" and not _valid_jwt(value)):
@@ -136,70 +188,138 @@ def find_secrets(text: str, location: str, *, entropy: bool = True) -> list[Secr
             taken.add(value)
             findings.append(SecretFinding(detector.kind, location,
                                           redact(value, detector.public_prefix)))
-    if entropy:
+    if entropy and not (context and is_identifier_key(context)) and not is_digest(text):
         findings.extend(_high_entropy(text, location, taken))
     return findings
 
 
 def scan_strings(pairs: Iterable[tuple[str, str]]) -> list[SecretFinding]:
-    """Secrets in (location, text) pairs, e.g. a pickle's string constants."""
-    return [f for location, text in pairs for f in find_secrets(text, location)]
+    """Secrets in (location, text) pairs in the order a pickle holds them. A pickled dict
+    holds each key just before its value, so the string before a value (from the same
+    location) is its context: ``{"_commit_hash": "3f78..."}`` is a digest, not a secret.
+    """
+    findings: list[SecretFinding] = []
+    previous: tuple[str, str] = ("", "")
+    for location, text in pairs:
+        context = previous[1] if previous[0] == location and len(previous[1]) <= 64 else ""
+        findings += find_secrets(text, location, context=context)
+        previous = (location, text)
+    return findings
+
+
+def safe_name(value: object, width: int = 60) -> str:
+    """A name (tensor name, dict key, member name) fit for a location or a message:
+    ``repr`` of it, cut to ``width`` characters, or ``<redacted name, N chars>`` when it
+    holds a secret. Locations and reasons must never print a secret in clear."""
+    text = value if isinstance(value, str) else str(value)
+    if find_secrets(text, "") or find_secrets(text.replace("_", " "), ""):
+        return f"<redacted name, {len(text)} chars>"
+    shown = text if len(text) <= width else text[:width] + "..."
+    return repr(shown)
+
+
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{8,}")
+
+
+def decode_text(raw: bytes) -> str | None:
+    """Text of a file or member for secret scanning: UTF-8, or UTF-16/32 when a byte
+    order mark or the pattern of NUL bytes says so; for binary data, its printable runs of
+    8+ characters (``None`` if there are none)."""
+    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+                       (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(codec, "replace")
+    sample = raw[:4096]
+    if len(sample) >= 4 and sample.count(0) > len(sample) // 3:
+        even, odd = sample[0::2].count(0), sample[1::2].count(0)
+        codec = "utf-16-le" if odd > even else "utf-16-be"
+        return raw[: len(raw) // 2 * 2].decode(codec, "replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(raw) - 4:  # a character cut by a read limit
+            return raw[: exc.start].decode("utf-8")
+    # Binary: the printable runs in it, as ``strings`` prints them.
+    runs = _PRINTABLE_RUN.findall(raw)
+    return b"\n".join(runs).decode("ascii") if runs else None
 
 
 # --------------------------------------------------------------------------- formats
 
 
 def scan_safetensors_header(header: Mapping[str, Any], where: str) -> list[SecretFinding]:
-    """Secrets in a safetensors header: tensor names and ``__metadata__``."""
+    """Secrets in a safetensors header: tensor names and ``__metadata__`` keys and values
+    (keys and names appear redacted in locations)."""
     findings = []
     for key, value in header.items():
         if key == "__metadata__" and isinstance(value, Mapping):
             for meta_key, meta_value in value.items():
                 findings += find_secrets(str(meta_key), f"{where}: __metadata__ key")
                 findings += find_secrets(str(meta_value),
-                                         f"{where}: __metadata__[{meta_key!r}]")
+                                         f"{where}: __metadata__[{safe_name(meta_key)}]",
+                                         context=str(meta_key))
         else:
             findings += find_secrets(key, f"{where}: tensor name")
     return findings
 
 
+#: Protobuf fields that hold tensor bytes, not text.
+_ONNX_BINARY_FIELDS = frozenset({"raw_data", "float_data", "int32_data", "int64_data",
+                                 "double_data", "uint64_data"})
+_ONNX_MAX_STRINGS = 200_000
+
+
 def scan_onnx(path: str | Path) -> list[SecretFinding]:
-    """Secrets in an ONNX model's metadata_props, doc strings and names (external data is
-    not read: it holds tensor bytes only)."""
+    """Secrets in every text field of an ONNX model: ``metadata_props`` keys and values,
+    doc strings, producer name and version, domains, graph / node / input / output /
+    initializer / value_info names, string attributes and string tensors, in subgraphs
+    and functions too (external data is not read: it holds tensor bytes only).
+    Locations name fields by path and index (``graph.node[3].name``), never by a name
+    that could itself be the secret."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     where = Path(path).name
-    findings = find_secrets(model.doc_string, f"{where}: model.doc_string")
-    findings += find_secrets(model.producer_name, f"{where}: model.producer_name")
-    for prop in model.metadata_props:
-        findings += find_secrets(prop.key, f"{where}: metadata_props key")
-        findings += find_secrets(prop.value, f"{where}: metadata_props[{prop.key!r}]")
-    findings += _onnx_graph(model.graph, f"{where}: graph")
-    for function in model.functions:
-        findings += find_secrets(function.doc_string, f"{where}: function "
-                                                      f"{function.name!r}.doc_string")
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    _proto_strings(model, "model", pairs, seen)
+    findings = []
+    for location, text, context in _with_context(pairs):
+        findings += find_secrets(text, f"{where}: {location}", context=context)
     return findings
 
 
-def _onnx_graph(graph: Any, where: str) -> list[SecretFinding]:
-    findings = find_secrets(graph.doc_string, f"{where}.doc_string")
-    for init in graph.initializer:
-        findings += find_secrets(init.name, f"{where}.initializer name")
-        findings += find_secrets(init.doc_string, f"{where}.initializer {init.name!r}"
-                                                  ".doc_string")
-    for index, node in enumerate(graph.node):
-        label = f"{where}.node[{index}] {node.name or node.op_type!r}"
-        findings += find_secrets(node.doc_string, f"{label}.doc_string")
-        for attr in node.attribute:
-            if attr.type == attr.STRING:
-                findings += find_secrets(attr.s.decode("utf-8", "replace"),
-                                         f"{label}.attribute {attr.name!r}")
-            if attr.type == attr.GRAPH:
-                findings += _onnx_graph(attr.g, f"{label}.{attr.name}")
-        for prop in getattr(node, "metadata_props", ()):
-            findings += find_secrets(prop.value, f"{label}.metadata_props[{prop.key!r}]")
-    return findings
+def _with_context(pairs: list[tuple[str, str]]) -> Iterable[tuple[str, str, str]]:
+    """metadata_props ``value`` fields get their ``key`` as context."""
+    previous = ("", "")
+    for location, text in pairs:
+        key_location = location[: -len("value")] + "key"
+        context = previous[1] if location.endswith(".value") and \
+            previous[0] == key_location else ""
+        yield location, text, context
+        previous = (location, text)
+
+
+def _proto_strings(message: Any, where: str, out: list[tuple[str, str]],
+                   seen: set[str]) -> None:
+    """Append (location, text) for every string in a protobuf message tree."""
+    for descriptor, value in message.ListFields():
+        name = descriptor.name
+        if name in _ONNX_BINARY_FIELDS or len(out) >= _ONNX_MAX_STRINGS:
+            continue
+        repeated = getattr(descriptor, "is_repeated", None)
+        if repeated is None:  # protobuf < 5.28
+            repeated = descriptor.label == descriptor.LABEL_REPEATED
+        items = list(value) if repeated else [value]
+        for index, item in enumerate(items):
+            location = f"{where}.{name}[{index}]" if repeated else f"{where}.{name}"
+            if descriptor.type == descriptor.TYPE_MESSAGE:
+                _proto_strings(item, location, out, seen)
+            elif isinstance(item, bytes | str):
+                text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+                if len(text) >= 8 and (text not in seen or location.endswith(".value")):
+                    seen.add(text)
+                    out.append((location, text))
 
 
 # --------------------------------------------------------------------------- live models
@@ -214,60 +334,92 @@ _MAX_DEPTH = 5
 _MAX_ITEMS = 2000
 
 
+def _bare(name: str) -> str:
+    """An attribute or key name for a dotted location, or ``<redacted>`` if it is a
+    secret itself."""
+    return name if not safe_name(name).startswith("<redacted") else "<redacted>"
+
+
 def scan_model(model: Any) -> list[SecretFinding]:
     """Secrets in a live model: state-dict keys, string attributes of every submodule, and
-    config objects (dataclasses, dicts, objects with ``to_dict()``) hanging off them."""
+    config objects (dataclasses, dicts, objects with ``to_dict()``, and whatever their
+    ``__dict__`` holds beyond declared fields) hanging off them. Locations never print a
+    key or attribute name that is itself a secret."""
     import torch
 
     findings: list[SecretFinding] = []
     if not isinstance(model, torch.nn.Module):
         return _walk(model, "model", 0, set())
     for key in model.state_dict():
-        findings += find_secrets(key, f"state_dict key {key!r}")
+        findings += find_secrets(key, f"state_dict key {safe_name(key)}")
     seen: set[int] = set()
     for name, module in model.named_modules():
-        prefix = f"model.{name}" if name else "model"
+        prefix = f"model.{_bare(name)}" if name else "model"
         for attr, value in vars(module).items():
             if attr in _MODULE_INTERNALS or isinstance(value, torch.Tensor):
                 continue
-            findings += _walk(value, f"{prefix}.{attr}", 0, seen)
+            findings += _walk(value, f"{prefix}.{_bare(attr)}", 0, seen, attr)
     return findings
 
 
-def _walk(value: Any, where: str, depth: int, seen: set[int]) -> list[SecretFinding]:
+def _walk(value: Any, where: str, depth: int, seen: set[int], key: str = ""
+          ) -> list[SecretFinding]:
     import torch
 
     if isinstance(value, str):
-        return find_secrets(value, f"{where} (attribute)")
+        return find_secrets(value, f"{where} (attribute)", context=key)
     if isinstance(value, bytes) and value.isascii():
-        return find_secrets(value.decode("ascii"), f"{where} (attribute)")
+        return find_secrets(value.decode("ascii"), f"{where} (attribute)", context=key)
     if depth >= _MAX_DEPTH or id(value) in seen or value is None or \
-            isinstance(value, int | float | bool | torch.Tensor | torch.nn.Module):
+            isinstance(value, int | float | bool | torch.Tensor | torch.nn.Module | type):
         return []
     seen.add(id(value))
-    findings: list[SecretFinding] = []
     if isinstance(value, Mapping):
-        for index, (key, item) in enumerate(value.items()):
-            if index >= _MAX_ITEMS:
-                break
-            findings += find_secrets(str(key), f"{where} key") if isinstance(key, str) else []
-            findings += _walk(item, f"{where}[{key!r}]", depth + 1, seen)
-    elif isinstance(value, list | tuple | set | frozenset):
+        return _walk_mapping(value, where, depth, seen, "[{}]")
+    if isinstance(value, list | tuple | set | frozenset):
+        findings: list[SecretFinding] = []
         for index, item in enumerate(value):
             if index >= _MAX_ITEMS:
                 break
-            findings += _walk(item, f"{where}[{index}]", depth + 1, seen)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            findings += _walk(getattr(value, f.name, None), f"{where}.{f.name}", depth + 1,
-                              seen)
-    elif callable(getattr(value, "to_dict", None)) and not isinstance(value, type):
-        try:
-            data = value.to_dict()
-        except Exception:  # a broken to_dict is not a secret; the attributes still are
-            data = getattr(value, "__dict__", {})
-        findings += _walk(data, where, depth + 1, seen)
-    elif hasattr(value, "__dict__") and not callable(value) and \
-            type(value).__module__ not in ("builtins", "torch"):
-        findings += _walk(vars(value), where, depth + 1, seen)
+            findings += _walk(item, f"{where}[{index}]", depth + 1, seen, key)
+        return findings
+    return _walk_object(value, where, depth, seen)
+
+
+def _walk_mapping(value: Mapping[Any, Any], where: str, depth: int, seen: set[int],
+                  spelling: str) -> list[SecretFinding]:
+    """Keys and values of a dict (``spelling`` ``[{}]``) or of an object's attributes
+    (``.{}``)."""
+    findings: list[SecretFinding] = []
+    for index, (key, item) in enumerate(value.items()):
+        if index >= _MAX_ITEMS:
+            break
+        text = key if isinstance(key, str) else str(key)
+        if isinstance(key, str):
+            findings += find_secrets(key, f"{where} key")
+        label = spelling.format(safe_name(text) if spelling == "[{}]" else _bare(text))
+        findings += _walk(item, f"{where}{label}", depth + 1, seen, text)
     return findings
+
+
+def _walk_object(value: Any, where: str, depth: int, seen: set[int]) -> list[SecretFinding]:
+    """A config object: declared dataclass fields, ``to_dict()`` and ``__dict__`` (a
+    transformers config keeps extra keyword arguments as plain attributes)."""
+    import torch
+
+    data: dict[str, Any] = {}
+    if dataclasses.is_dataclass(value):
+        data.update({f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)})
+    if callable(getattr(value, "to_dict", None)):
+        try:
+            produced = value.to_dict()
+        except Exception:  # a broken to_dict is not a secret; the attributes still are
+            produced = {}
+        if isinstance(produced, Mapping):
+            data.update({str(k): v for k, v in produced.items() if str(k) not in data})
+    attrs = getattr(value, "__dict__", None)
+    if isinstance(attrs, Mapping) and not callable(value) and \
+            type(value).__module__ not in ("builtins", "torch") and \
+            not isinstance(value, torch.nn.Module):
+        data.update({str(k): v for k, v in attrs.items() if str(k) not in data})
+    return _walk_mapping(data, where, depth, seen, ".{}")
