@@ -161,9 +161,10 @@ def test_every_checkpoint_read_goes_through_load_checkpoint(
     seen: list[tuple[str, bool]] = []
     real = loading._load_checkpoint
 
-    def spy(path: str | Path, *, weights_only: bool = True) -> object:
+    def spy(path: str | Path, *, weights_only: bool = True,
+            allowed_globals: tuple[str, ...] = ()) -> object:
         seen.append((Path(path).name, weights_only))
-        return real(path, weights_only=weights_only)
+        return real(path, weights_only=weights_only, allowed_globals=allowed_globals)
 
     monkeypatch.setattr(loading, "_load_checkpoint", spy)
     torch.save(make_net(), tmp_path / "model.pt")

@@ -139,16 +139,25 @@ class Config:
 def test_checkpoint_with_user_class_needs_explicit_trust(tmp_path: Path,
                                                          caplog: pytest.LogCaptureFixture
                                                          ) -> None:
+    # Allowlist verdict (issue 12.3): a class off the allowlist, from a module nobody
+    # trusted, is unsafe (the scanner cannot tell it from a gadget without importing it).
     path = tmp_path / "ckpt.pt"
     torch.save({"config": Config(4), "w": torch.ones(2)}, path)
-    with pytest.raises(UnsafeModelError, match="allowed_globals") as info:
+    name = f"{__name__}.Config"
+    with pytest.raises(UnsafeModelError, match="--allow-global") as info:
         load_checkpoint(path)
-    assert info.value.globals == [f"{__name__}.Config"]
-    assert scan_file(path).verdict is Verdict.CODE
+    assert info.value.globals == [name]
+    assert scan_file(path).verdict is Verdict.UNSAFE
+    with pytest.raises(UnsafeModelError):
+        load_checkpoint(path, allow_code=True)  # the flag never lets an unknown call in
 
+    assert scan_file(path, allowed_globals=[name]).verdict is Verdict.SAFE
     assert load_checkpoint(path, allowed_globals=[Config])["config"].width == 4
+    # Trusting the module's classes makes them ``code``: rebuilt only with allow_code.
+    assert scan_file(path, allowed_globals=[f"{__name__}.*"]).verdict is Verdict.CODE
     with caplog.at_level(logging.WARNING, logger="torchbridge.security"):
-        assert load_checkpoint(path, allow_code=True)["config"].width == 4
+        loaded = load_checkpoint(path, allow_code=True, allowed_globals=[f"{__name__}.*"])
+    assert loaded["config"].width == 4
     assert "allow_code=True" in caplog.text and "Config" in caplog.text
 
 
@@ -175,12 +184,13 @@ def _raw_bomb(path: Path, size: int) -> None:
             member.write(block)
 
 
-def test_zip_bomb_is_unsafe_without_being_inflated(tmp_path: Path) -> None:
+def test_zip_bomb_is_invalid_without_being_inflated(tmp_path: Path) -> None:
+    # issue 12.5: crossing a limit is an ``invalid`` verdict naming the limit
     bomb = tmp_path / "bomb.pt"
     _raw_bomb(bomb, 300 << 20)
     assert bomb.stat().st_size < 1 << 20
     verdict = scan_file(bomb)
-    assert verdict.verdict is Verdict.UNSAFE
+    assert verdict.verdict is Verdict.INVALID
     assert "zip bomb" in " ".join(verdict.reasons)
 
 
@@ -195,7 +205,7 @@ def test_pickle_longer_than_the_read_limit_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "long.pkl"
     path.write_bytes(pickle.dumps(list(range(2000))))
     verdict = scan_file(path, limits=ScanLimits(max_pickle_bytes=1024))
-    assert verdict.verdict is Verdict.UNSAFE and "max_pickle_bytes" in verdict.reasons[0]
+    assert verdict.verdict is Verdict.INVALID and "max_pickle_bytes" in verdict.reasons[0]
 
 
 def test_deeply_nested_archives_are_refused(tmp_path: Path) -> None:
@@ -208,7 +218,7 @@ def test_deeply_nested_archives_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "deep.zip"
     path.write_bytes(payload)
     verdict = scan_file(path)
-    assert verdict.verdict is Verdict.UNSAFE and "max_depth" in " ".join(verdict.reasons)
+    assert verdict.verdict is Verdict.INVALID and "max_depth" in " ".join(verdict.reasons)
 
 
 @pytest.mark.parametrize("cut", [1, 40, 400])

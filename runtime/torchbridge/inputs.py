@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from torchbridge.core.subject import call_model, named_inputs, to_device
 from torchbridge.errors import ConfigError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -101,8 +102,6 @@ def synthesize_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str] =
 def check_inputs_fit(model: Any, inputs: Any, described: str) -> Any:
     """Run ``model`` once on ``inputs``; a shape/dtype mismatch becomes a :class:`ConfigError`
     naming the option to change. Returns the outputs."""
-    from torchbridge.core.subject import call_model
-
     try:
         with torch.inference_mode():
             return call_model(model, inputs)
@@ -133,8 +132,6 @@ def inputs_from_args(args: argparse.Namespace, model: Any, *, example: Any = Non
                                   [default_shape] if default_shape else [])
     if not shapes:
         if example is not None:
-            from torchbridge.core.subject import to_device
-
             return to_device(example, device)
         raise ConfigError("the model carries no example inputs; pass --input-shape "
                           "(e.g. --input-shape 8,128) and --dtype")
@@ -144,8 +141,6 @@ def inputs_from_args(args: argparse.Namespace, model: Any, *, example: Any = Non
 
 def describe_inputs(inputs: Any) -> str:
     """``"(8, 128) int64"``-style text for messages."""
-    from torchbridge.core.subject import named_inputs
-
     parts = [f"{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}"
              if isinstance(v, torch.Tensor) else type(v).__name__
              for _, v in named_inputs(inputs)]

@@ -27,9 +27,8 @@ import importlib
 import importlib.util
 import logging
 import sys
-import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -121,18 +120,18 @@ def detect_kind(path: Path) -> str:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _load_checkpoint(path: str | Path, *, weights_only: bool = True) -> Any:
+def _load_checkpoint(path: str | Path, *, weights_only: bool = True,
+                     allowed_globals: Sequence[str] = ()) -> Any:
     """The single place this module calls ``torch.load``.
 
     Security scanning hooks in here (before the load), so every checkpoint the CLI
     reads passes through one gate. ``weights_only=False`` is only reached after the
-    caller explicitly allowed pickles.
+    caller explicitly allowed pickles, and even then rebuilds only trusted classes.
     """
     from torchbridge.security.safe_load import load_checkpoint
 
-    # Scanned first: dangerous globals are refused even with weights_only=False, and
-    # weights_only=False is used (and logged) only when the file needs it.
-    return load_checkpoint(path, map_location="cpu", allow_code=not weights_only)
+    return load_checkpoint(path, map_location="cpu", allow_code=not weights_only,
+                           allowed_globals=allowed_globals)
 
 
 def _refuse_pickle(path: Path, reason: str) -> ModelLoadError:
@@ -143,22 +142,21 @@ def _refuse_pickle(path: Path, reason: str) -> ModelLoadError:
         "If you trust the file, pass --allow-pickle (allow_pickle=True).")
 
 
-def _load_torch_save(path: Path, allow_pickle: bool) -> tuple[Any, SourceKind]:
+def _load_torch_save(path: Path, allow_pickle: bool,
+                     allowed: Sequence[str] = ()) -> tuple[Any, SourceKind]:
+    from torchbridge.security.safe_load import UnsafeModelError
+
     try:
-        obj = _load_checkpoint(path, weights_only=True)
-    except Exception as exc:  # weights_only refuses classes: a whole pickled module
-        if "weights_only" not in str(exc) and "Unsupported" not in str(exc):
-            raise ModelLoadError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
-                                 f"{_first_line(exc)}") from None
+        obj = _load_checkpoint(path, weights_only=True, allowed_globals=allowed)
+    except UnsafeModelError as exc:
+        if exc.verdict.verdict.value != "code":
+            raise ModelLoadError(str(exc)) from None
         if not allow_pickle:
-            raise _refuse_pickle(path, _unsafe_globals(path)) from None
-        log.warning("loading %s with weights_only=False: this runs code from the file, "
-                    "as --allow-pickle asked", path)
-        try:
-            obj = _load_checkpoint(path, weights_only=False)
-        except Exception as exc2:
-            raise ModelLoadError(f"cannot unpickle {path}: {type(exc2).__name__}: "
-                                 f"{_first_line(exc2)}") from None
+            raise _refuse_pickle(path, _unsafe_globals(exc.verdict.code_globals)) from None
+        log.warning("loading %s with a full unpickle: this runs code from the file (the "
+                    "constructors of %s), as --allow-pickle asked", path,
+                    ", ".join(exc.verdict.code_globals))
+        obj = _load_checkpoint(path, weights_only=False, allowed_globals=allowed)
         if not isinstance(obj, torch.nn.Module):
             raise ModelLoadError(f"{path} unpickled to a {type(obj).__name__}, not an "
                                  "nn.Module") from None
@@ -170,12 +168,8 @@ def _load_torch_save(path: Path, allow_pickle: bool) -> tuple[Any, SourceKind]:
         "pass --model package.module:factory --weights " + path.name)
 
 
-def _unsafe_globals(path: Path) -> str:
-    """Name the classes/functions the pickle would import: the reason it is refused."""
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # a legacy (non-zip) checkpoint: torch cannot list them
-        return "it imports classes that weights_only=True does not allow"
+def _unsafe_globals(names: Sequence[str]) -> str:
+    """Name the classes the pickle would rebuild: the reason it is refused."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return f"it imports {shown}"
 
@@ -199,12 +193,10 @@ def _flat(exc: BaseException, limit: int = 600) -> str:
 # --------------------------------------------------------------------------- formats
 
 
-def _load_pt2(path: Path, device: str) -> LoadedModel:
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load torch.export archive {path}: "
-                             f"{type(exc).__name__}: {_first_line(exc)}") from None
+def _load_pt2(path: Path, device: str, allowed: Sequence[str] = ()) -> LoadedModel:
+    from torchbridge.security.safe_load import load_pt2
+
+    program = load_pt2(path, allowed_globals=allowed)
     module = program.module()
     module.to(device)
     example = program.example_inputs
@@ -216,10 +208,12 @@ def _load_pt2(path: Path, device: str) -> LoadedModel:
 
 
 def _load_torchscript(path: Path, device: str) -> LoadedModel:
+    from torchbridge.security.safe_load import UnsafeModelError, load_torchscript
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location=device)
+        module = load_torchscript(path, map_location=device)
+    except UnsafeModelError:
+        raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load TorchScript archive {path}: "
                              f"{type(exc).__name__}: {_first_line(exc)}") from None
@@ -309,7 +303,7 @@ def _load_onnx(path: Path, device: str) -> LoadedModel:
     except Exception as exc:
         raise ModelLoadError(f"{path} is not a readable ONNX model (corrupt or truncated?): "
                              f"{type(exc).__name__}: {_first_line(exc)}") from None
-    for location in _external_locations(proto):
+    for location in external_locations(proto):
         data = path.parent / location
         if not data.is_file():
             raise ModelLoadError(f"{path} keeps weights in {location}, which is missing; "
@@ -318,7 +312,7 @@ def _load_onnx(path: Path, device: str) -> LoadedModel:
     return LoadedModel(OnnxModel(path, device), None, "onnx", str(path), files)
 
 
-def _external_locations(proto: Any) -> list[str]:
+def external_locations(proto: Any) -> list[str]:
     locations: set[str] = set()
     for tensor in proto.graph.initializer:
         for entry in tensor.external_data:
@@ -367,7 +361,32 @@ def _import_factory(spec: str) -> Callable[..., Any]:
     return factory
 
 
-def _load_weights(model: torch.nn.Module, weights: Path) -> dict[str, str]:
+def _load_weights_checkpoint(weights: Path, allow_pickle: bool,
+                             allowed: Sequence[str]) -> Any:
+    """A ``torch.save`` weights file, scanned; a refusal says what the file holds and
+    which option lets it in."""
+    from torchbridge.security.policy import describe_globals
+    from torchbridge.security.safe_load import UnsafeModelError
+
+    try:
+        return _load_checkpoint(weights, weights_only=not allow_pickle,
+                                allowed_globals=allowed)
+    except UnsafeModelError as exc:
+        names = exc.globals
+        if exc.verdict.verdict.value != "code" or not names:
+            raise ModelLoadError(f"--weights {weights}: {exc}") from None
+        flags = " ".join(f"--allow-global {n}" for n in names[:4])
+        raise ModelLoadError(
+            f"--weights {weights} is not a plain state dict: besides tensors it holds "
+            f"{describe_globals(names)}. If you trust them, pass {flags} (or --allow-pickle "
+            "to rebuild the classes); better, save model.state_dict() as safetensors"
+            ) from None
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"--weights {weights}: {exc}") from None
+
+
+def _load_weights(model: torch.nn.Module, weights: Path, allow_pickle: bool = False,
+                  allowed: Sequence[str] = ()) -> dict[str, str]:
     if not weights.is_file():
         raise ModelLoadError(f"--weights {weights}: no such file")
     kind = detect_kind(weights)
@@ -381,12 +400,7 @@ def _load_weights(model: torch.nn.Module, weights: Path) -> dict[str, str]:
             raise ModelLoadError(f"--weights {weights} do not fit the model "
                                  f"{type(model).__name__}: {_flat(exc)}") from None
     elif kind == "torch-save":
-        try:
-            state = _load_checkpoint(weights, weights_only=True)
-        except Exception as exc:
-            raise ModelLoadError(f"--weights {weights} is not a plain state dict (read with "
-                                 f"weights_only=True): {_first_line(exc)}. Save "
-                                 "model.state_dict(), or better, a safetensors file") from None
+        state = _load_weights_checkpoint(weights, allow_pickle, allowed)
         if not isinstance(state, Mapping):
             raise ModelLoadError(f"--weights {weights} holds a {_describe(state)}, "
                                  "not a state dict")
@@ -414,7 +428,8 @@ def _check_safetensors(path: Path) -> None:
                              f"corrupt?): {_flat(exc)}") from None
 
 
-def _load_factory(spec: str, weights: str | None, device: str) -> LoadedModel:
+def _load_factory(spec: str, weights: str | None, device: str, allow_pickle: bool = False,
+                  allowed: Sequence[str] = ()) -> LoadedModel:
     factory = _import_factory(spec)
     try:
         model = factory()
@@ -424,7 +439,7 @@ def _load_factory(spec: str, weights: str | None, device: str) -> LoadedModel:
     if not isinstance(model, torch.nn.Module):
         raise ModelLoadError(f"--model {spec!r}: the factory returned a "
                              f"{type(model).__name__}, expected a torch.nn.Module")
-    files = _load_weights(model, Path(weights)) if weights else {}
+    files = _load_weights(model, Path(weights), allow_pickle, allowed) if weights else {}
     model.to(device).eval()
     return LoadedModel(model, None, "factory", spec, files)
 
@@ -459,20 +474,27 @@ def resolve_device(name: str) -> str:
 
 
 def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = False,
-               device: str = "cpu") -> LoadedModel:
+               device: str = "cpu", allowed_globals: Sequence[str] = ()) -> LoadedModel:
     """Load the model named by ``spec`` (see the module docstring) onto ``device``.
 
-    Raises :class:`ModelLoadError` for a missing file, an unreadable or corrupt file,
-    weights that do not fit, and a pickled whole module when ``allow_pickle`` is false.
+    Every file is scanned first and judged by the allowlist
+    (:mod:`torchbridge.security.policy`); ``allowed_globals`` (``module.Name`` or
+    ``module.*``) extends it for this load; ``allow_pickle`` lets trusted classes be
+    rebuilt (never a call the scanner does not know to be safe).
+
+    Raises :class:`ModelLoadError` for a missing file, an unreadable, corrupt or unsafe
+    file, weights that do not fit, and a pickled whole module when ``allow_pickle`` is
+    false.
     """
+    allowed = tuple(allowed_globals)
     path = Path(spec)
     if path.is_file():
         if weights:
             raise ModelLoadError(f"--weights applies to --model package.module:factory only; "
                                  f"{spec} already holds its weights")
-        return _load_file(path, allow_pickle, device)
+        return _load_file(path, allow_pickle, device, allowed)
     if ":" in spec and not path.exists():
-        return _load_factory(spec, weights, device)
+        return _load_factory(spec, weights, device, allow_pickle, allowed)
     if path.is_dir():
         raise ModelLoadError(f"--model {spec}: is a directory; give a model file or "
                              "package.module:factory")
@@ -480,16 +502,17 @@ def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = Fa
                          "file, or package.module:factory")
 
 
-def _load_file(path: Path, allow_pickle: bool, device: str) -> LoadedModel:
+def _load_file(path: Path, allow_pickle: bool, device: str,
+               allowed: Sequence[str] = ()) -> LoadedModel:
     kind = detect_kind(path)
     if kind == "pt2":
-        return _load_pt2(path, device)
+        return _load_pt2(path, device, allowed)
     if kind == "torchscript":
         return _load_torchscript(path, device)
     if kind == "onnx":
         return _load_onnx(path, device)
     if kind == "torch-save":
-        model, source = _load_torch_save(path, allow_pickle)
+        model, source = _load_torch_save(path, allow_pickle, allowed)
         model.to(device).eval()
         return LoadedModel(model, None, source, str(path), {path.name: sha256_file(path)})
     if kind == "safetensors":
@@ -510,13 +533,26 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                              "package.module:factory (or path/file.py:factory)")
     parser.add_argument("--weights", default=None,
                         help="safetensors (or .pt state dict) weights for a factory model")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="allow loading a pickled whole-module checkpoint; this RUNS "
-                             "CODE from the file, use only for files you trust")
+    add_security_arguments(parser)
+
+
+def add_security_arguments(parser: argparse.ArgumentParser, *, pickle: bool = True) -> None:
+    """Add ``--allow-global`` (repeatable) and, with ``pickle``, ``--allow-pickle``: the
+    two ways to let the loader's scan accept more (see docs/security.md)."""
+    if pickle:
+        parser.add_argument("--allow-pickle", action="store_true",
+                            help="allow rebuilding trusted classes from a pickled checkpoint "
+                                 "(a whole module, or --weights holding objects); this RUNS "
+                                 "their code, use only for files you trust")
+    parser.add_argument("--allow-global", action="append", default=[], metavar="MODULE.NAME",
+                        help="treat this pickle global as safe when loading files "
+                             "(repeatable); MODULE.* lets that module's classes be rebuilt "
+                             "with --allow-pickle")
 
 
 def load_from_args(args: argparse.Namespace, device: str = "cpu") -> LoadedModel:
     """:func:`load_model` with the options :func:`add_model_arguments` added, on a device
     checked by :func:`resolve_device` first."""
     return load_model(args.model, args.weights, allow_pickle=args.allow_pickle,
-                      device=resolve_device(device))
+                      device=resolve_device(device),
+                      allowed_globals=tuple(getattr(args, "allow_global", None) or ()))

@@ -15,8 +15,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from torchbridge.measure.estimate import MemoryEstimate
-from torchbridge.measure.memory import PeakMemory
+from torchbridge import hardware
+from torchbridge.core.subject import to_device
+from torchbridge.measure.estimate import MemoryEstimate, estimate_memory
+from torchbridge.measure.memory import PeakMemory, free_memory, measure_peak
 
 
 class Manager:
@@ -28,22 +30,15 @@ class Manager:
 
         See :func:`torchbridge.measure.estimate.estimate_memory`.
         """
-        from torchbridge.measure.estimate import estimate_memory
-
         return estimate_memory(model, batch_size, sample_input, device=device)
 
     def measure_memory(self, model: Any, sample_input: Any, device: str = "cpu"
                        ) -> PeakMemory:
         """Measured peak of one forward pass on ``device``."""
-        from torchbridge.core.subject import to_device
-        from torchbridge.measure.memory import measure_peak
-
         return measure_peak(model, to_device(sample_input, device), device)
 
     def free_memory(self, device: str = "cpu") -> int | None:
         """Free bytes on ``device`` (``mem_get_info`` on CUDA, available RAM on CPU)."""
-        from torchbridge.measure.memory import free_memory
-
         return free_memory(device)
 
     def fits(self, model: Any, batch_size: int = 32, sample_input: Any = None, *,
@@ -58,9 +53,7 @@ class Manager:
 
     def best_device(self) -> str:
         """The fastest device available here (cuda, then mps, then xpu, then cpu)."""
-        from torchbridge.hardware import best_device
-
-        return best_device()
+        return hardware.best_device()
 
 
 @lru_cache(maxsize=1)

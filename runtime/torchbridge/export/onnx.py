@@ -34,6 +34,7 @@ from torchbridge.export.common import (
     warning_texts,
 )
 from torchbridge.export.program import capture, dim_names, dynamic_names
+from torchbridge.loading import OnnxModel, external_locations
 
 INSTALL_HINT = "pip install 'pytest-torchbridge[onnx]'"
 #: protobuf cannot hold a model of 2 GiB or more in one file; stay clear of the limit.
@@ -70,8 +71,6 @@ def export_onnx(subject: Subject, path: Path, options: ExportOptions) -> ExportR
     report.checksum_file = write_checksum(path, report.files)
     report.details.update(graph_signature(path))
     if options.validate:
-        from torchbridge.loading import OnnxModel
-
         session = OnnxModel(path, subject.device)
         report.details["providers"] = session.active_providers
         report.validations = validate_graph(lambda x: _run(session, x), subject, options)
@@ -123,10 +122,8 @@ def input_names(model: Any, subject: Subject) -> list[str]:
 def _artifact_files(path: Path) -> list[Path]:
     import onnx
 
-    from torchbridge.loading import _external_locations
-
     proto = onnx.load(str(path), load_external_data=False)
-    return [path, *(path.parent / loc for loc in _external_locations(proto))]
+    return [path, *(path.parent / loc for loc in external_locations(proto))]
 
 
 def _check_model(path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from torchbridge.core.subject import Subject
+from torchbridge.core.subject import Subject, named_inputs
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
     ExportFailed,
@@ -48,8 +48,6 @@ def metadata(model: torch.nn.Module, subject: Subject) -> dict[str, str]:
 
 
 def _sample_shapes(subject: Subject) -> dict[str, Any]:
-    from torchbridge.core.subject import named_inputs
-
     return {str(k): {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
             for k, v in named_inputs(subject.inputs) if isinstance(v, torch.Tensor)}
 

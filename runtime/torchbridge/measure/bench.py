@@ -12,7 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
+from torchbridge.measure import stats, throughput, timing
+from torchbridge.measure.memory import is_out_of_memory
+from torchbridge.measure.runner import ModelRejected, bind
 
 
 @dataclass
@@ -45,10 +51,7 @@ class BenchmarkReport:
                 "clock": self.clock}
 
 
-def _one_batch(subject: Any, size: int, settings: BenchmarkSettings) -> dict[str, Any]:
-    from torchbridge.measure import stats, throughput, timing
-    from torchbridge.measure.runner import bind
-
+def _one_batch(subject: Subject, size: int, settings: BenchmarkSettings) -> dict[str, Any]:
     call = bind(subject, size)
     measured = timing.measure(call.fn, subject.device, max_time=settings.latency_time,
                               max_samples=settings.max_samples, batch_size=size,
@@ -80,13 +83,6 @@ def benchmark_model(model: Any, inputs: Any, *, device: str = "cpu",
     batch that fit; without it an out-of-memory ends the run with ``stopped`` set. A batch
     size the model rejects raises :class:`ConfigError`.
     """
-    import torch
-
-    from torchbridge.core.subject import Subject
-    from torchbridge.measure import timing
-    from torchbridge.measure.memory import is_out_of_memory
-    from torchbridge.measure.runner import ModelRejected
-
     settings = settings or BenchmarkSettings()
     subject = Subject(model, inputs, device=device)
     sizes = sorted(set(batch_sizes)) if batch_sizes else [subject.batch_size]

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from torchbridge.measure import stats as st
+from torchbridge.report import _git
+from torchbridge.report import commit_info as tb_commit
 
 PYTEST_BENCHMARK_VERSION = "5.1.0"
 
 
 def _git_project() -> str:
-    from torchbridge.report import _git
-
     top = _git("rev-parse", "--show-toplevel")
     return Path(top).name if top else Path.cwd().name
 
@@ -57,9 +57,6 @@ def machine_info(hardware: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def commit_info() -> dict[str, Any]:
     """pytest-benchmark's ``commit_info`` from git (empty values outside a checkout)."""
-    from torchbridge.report import _git
-    from torchbridge.report import commit_info as tb_commit
-
     info = tb_commit()
     return {"id": info.get("id"), "time": info.get("time"),
             "author_time": _git("log", "-1", "--format=%aI"), "dirty": info.get("dirty"),

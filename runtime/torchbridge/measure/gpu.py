@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchbridge.measure.timing import nvml_handle
+
 
 @dataclass
 class UtilizationSamples:
@@ -66,8 +68,6 @@ class UtilizationSampler:
             return self
         import pynvml
         import torch
-
-        from torchbridge.measure.timing import nvml_handle
 
         pynvml.nvmlInit()
         index = torch.device(self.device).index

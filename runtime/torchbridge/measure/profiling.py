@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from torchbridge.core.subject import call_model, to_device
 from torchbridge.errors import ConfigError
 
 MODES = ("summary", "memory", "detailed")
@@ -52,11 +56,6 @@ def profile_model(model: Any, inputs: Any, *, mode: str = "summary", device: str
                   steps: int = 5, warmup: int = 2, row_limit: int = 20,
                   trace: str | Path | None = None) -> ProfileReport:
     """Profile ``steps`` inference calls (after ``warmup`` unprofiled ones)."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    from torchbridge.core.subject import call_model, to_device
-
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
     on_device = device.split(":")[0] == "cuda"

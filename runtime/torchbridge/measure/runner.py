@@ -6,7 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from torchbridge.core.subject import Subject, call_model
 from torchbridge.errors import ConfigError
+from torchbridge.measure.memory import is_out_of_memory
 
 
 @dataclass
@@ -23,22 +27,17 @@ class ModelRejected(Exception):
     """The model raised on its first call with these inputs (not an out-of-memory)."""
 
 
-def bind(subject: Any, batch_size: int | None = None) -> BoundCall:
+def bind(subject: Subject, batch_size: int | None = None) -> BoundCall:
     """The subject's model and inputs on its device, at ``batch_size`` when given.
 
     The first call runs here, outside any timing: an exception there becomes
     :class:`ModelRejected` (or propagates when it is an out-of-memory).
     """
-    import torch
-
-    from torchbridge.core.subject import call_model
-    from torchbridge.measure.memory import is_out_of_memory
-
     model, placed = subject.placed()
     if batch_size is not None:
         # Grow the batch where it will run: a huge stress batch must fail with the
         # device's out-of-memory, not exhaust host RAM on the way there.
-        on_device = type(subject)(model, placed, device=subject.device, spec=subject.spec)
+        on_device = Subject(model, placed, device=subject.device, spec=subject.spec)
         inputs = on_device.with_batch(batch_size)
         size: int | None = batch_size
     else:

@@ -25,17 +25,25 @@ from typing import Any
 
 import torch
 
-from torchbridge.core.compare import flatten
+from torchbridge.core.compare import compare_outputs, flatten
 from torchbridge.core.subject import Subject, call_model
 from torchbridge.errors import CheckSkipped, ConfigError
+from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
     GRAPH_ATOL,
     GRAPH_RTOL,
+    ExportFailed,
     Point,
     Tolerances,
     Validation,
+    export_subject,
+    quiet,
     validate,
 )
+from torchbridge.export.program import capture
+from torchbridge.export.torchscript import to_torchscript
+from torchbridge.measure.timing import measure
+from torchbridge.measure.timing import threads as thread_count
 from torchbridge.optimize import levels as lv
 
 LEVEL_CHOICES = ("inference", "compile", "quantized", "production")
@@ -116,9 +124,6 @@ def median_ms(fns: dict[str, Callable[[], Any]], device: str, seconds: float,
     """Median per-call latency (ms) of each function, timed by the measurement engine in
     interleaved rounds, so load that comes and goes on a shared machine hits every
     function alike instead of whichever happened to run at the time."""
-    from torchbridge.measure.timing import measure
-    from torchbridge.measure.timing import threads as thread_count
-
     samples: dict[str, list[int]] = {name: [] for name in fns}
     with thread_count(threads):
         for _ in range(rounds):
@@ -314,11 +319,6 @@ def save_artifact(result: LevelResult, subject: Subject, path: Path, *,
 
     Refuses (:class:`ConfigError`) a level that failed parity unless ``force``.
     """
-    from torchbridge.export.checksums import write_checksum
-    from torchbridge.export.common import ExportFailed, export_subject, quiet
-    from torchbridge.export.program import capture
-    from torchbridge.export.torchscript import to_torchscript
-
     if result.transformed is None or (not result.passed and not force):
         raise ConfigError(f"not writing {path}: level {result.level} {result.status} "
                           f"({result.message}); pass --force to write it anyway")
@@ -341,9 +341,6 @@ def save_artifact(result: LevelResult, subject: Subject, path: Path, *,
 
 
 def _verify_saved(path: Path, kind: str, subject: Subject, result: LevelResult) -> None:
-    from torchbridge.core.compare import compare_outputs
-    from torchbridge.export.common import quiet
-
     with quiet():
         loaded = torch.export.load(str(path)).module() if kind == "pt2" else \
             torch.jit.load(str(path), map_location=subject.device)

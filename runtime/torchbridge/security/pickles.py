@@ -1,12 +1,24 @@
 """A static pickle scanner: lists the globals a pickle would import and the strings it
 holds, without unpickling it, in bounded memory.
 
-Why not picklescan's own walker: ``picklescan.scanner.scan_pickle_bytes`` reads every
-opcode argument whole (a pickle holding a 2 GB ``BINBYTES8`` needs 2 GB), keeps every
-opcode of the stream in a list, and does not return the string constants we scan for
-secrets. We keep its denylist (see :mod:`torchbridge.security.policy`) and walk the
-opcodes ourselves: large arguments are skipped, only strings are remembered, and every
-read is counted against :class:`~torchbridge.security.limits.ScanLimits`.
+The walker runs the pickle machine *symbolically*: it keeps a stack and a memo of small
+stand-in values (strings, numbers, tuples, globals, "an object built by calling X") so
+that every global is named the way :mod:`pickle` would resolve it — ``STACK_GLOBAL`` fed
+from the memo or from a protocol-0 ``STRING`` with escapes (``'\\x70osix'`` is
+``posix``), dotted names (``GLOBAL torch.serialization`` + ``os.system`` is recorded as
+``torch.serialization.os.system``), Python 2 names mapped as protocol 0-2 unpicklers map
+them. A global whose name cannot be known statically is ``<unresolved>``.
+
+Why not picklescan's walker: ``picklescan.scanner.scan_pickle_bytes`` reads every opcode
+argument whole (a pickle holding a 2 GB ``BINBYTES8`` needs 2 GB), keeps every opcode
+in a list, and does not return the string constants we scan for secrets. Here large
+arguments are skipped, and every read is counted against
+:class:`~torchbridge.security.limits.ScanLimits`.
+
+A stream may hold several pickles back to back (a legacy ``torch.save`` file holds
+five); all of them are walked, whatever their protocol. joblib writes raw array bytes
+right after each ``NumpyArrayWrapper``: they are skipped by the size the wrapper
+declares, as joblib reads them.
 
 Example::
 
@@ -18,20 +30,26 @@ Example::
 from __future__ import annotations
 
 import _compat_pickle
-import collections
+import codecs
+import math
 import pickletools
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from torchbridge.security.limits import DEFAULT_LIMITS, LimitExceeded, ScanLimits
-from torchbridge.security.policy import UNRESOLVED
+
+#: Stand-in for a global that cannot be resolved statically.
+UNRESOLVED = "<unresolved>"
 
 _CHUNK = 1 << 16
 _OPS: dict[str, pickletools.OpcodeInfo] = {op.code: op for op in pickletools.opcodes}
 _STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE",
                "BINUNICODE", "BINUNICODE8"}
 _BYTES_OPS = {"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"}
+_INT_OPS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "BINFLOAT",
+            "FLOAT"}
 _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _EXT_OPS = {"EXT1", "EXT2", "EXT4"}
@@ -44,16 +62,35 @@ _FIXED = {"uint1": (1, "<B"), "uint2": (2, "<H"), "int4": (4, "<i"), "uint4": (4
           "uint8": (8, "<Q"), "float8": (8, ">d")}
 _LINE_ARGS = {"decimalnl_short", "decimalnl_long", "stringnl", "stringnl_noescape",
               "unicodestringnl", "floatnl"}
+#: Containers longer than this become opaque: only short values matter for resolution.
+_MAX_ITEMS = 64
+_MAX_STACK = 1_000_000
+#: Pickles a loader reads from one stream at most (legacy ``torch.save``: magic number,
+#: protocol, system info, the object, storage keys).
+_LOADER_PICKLES = 5
+#: joblib's wrapper for numpy arrays whose raw bytes follow the pickle opcodes.
+JOBLIB_ARRAY_WRAPPERS = frozenset({"joblib.numpy_pickle.NumpyArrayWrapper",
+                                   "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"})
+_DTYPE_STR = re.compile(r"^[<>|=]?([a-zA-Z])(\d*)$")
 
 
 def python3_name(qualified: str) -> str:
     """The name Python 3 imports for a global written by a protocol 0-2 pickler
     (``commands.Popen`` → ``subprocess.Popen``, ``__builtin__.eval`` → ``builtins.eval``)."""
     module, _, name = qualified.rpartition(".")
-    if (module, name) in _compat_pickle.NAME_MAPPING:
-        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-    elif module in _compat_pickle.IMPORT_MAPPING:
-        module = _compat_pickle.IMPORT_MAPPING[module]
+    return global_name(module, name, 2)
+
+
+def global_name(module: str, name: str, proto: int) -> str:
+    """``module.name`` as :meth:`pickle.Unpickler.find_class` resolves it: protocol 0-2
+    names go through ``_compat_pickle`` first; a dotted ``name`` is an attribute path
+    below ``module`` and is kept whole (``torch.serialization`` + ``os.system`` →
+    ``torch.serialization.os.system``)."""
+    if proto < 3:
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
     return f"{module}.{name}"
 
 
@@ -66,12 +103,16 @@ class PickleFindings:
     """What one pickle stream (or a run of them) holds.
 
     ``globals``: every ``module.name`` it imports, in first-seen order (an import that
-    cannot be resolved statically is ``<unresolved>``); ``strings``: string constants
-    (each cut to ``max_string_chars``); ``pickles``: complete pickles read; ``error``:
-    why parsing stopped early, if it did; ``opcodes``: opcodes read.
+    cannot be resolved statically is ``<unresolved>``); ``calls``: the globals called as
+    plain callables (``REDUCE``/``INST``/``OBJ``), ``rebuilt``: classes instantiated with
+    ``NEWOBJ`` (no ``__init__``); ``strings``: string constants (each cut to
+    ``max_string_chars``); ``pickles``: complete pickles read; ``error``: why parsing
+    stopped early, if it did; ``opcodes``: opcodes read.
     """
 
     globals: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
     pickles: int = 0
     opcodes: int = 0
@@ -108,13 +149,17 @@ class _Reader:
             raise PickleError(f"truncated: wanted {n} bytes, got {len(data)}")
         return data
 
+    def skip(self, n: int) -> None:
+        """Skip ``n`` bytes (seeking when the stream allows; a truncated file then fails
+        at the next read)."""
+        self.read_prefix(n, 0)
+
     def read_prefix(self, n: int, keep: int) -> bytes:
-        """Read ``n`` bytes, returning at most the first ``keep`` and discarding the rest:
-        seeking over them when the stream allows (a truncated file then fails at the next
-        read), else reading them in chunks that count against the limit."""
+        """Read ``n`` bytes, returning at most the first ``keep`` and discarding the rest."""
         head = self.read(min(n, keep))
         left = n - len(head)
         if left and self.seekable:
+            self._count(left)
             self.stream.seek(left, 1)
             return head
         while left > 0:
@@ -138,35 +183,113 @@ class _Reader:
         return byte
 
 
-def _decode_line_string(raw: bytes) -> str:
-    text = raw.decode("latin-1")
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        text = text[1:-1]
-    return text
+def _decode_string_arg(raw: bytes) -> str:
+    """A protocol-0 ``STRING`` as :mod:`pickle` decodes it: quoted, then backslash
+    escapes (``'\\x70osix'`` → ``posix``). Raises :class:`PickleError` like pickle."""
+    if len(raw) < 2 or raw[:1] != raw[-1:] or raw[:1] not in (b"'", b'"'):
+        raise PickleError("the STRING opcode argument must be quoted")
+    try:
+        value = codecs.escape_decode(raw[1:-1])[0]
+    except ValueError as exc:
+        raise PickleError(f"STRING: bad escape ({exc})") from None
+    return bytes(value).decode("latin-1")
+
+
+class _Mark:
+    """The MARK opcode's stack entry."""
+
+
+class _Opaque:
+    """A value the walker does not track (tensors, big containers, buffers)."""
+
+
+_MARK = _Mark()
+_OPAQUE = _Opaque()
+
+
+@dataclass
+class _Global:
+    name: str
+
+
+@dataclass
+class _Made:
+    """An object built from a global: ``callee(*args)`` (``new``: ``callee.__new__``)."""
+
+    callee: str
+    new: bool
+    args: Any
+    state: Any = None
+
+
+def _small(value: Any) -> Any:
+    """``value`` if it is a short container, else an opaque stand-in (bounded memory)."""
+    if isinstance(value, list | tuple | dict) and len(value) > _MAX_ITEMS:
+        return _OPAQUE
+    return value
 
 
 class _Walker:
-    """One pass over one pickle: resolves GLOBAL / STACK_GLOBAL through the memo."""
+    """One pass over one pickle, with a symbolic stack and memo."""
 
     def __init__(self, reader: _Reader, findings: PickleFindings, limits: ScanLimits) -> None:
         self.reader = reader
         self.findings = findings
         self.limits = limits
-        self.memo: dict[int, str | None] = {}
-        # Recent pushes: a str for string pushes, None for anything else. STACK_GLOBAL
-        # needs the two values under it; any other opcode in between makes them unknown.
-        self.recent: collections.deque[str | None] = collections.deque(maxlen=2)
+        self.memo: dict[int, Any] = {}
+        self.stack: list[Any] = []
         self.proto = 0
 
-    def _global(self, module: str, name: str) -> None:
-        # Protocols 0-2 carry Python 2 names; the unpickler maps them as pickle does
-        # (``__builtin__.eval`` is imported as ``builtins.eval``), and so do we.
-        qualified = f"{module}.{name}"
-        self.findings.add_global(python3_name(qualified) if self.proto < 3 else qualified)
+    # ----------------------------------------------------------------- stack helpers
+
+    def push(self, value: Any) -> None:
+        if len(self.stack) >= _MAX_STACK:
+            raise LimitExceeded(f"pickle stack deeper than {_MAX_STACK} entries")
+        self.stack.append(value)
+
+    def pop(self) -> Any:
+        if not self.stack or self.stack[-1] is _MARK:
+            raise PickleError("unpickling stack underflow")
+        return self.stack.pop()
+
+    def pop_mark(self) -> list[Any]:
+        for index in range(len(self.stack) - 1, -1, -1):
+            if self.stack[index] is _MARK:
+                items = self.stack[index + 1:]
+                del self.stack[index:]
+                return items
+        raise PickleError("could not find MARK")
+
+    def top(self) -> Any:
+        if not self.stack or self.stack[-1] is _MARK:
+            raise PickleError("unpickling stack underflow")
+        return self.stack[-1]
+
+    # ----------------------------------------------------------------- recording
+
+    def _global(self, module: Any, name: Any) -> _Global:
+        if not isinstance(module, str) or not isinstance(name, str):
+            self.findings.notes.append("STACK_GLOBAL whose module/name cannot be resolved "
+                                       "statically")
+            resolved = UNRESOLVED
+        else:
+            resolved = global_name(module, name, self.proto)
+        self.findings.add_global(resolved)
+        return _Global(resolved)
 
     def _string(self, value: str) -> None:
         if len(self.findings.strings) < self.limits.max_strings:
             self.findings.strings.append(value[: self.limits.max_string_chars])
+
+    def _call(self, callee: Any, args: Any, new: bool) -> _Made | _Opaque:
+        if not isinstance(callee, _Global):
+            return _OPAQUE  # calling a value built by the pickle: judged by its global
+        target = self.findings.rebuilt if new else self.findings.calls
+        if callee.name not in target:
+            target.append(callee.name)
+        return _Made(callee.name, new, _small(args))
+
+    # ----------------------------------------------------------------- arguments
 
     def _arg(self, op: pickletools.OpcodeInfo) -> Any:
         arg = op.arg
@@ -190,13 +313,11 @@ class _Walker:
             return self.reader.readline()
         raise PickleError(f"unknown argument type {name}")
 
-    def _memo_put(self, index: int) -> None:
-        if len(self.memo) >= self.limits.max_memo and index not in self.memo:
-            raise LimitExceeded(f"more than max_memo={self.limits.max_memo} memo entries")
-        self.memo[index] = self.recent[-1] if self.recent else None
+    # ----------------------------------------------------------------- opcodes
 
     def step(self, code: bytes) -> bool:
-        """Handle one opcode; ``False`` after STOP."""
+        """Handle one opcode; ``False`` after STOP. Raises :class:`PickleError` where
+        :mod:`pickle` would fail."""
         op = _OPS.get(code.decode("latin-1"))
         if op is None:
             raise PickleError(f"invalid opcode {code!r}")
@@ -204,49 +325,228 @@ class _Walker:
         arg = self._arg(op)
         name = op.name
         if name == "STOP":
+            self.pop()
             return False
         if name == "PROTO":
             self.proto = int(arg)
-            return True
-        if name == "FRAME":
-            return True
-        if name in _STRING_OPS:
-            if name in ("STRING", "UNICODE"):
-                value = _decode_line_string(arg) if name == "STRING" else \
-                    arg.decode("raw_unicode_escape", "replace")
-            else:
-                value = arg.decode("utf-8" if "UNICODE" in name else "latin-1", "replace")
-            self._string(value)
-            self.recent.append(value)
-        elif name in _BYTES_OPS:
+        elif name in ("FRAME", "READONLY_BUFFER"):
+            pass
+        elif name in _STRING_OPS or name in _BYTES_OPS:
+            self._push_string(name, arg)
+        elif name in _INT_OPS:
+            self.push(self._number(name, arg))
+        elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
+            self.push({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
+        elif not self._containers(name) and not self._memo_op(name, arg):
+            self._objects(name, arg)
+        return True
+
+    def _push_string(self, name: str, arg: bytes) -> None:
+        if name in _BYTES_OPS:
             if arg and arg.isascii() and arg.decode("ascii").isprintable():
                 self._string(arg.decode("ascii"))
-            self.recent.append(None)
-        elif name in _GET_OPS:
-            self.recent.append(self.memo.get(int(arg)))
-        elif name in _PUT_OPS:
-            self._memo_put(int(arg))
-        elif name == "MEMOIZE":
-            self._memo_put(len(self.memo))
-        elif name in ("GLOBAL", "INST"):
-            self._global(*arg)
-            self.recent.append(None)
-        elif name == "STACK_GLOBAL":
-            if len(self.recent) == 2 and all(isinstance(v, str) for v in self.recent):
-                self._global(str(self.recent[0]), str(self.recent[1]))
+            self.push(arg if len(arg) <= 64 else _OPAQUE)
+            return
+        if name == "STRING":
+            value = _decode_string_arg(arg)
+        elif name == "UNICODE":
+            value = arg.decode("raw_unicode_escape", "replace")
+        else:
+            value = arg.decode("utf-8" if "UNICODE" in name else "latin-1", "replace")
+        self._string(value)
+        self.push(value)
+
+    @staticmethod
+    def _number(name: str, arg: Any) -> Any:
+        if name in ("LONG1", "LONG4"):
+            return int.from_bytes(arg, "little", signed=True) if len(arg) <= 64 else _OPAQUE
+        if name in ("INT", "LONG", "FLOAT"):
+            text = arg.decode("latin-1").rstrip("L")
+            try:
+                return float(text) if name == "FLOAT" else int(text, 0 if
+                                                              text == "0" else 10)
+            except ValueError:
+                raise PickleError(f"{name}: bad literal {text[:40]!r}") from None
+        return arg
+
+    def _containers(self, name: str) -> bool:
+        if name == "MARK":
+            self.push(_MARK)
+        elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_TUPLE", "EMPTY_SET"):
+            self.push({"EMPTY_LIST": [], "EMPTY_DICT": {}, "EMPTY_TUPLE": (),
+                       "EMPTY_SET": _OPAQUE}[name])
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            count = int(name[-1])
+            items = [self.pop() for _ in range(count)][::-1]
+            self.push(tuple(items))
+        elif name in ("TUPLE", "LIST", "FROZENSET"):
+            items = self.pop_mark()
+            value: Any = tuple(items) if name == "TUPLE" else \
+                list(items) if name == "LIST" else _OPAQUE
+            self.push(_small(value))
+        elif name == "DICT":
+            self.push(self._dict_from(self.pop_mark()))
+        elif name in ("APPEND", "APPENDS", "ADDITEMS"):
+            items = [self.pop()] if name == "APPEND" else self.pop_mark()
+            self._extend(self.top(), items)
+        elif name in ("SETITEM", "SETITEMS"):
+            items = [self.pop() for _ in range(2)][::-1] if name == "SETITEM" \
+                else self.pop_mark()
+            self._update(self.top(), items)
+        else:
+            return False
+        return True
+
+    def _dict_from(self, items: list[Any]) -> Any:
+        if len(items) % 2:
+            raise PickleError("odd number of items for DICT")
+        out: dict[Any, Any] = {}
+        self._update(out, items)
+        return _small(out)
+
+    def _extend(self, target: Any, items: list[Any]) -> None:
+        if isinstance(target, list):
+            target.extend(items)
+            if len(target) > _MAX_ITEMS:
+                target.clear()  # keeps identity (memo); only short lists matter
+
+    def _update(self, target: Any, items: list[Any]) -> None:
+        if len(items) % 2:
+            raise PickleError("odd number of items for SETITEMS")
+        if not isinstance(target, dict):
+            return
+        for key, value in zip(items[::2], items[1::2], strict=True):
+            try:
+                target[key] = value
+            except TypeError:  # unhashable stand-in; pickle would fail the same way
+                raise PickleError("unhashable dict key") from None
+        if len(target) > _MAX_ITEMS:
+            target.clear()
+
+    def _memo_op(self, name: str, arg: Any) -> bool:
+        if name in _GET_OPS:
+            index = int(arg)
+            if index not in self.memo:
+                raise PickleError(f"memo key {index} not found")
+            self.push(self.memo[index])
+        elif name in _PUT_OPS or name == "MEMOIZE":
+            index = len(self.memo) if name == "MEMOIZE" else int(arg)
+            if len(self.memo) >= self.limits.max_memo and index not in self.memo:
+                raise LimitExceeded(f"more than max_memo={self.limits.max_memo} memo entries")
+            self.memo[index] = self.top()
+        elif name == "POP":
+            if self.stack and self.stack[-1] is _MARK:
+                self.pop_mark()
             else:
-                self.findings.add_global(UNRESOLVED)
-                self.findings.notes.append("STACK_GLOBAL whose module/name cannot be "
-                                           "resolved statically")
-            self.recent.append(None)
+                self.pop()
+        elif name == "POP_MARK":
+            self.pop_mark()
+        elif name == "DUP":
+            self.push(self.top())
+        else:
+            return False
+        return True
+
+    def _objects(self, name: str, arg: Any) -> None:
+        if name == "GLOBAL":
+            self.push(self._global(*arg))
+        elif name == "STACK_GLOBAL":
+            attr = self.pop()
+            module = self.pop()
+            self.push(self._global(module, attr))
+        elif name == "INST":
+            cls = self._global(*arg)
+            self.push(self._call(cls, tuple(self.pop_mark()), new=False))
+        elif name == "OBJ":
+            items = self.pop_mark()
+            if not items:
+                raise PickleError("OBJ without a class")
+            self.push(self._call(items[0], tuple(items[1:]), new=False))
+        elif name == "REDUCE":
+            args = self.pop()
+            self.push(self._call(self.pop(), args, new=False))
+        elif name == "NEWOBJ":
+            args = self.pop()
+            self.push(self._call(self.pop(), args, new=True))
+        elif name == "NEWOBJ_EX":
+            self.pop()
+            args = self.pop()
+            self.push(self._call(self.pop(), args, new=True))
+        elif name == "BUILD":
+            self._build(self.pop())
+        elif name in ("PERSID", "NEXT_BUFFER"):
+            self.push(_OPAQUE)
+        elif name == "BINPERSID":
+            self.pop()
+            self.push(_OPAQUE)
         elif name in _EXT_OPS:
             self.findings.add_global(UNRESOLVED)
             self.findings.notes.append(f"{name}: import through the copyreg extension "
                                        "registry")
-            self.recent.append(None)
+            self.push(_Global(UNRESOLVED))
         else:
-            self.recent.append(None)
-        return True
+            raise PickleError(f"unhandled opcode {name}")
+
+    def _build(self, state: Any) -> None:
+        target = self.top()
+        if isinstance(target, _Made):
+            target.state = _small(state)
+            if target.callee in JOBLIB_ARRAY_WRAPPERS:
+                self._skip_joblib_array(target)
+
+    # ----------------------------------------------------------------- joblib
+
+    def _skip_joblib_array(self, wrapper: _Made) -> None:
+        """Skip the array bytes joblib wrote after this wrapper (its ``read_array``)."""
+        state = wrapper.state
+        if not isinstance(state, dict):
+            raise PickleError("joblib NumpyArrayWrapper without its state")
+        shape, dtype = state.get("shape"), state.get("dtype")
+        if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0
+                                                   for d in shape):
+            raise PickleError("joblib NumpyArrayWrapper with a shape the scanner cannot read")
+        itemsize = _dtype_itemsize(dtype)
+        if state.get("numpy_array_alignment_bytes") is not None:
+            padding = self.reader.read(1)[0]
+            self.reader.skip(padding)
+        if itemsize is None:  # object array: joblib calls pickle.load on what follows
+            inner = _Walker(self.reader, self.findings, self.limits)
+            _walk_one(inner, self.reader.next_byte())
+            return
+        self.reader.skip(math.prod(shape) * itemsize)
+
+
+def _dtype_itemsize(dtype: Any) -> int | None:
+    """Bytes per element of a pickled ``numpy.dtype`` stand-in; ``None`` for object
+    arrays. Raises :class:`PickleError` for one the scanner cannot size."""
+    if not isinstance(dtype, _Made) or dtype.callee not in ("numpy.dtype",) or \
+            not isinstance(dtype.args, tuple) or not dtype.args or \
+            not isinstance(dtype.args[0], str):
+        raise PickleError("joblib array with a dtype the scanner cannot read")
+    state = dtype.state
+    if isinstance(state, tuple) and len(state) > 5 and isinstance(state[5], int) and \
+            state[5] > 0:
+        return state[5]
+    match = _DTYPE_STR.match(dtype.args[0])
+    if not match:
+        raise PickleError(f"joblib array with dtype {dtype.args[0]!r}")
+    kind, digits = match.groups()
+    if kind == "O":
+        return None
+    if not digits:
+        raise PickleError(f"joblib array with dtype {dtype.args[0]!r}")
+    return int(digits) * (4 if kind == "U" else 1)
+
+
+def _walk_one(walker: _Walker, code: bytes) -> None:
+    """Walk one pickle from its first opcode ``code`` to STOP."""
+    if not code:
+        raise PickleError("truncated: stream ended before STOP")
+    while walker.step(code):
+        code = walker.reader.next_byte()
+        if not code:
+            raise PickleError("truncated: stream ended before STOP")
+    walker.findings.pickles += 1
 
 
 def scan_pickle_stream(stream: IO[bytes], limits: ScanLimits = DEFAULT_LIMITS, *,
@@ -254,9 +554,10 @@ def scan_pickle_stream(stream: IO[bytes], limits: ScanLimits = DEFAULT_LIMITS, *
     """Walk the pickle(s) in ``stream`` without executing anything.
 
     With ``multiple`` (legacy ``torch.save`` files hold several pickles back to back, then
-    raw tensor bytes) scanning goes on while the next byte opens another protocol-2+
-    pickle. Raises :class:`LimitExceeded`; parse failures land in ``findings.error`` with
-    whatever was found before them.
+    raw tensor bytes) scanning goes on while what follows parses as another pickle, of
+    any protocol; the first bytes that do not are noted and left. Raises
+    :class:`LimitExceeded`; parse failures land in ``findings.error`` with whatever was
+    found before them.
     """
     findings = PickleFindings()
     reader = _Reader(stream, limits)
@@ -266,22 +567,21 @@ def scan_pickle_stream(stream: IO[bytes], limits: ScanLimits = DEFAULT_LIMITS, *
             if findings.pickles == 0:
                 findings.error = "empty stream"
             return findings
-        if findings.pickles and code != b"\x80":
-            return findings  # trailing non-pickle data (legacy torch storages)
-        walker = _Walker(reader, findings, limits)
+        marks = (len(findings.globals), len(findings.calls), len(findings.rebuilt))
         try:
-            while walker.step(code):
-                code = reader.next_byte()
-                if not code:
-                    raise PickleError("truncated: stream ended before STOP")
+            _walk_one(_Walker(reader, findings, limits), code)
         except PickleError as exc:
-            if findings.pickles:  # bytes after the loader's pickles are never unpickled
-                findings.notes.append(f"trailing data after pickle {findings.pickles} "
-                                      f"is not a pickle ({exc})")
-            else:
+            if not findings.pickles:
                 findings.error = str(exc)
+                return findings
+            findings.notes.append(f"data after pickle {findings.pickles} is not a "
+                                  f"pickle ({exc})")
+            if findings.pickles >= _LOADER_PICKLES:
+                # Past what any loader unpickles (legacy torch.save reads five): raw
+                # tensor bytes that happened to parse for a while import nothing.
+                del findings.globals[marks[0]:], findings.calls[marks[1]:], \
+                    findings.rebuilt[marks[2]:]
             return findings
-        findings.pickles += 1
         if not multiple:
             return findings
 

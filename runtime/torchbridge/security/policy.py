@@ -1,22 +1,38 @@
-"""Which pickle globals are dangerous, which are harmless, and which merely need trust.
+"""Which pickle globals a file may name: the allowlist verdict.
 
-Three tiers, from most to least severe:
+A file is judged global by global (names as :mod:`torchbridge.security.pickles` resolves
+them, the way :mod:`pickle` does):
 
-* **dangerous** — a denylist of callables that run commands, evaluate code, import
-  modules, open files or sockets (``posix.system``, ``builtins.eval``, ``runpy``,
-  ``operator.attrgetter`` …). Our own list is merged with picklescan's, which is
-  maintained against published bypasses, when picklescan is installed.
-* **allowed** — what ``torch.load(weights_only=True)`` accepts (torch's own allowlist plus
-  anything registered with ``torch.serialization.add_safe_globals``), and TorchScript's
-  ``__torch__`` classes.
-* **code** — everything else: classes and functions a full unpickle would import and
-  call. Not known to be malicious, but loading them runs code from the file.
+* **safe** — the global is a known-safe reconstructor: what
+  ``torch.load(weights_only=True)`` accepts (torch's allowlist plus anything registered
+  with ``torch.serialization.add_safe_globals``), torch's TorchScript helpers
+  (``torch.jit._pickle.*``, ``__torch__`` classes), numpy's array, scalar and dtype
+  reconstructors, joblib's array wrapper, and the names the user allowed
+  (``--allow-global module.Name``).
+* **code** — a *class* (never a plain function) from a module whose classes the user
+  trusts to be rebuilt: ``torch.nn``/``torch.optim`` modules, the module of any name the
+  user allowed, or ``--allow-global module.*``. Loading it runs those classes'
+  constructors and ``__setstate__``; loaders refuse it unless ``allow_code`` /
+  ``--allow-pickle``.
+* **unsafe** — everything else: any other function or class, anything reached through a
+  dunder attribute (``builtins.print.__class__``), a global that cannot be resolved
+  statically.
+
+The denylist below does not decide anything; it only words the message ("it calls
+posix.system: runs a shell command"). Our list is merged with picklescan's.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from torchbridge.security.pickles import UNRESOLVED
+
+__all__ = ["UNRESOLVED", "classify", "denylist", "explain", "is_dangerous", "safe_names"]
 
 ANY = "*"
 
@@ -47,8 +63,6 @@ _OWN_DENYLIST: dict[str, frozenset[str] | str] = {
     "logging": frozenset({"FileHandler"}),
 }
 
-#: Pickle opcode stand-in for a global that cannot be resolved statically.
-UNRESOLVED = "<unresolved>"
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,6 +122,30 @@ def is_dangerous(qualified: str) -> bool:
     return False
 
 
+
+
+def denylisted_path(qualified: str) -> str | None:
+    """The denylisted callable a (possibly dotted) global reaches, if any:
+    ``torch.serialization.os.system`` and ``logging.os.system`` reach ``os.system``."""
+    parts = qualified.split(".")
+    for start in range(len(parts) - 1):
+        tail = ".".join(parts[start:])
+        if is_dangerous(tail):
+            return tail
+    return None
+
+
+def dunder_segment(qualified: str) -> str | None:
+    """The first ``__dunder__`` segment of an attribute path (``numpy.__builtins__``,
+    ``builtins.print.__class__.__base__``); TorchScript's ``__torch__`` root is not one."""
+    for index, part in enumerate(qualified.split(".")):
+        if index == 0 and part in ("__torch__", "__main__"):
+            continue
+        if len(part) > 4 and part.startswith("__") and part.endswith("__"):
+            return part
+    return None
+
+
 def weights_only_allowed() -> frozenset[str]:
     """Globals ``torch.load(weights_only=True)`` accepts right now (torch's allowlist plus
     user-registered safe globals)."""
@@ -117,14 +155,191 @@ def weights_only_allowed() -> frozenset[str]:
         frozenset(unpickler._get_user_allowed_globals())
 
 
+# --------------------------------------------------------------------------- allowlist
+
+#: Known-safe reconstructors beyond torch's weights_only list: they build arrays,
+#: scalars, dtypes, tensors and plain containers, and call nothing named by the file.
+_OWN_SAFE = frozenset({
+    # torch: TorchScript's pickle helpers (identity functions and type tags).
+    "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_tensorlist",
+    "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
+    "torch.jit._pickle.build_tensor_from_id", "torch.jit._pickle.restore_type_tag",
+    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_qtensor",
+    "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_nested_tensor",
+    "torch._utils._rebuild_device_tensor_from_numpy",
+    "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+    "torch._utils._rebuild_meta_tensor_no_storage", "torch._utils._rebuild_wrapper_subclass",
+    "torch._tensor._rebuild_from_type_v2", "torch.storage.UntypedStorage",
+    "torch.storage.TypedStorage", "torch.serialization._get_layout",
+    # numpy: arrays, scalars, dtypes (numpy 1 and numpy 2 spellings).
+    "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar", "numpy.core.numeric._frombuffer",
+    "numpy._core.numeric._frombuffer",
+    # joblib: the wrapper whose raw array bytes follow it in the stream.
+    "joblib.numpy_pickle.NumpyArrayWrapper",
+    # plain containers and values.
+    "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.range",
+    "builtins.complex", "builtins.bytearray", "builtins.bytes", "builtins.tuple",
+    "builtins.list", "builtins.dict", "builtins.int", "builtins.float", "builtins.bool",
+    "builtins.str", "_codecs.encode", "collections.OrderedDict", "collections.Counter",
+    "collections.defaultdict", "collections.deque", "copyreg._reconstructor",
+    "copyreg.__newobj__", "copyreg.__newobj_ex__", "argparse.Namespace",
+    "datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta",
+    "datetime.timezone", "decimal.Decimal", "fractions.Fraction",
+})
+
+#: numpy's dtype classes (``numpy.dtypes.Float64DType`` …) when numpy cannot be asked.
+_NUMPY_DTYPE_CLASSES = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16",
+                        "UInt32", "UInt64", "Float16", "Float32", "Float64", "LongDouble",
+                        "Complex64", "Complex128", "CLongDouble", "Bytes", "Str", "Void",
+                        "Object", "DateTime64", "TimeDelta64", "Byte", "UByte", "Short",
+                        "UShort", "Int", "UInt", "Long", "ULong", "LongLong", "ULongLong",
+                        "StringDType")
+
+#: Modules whose *classes* may be rebuilt when the user allows code (verdict ``code``).
+TRUSTED_CLASS_MODULES = ("torch.nn.", "torch.ao.nn.", "torch.optim.")
+
+
+@functools.lru_cache(maxsize=1)
+def _static_safe_names() -> frozenset[str]:
+    names = set(_OWN_SAFE)
+    names.update(f"numpy.dtypes.{n if n.endswith('DType') else n + 'DType'}"
+                 for n in _NUMPY_DTYPE_CLASSES)
+    try:
+        from torch import _weights_only_unpickler as unpickler
+
+        names.update(unpickler._get_allowed_globals())
+    except ImportError:  # scanning without torch: our own list only
+        pass
+    return frozenset(names)
+
+
+def _user_registered_safe_names() -> frozenset[str]:
+    """What ``torch.serialization.add_safe_globals`` registered, as ``module.name``."""
+    if "torch" not in sys.modules:
+        return frozenset()
+    import torch
+
+    names = set()
+    for entry in torch.serialization.get_safe_globals():
+        if isinstance(entry, tuple):
+            names.add(str(entry[1]))
+        else:
+            names.add(object_name(entry))
+    return frozenset(names)
+
+
+def object_name(obj: Any) -> str:
+    """``module.qualname`` as pickle and torch's allowlist spell a class or function."""
+    return f"{obj.__module__}.{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}"
+
+
+def safe_names(extra_allowed: Iterable[str] = ()) -> frozenset[str]:
+    """Every global judged ``safe``: the built-in allowlist, torch's registered safe
+    globals and ``extra_allowed`` (exact ``module.name`` entries; ``module.*`` entries
+    trust classes, see :func:`trusted_modules`)."""
+    exact = {name for name in extra_allowed if not name.endswith(".*")}
+    return _static_safe_names() | _user_registered_safe_names() | frozenset(exact)
+
+
+def trusted_modules(extra_allowed: Iterable[str] = ()) -> tuple[str, ...]:
+    """Module prefixes whose classes may be rebuilt (``code``): the built-in ones, each
+    ``module.*`` the user allowed and the module of each ``module.Name`` allowed."""
+    prefixes = list(TRUSTED_CLASS_MODULES)
+    for name in extra_allowed:
+        module = name[:-2] if name.endswith(".*") else name.rpartition(".")[0]
+        if module:
+            prefixes.append(module + ".")
+    return tuple(dict.fromkeys(prefixes))
+
+
+def _import_trusted(module: str, prefixes: tuple[str, ...]) -> Any:
+    """Import ``module`` only when it lies under a trusted prefix (or is already
+    imported): a hostile file must never get an arbitrary module imported."""
+    if module in sys.modules:
+        return sys.modules[module]
+    if not any((module + ".").startswith(p) for p in prefixes):
+        return None
+    try:
+        return importlib.import_module(module)
+    except Exception:  # a module that fails to import holds no class we trust
+        return None
+
+
+def is_trusted_class(qualified: str, extra_allowed: Iterable[str] = ()) -> bool:
+    """Whether ``qualified`` names a class defined under a trusted module prefix, found
+    without dunder attributes and without importing anything outside those modules."""
+    prefixes = trusted_modules(extra_allowed)
+    if not any(qualified.startswith(p) for p in prefixes) or dunder_segment(qualified) \
+            or denylisted_path(qualified):
+        return False
+    parts = qualified.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        obj = _import_trusted(".".join(parts[:cut]), prefixes)
+        if obj is None:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return False
+        return isinstance(obj, type) and any(
+            f"{obj.__module__}.".startswith(p) for p in prefixes)
+    return False
+
+
 def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = ()
              ) -> tuple[list[str], list[str]]:
-    """Split globals into (dangerous, needs-code); allowed ones are dropped. Sorted."""
-    allowed = weights_only_allowed() | frozenset(extra_allowed)
-    dangerous, code = [], []
+    """Split globals into (unsafe, code); safe ones are dropped. Sorted.
+
+    ``unsafe``: every global that is neither on the allowlist (:func:`safe_names`) nor a
+    trusted class (:func:`is_trusted_class`); ``code``: trusted classes that are not
+    allowlisted. ``extra_allowed``: the user's ``module.Name`` / ``module.*`` entries.
+    """
+    extra = tuple(extra_allowed)
+    allowed = safe_names(extra)
+    unsafe, code = [], []
     for name in sorted(set(globals_)):
-        if is_dangerous(name):
-            dangerous.append(name)
-        elif name not in allowed and not name.startswith("__torch__."):
+        if name in allowed or (name.startswith("__torch__.") and not dunder_segment(name)):
+            continue
+        if is_trusted_class(name, extra):
             code.append(name)
-    return dangerous, code
+        else:
+            unsafe.append(name)
+    return unsafe, code
+
+
+def explain(name: str) -> str:
+    """Why ``name`` is not safe, in words a person can act on (the denylist words it)."""
+    if name == UNRESOLVED or "<" in name:
+        return ("imports a global the scanner cannot name statically (built at load "
+                "time, or through the copyreg extension registry)")
+    dunder = dunder_segment(name)
+    if dunder:
+        return f"reaches {name} through the dunder attribute {dunder} (a way to any builtin)"
+    target = denylisted_path(name)
+    if target:
+        via = "" if target == name else f" (written {name})"
+        return f"calls {target}{via}: denylisted, it runs commands, code or file I/O"
+    return (f"imports {name}, which is not a known-safe reconstructor; if you trust it, "
+            f"pass --allow-global {name}")
+
+
+def describe_globals(names: Iterable[str]) -> str:
+    """What the globals of a file are, in words: ``numpy scalar objects (…)``."""
+    kinds: dict[str, list[str]] = {}
+    for name in names:
+        if name.startswith(("numpy.", "numpy._core.")) and "scalar" in name:
+            kind = "numpy scalar objects"
+        elif name == "numpy.dtype" or name.startswith("numpy.dtypes."):
+            kind = "numpy dtype objects"
+        elif name.startswith("numpy."):
+            kind = "numpy objects"
+        elif name.startswith(TRUSTED_CLASS_MODULES):
+            kind = "torch module/optimizer classes"
+        else:
+            kind = "other objects"
+        kinds.setdefault(kind, []).append(name)
+    return "; ".join(f"{kind} ({', '.join(found)})" for kind, found in kinds.items())

@@ -37,6 +37,7 @@ from torchbridge.serving.middleware import FastHandler, RequestInfo, ServingMidd
 from torchbridge.serving.padding import declared_padding
 from torchbridge.serving.runner import leaves
 from torchbridge.serving.schemas import (
+    V2_DATATYPES,
     InvalidInput,
     Signature,
     describe,
@@ -347,8 +348,6 @@ def _add_v2_routes(app: FastAPI, state: ServingState,
 
 
 def _v2_type(array: Any) -> str:
-    from torchbridge.serving.schemas import V2_DATATYPES
-
     dtype = torch.from_numpy(array[:0].copy()).dtype if array.ndim else \
         torch.as_tensor(array).dtype
     return V2_DATATYPES.get(dtype, "BYTES")

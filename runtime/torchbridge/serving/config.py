@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchbridge.errors import ConfigError
+from torchbridge.errors import ConfigError, HardwareUnavailable
+from torchbridge.hardware import why_unavailable
 from torchbridge.units import parse_bytes, parse_duration, parse_rate
 
 #: Environment variable holding API keys when no file is given (same format as the file).
@@ -96,9 +97,6 @@ class ServerConfig:
 
     def check_device(self) -> None:
         """Raise :class:`~torchbridge.errors.HardwareUnavailable` when ``device`` is absent."""
-        from torchbridge.errors import HardwareUnavailable
-        from torchbridge.hardware import why_unavailable
-
         reason = why_unavailable(self.device)
         if reason is not None:
             raise HardwareUnavailable(f"device {self.device!r}: {reason}")

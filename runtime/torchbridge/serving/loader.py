@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from torchbridge.errors import ConfigError
+from torchbridge.loading import load_model
 from torchbridge.serving.app import create_fastapi_server
 from torchbridge.serving.config import ServerConfig
 
@@ -48,8 +49,6 @@ def build_app(model: str, weights: str | None = None, config: ServerConfig | Non
     model-info metric and the audit log. A model that cannot be loaded raises
     :class:`~torchbridge.errors.ModelLoadError`; nothing is ever substituted.
     """
-    from torchbridge.loading import load_model
-
     config = config or ServerConfig()
     loaded = load_model(model, weights, allow_pickle=allow_pickle, device=config.device)
     if not loaded.is_torch:

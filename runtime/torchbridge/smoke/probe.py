@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchbridge.measure.stats import summarize
 from torchbridge.smoke.client import Client, RequestFailed
 from torchbridge.smoke.result import SmokeReport, Step
 from torchbridge.smoke.trees import compare_trees, outputs_of
@@ -107,8 +108,6 @@ def measure_latency(client: Client, config: SmokeConfig) -> list[float]:
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
-    from torchbridge.measure.stats import summarize
-
     summary = summarize(samples)
     return {"p50_ms": summary.percentiles["p50"] * 1e3, "p99_ms": summary.percentiles["p99"]
             * 1e3, "n": float(summary.n)}
