@@ -25,6 +25,13 @@ def test_nan_producing_input_fails_naming_each_output() -> None:
     assert "output[1] (2 NaN, 0 Inf of 2)" in result.message
 
 
+def test_the_metric_counts_non_finite_outputs_under_a_name_that_says_so() -> None:
+    x = torch.tensor([[1.0, 2.0, -1.0, 3.0]])
+    result = run("forward", Subject(LogFeatures().eval(), x))
+    assert result.metrics["nonfinite_outputs"].value == 2
+    assert "outputs" not in result.metrics
+
+
 def test_valid_input_passes() -> None:
     assert run("forward", Subject(LogFeatures().eval(), torch.rand(3, 4) + 0.1)).passed
 

@@ -66,6 +66,28 @@ class BatchSizeBranch(torch.nn.Module):
         return x + 1
 
 
+class ScaleIfRaw(torch.nn.Module):
+    """Rescales raw pixel values: a data-dependent branch the tracer freezes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.max() > 1:
+            x = x / 255
+        return x * 2
+
+
+class NeedsTwoTokens(torch.nn.Module):
+    """Raises in eager PyTorch for sequences shorter than 2 (the reference fails)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] < 2:
+            raise ValueError("needs two tokens or more")
+        return x[:, 1:] - x[:, :-1]
+
+
+#: Labels of the validation points with fresh inputs, in plan order.
+FRESH = ["fresh: rows scaled and shuffled", "fresh: uniform noise in [0, 1)"]
+
+
 class TiedLM(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -95,6 +117,10 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> ExportReport:
     return export_model(seq_subject(), "onnx", path)
 
 
+#: (batch, seq) of the plan: export batch, its two fresh inputs, batch 1, odd, max, seq ends.
+PLAN = [(2, 6), (2, 6), (2, 6), (1, 6), (3, 6), (16, 6), (2, 1), (2, 64)]
+
+
 def validated_sizes(report: ExportReport) -> list[tuple[int, int]]:
     return [(v.sizes["batch"], v.sizes["seq"]) for v in report.validations]
 
@@ -102,7 +128,7 @@ def validated_sizes(report: ExportReport) -> list[tuple[int, int]]:
 def test_onnx_matches_eager_at_batch_1_odd_and_max_and_seq_ends(
         onnx_export: ExportReport) -> None:
     assert onnx_export.ok, onnx_export.summary()
-    assert validated_sizes(onnx_export) == [(2, 6), (1, 6), (3, 6), (16, 6), (2, 1), (2, 64)]
+    assert validated_sizes(onnx_export) == PLAN
     assert onnx_export.max_abs_error < 1e-5
     assert all(v.leaves and v.leaves[0]["total"] > 0 for v in onnx_export.validations)
 
@@ -150,24 +176,65 @@ def test_static_export_is_validated_at_its_own_batch_only(tmp_path: Path) -> Non
     subject = Subject(BatchSizeBranch(), torch.randn(4, 3))
     report = export_model(subject, "pt2", tmp_path / "m.pt2", ExportOptions(dynamic=False))
     assert report.ok, report.summary()
-    assert [v.sizes["batch"] for v in report.validations] == [4]
+    assert [v.sizes["batch"] for v in report.validations] == [4, 4, 4]
+    assert [v.label for v in report.validations][1:] == FRESH
 
 
 def test_pt2_round_trip_matches_eager_with_dynamic_dims(tmp_path: Path) -> None:
     report = export_model(seq_subject(), "pt2", tmp_path / "seq.pt2")
     assert report.ok, report.summary()
-    assert validated_sizes(report) == [(2, 6), (1, 6), (3, 6), (16, 6), (2, 1), (2, 64)]
+    assert validated_sizes(report) == PLAN
     assert report.checksum_file is not None and report.checksum_file.is_file()
 
 
-def test_torchscript_trace_that_bakes_in_the_batch_fails_validation_at_batch_1(
+def test_torchscript_trace_that_bakes_in_the_batch_fails_naming_the_line(
+        tmp_path: Path) -> None:
+    with pytest.raises(ExportFailed, match=r"the trace may be incorrect: .*test_export\.py:\d+ "
+                                           r"`if x\.shape\[0\] > 2:`"):
+        export_model(Subject(BatchSizeBranch(), torch.randn(4, 3)), "torchscript",
+                     tmp_path / "m.ts.pt")
+    assert not (tmp_path / "m.ts.pt").exists()
+
+
+def test_torchscript_trace_allowed_to_warn_still_fails_validation_at_batch_1(
         tmp_path: Path) -> None:
     report = export_model(Subject(BatchSizeBranch(), torch.randn(4, 3)), "torchscript",
-                          tmp_path / "m.ts.pt")
+                          tmp_path / "m.ts.pt", ExportOptions(allow_tracer_warnings=True))
     assert not report.ok
     failing = [v.label for v in report.validations if not v.ok]
     assert failing == ["batch 1"]
     assert "would pass with" in report.summary()
+
+
+def test_traced_value_branch_fails_naming_the_line_although_the_sample_matches(
+        tmp_path: Path) -> None:
+    # Traced on a sample whose max is above 1, the trace divides by 255 for every input.
+    subject = Subject(seeded(ScaleIfRaw), torch.randn(4, 3) * 10)
+    with pytest.raises(ExportFailed, match=r"test_export\.py:\d+ `if x\.max\(\) > 1:`"):
+        export_model(subject, "torchscript", tmp_path / "m.ts.pt")
+
+
+def test_fresh_inputs_catch_the_value_branch_when_tracer_warnings_are_allowed(
+        tmp_path: Path) -> None:
+    subject = Subject(seeded(ScaleIfRaw), torch.randn(4, 3) * 10)
+    report = export_model(subject, "torchscript", tmp_path / "m.ts.pt",
+                          ExportOptions(allow_tracer_warnings=True))
+    assert not report.ok
+    assert report.validations[0].ok  # copies of the traced sample match
+    assert "fresh: uniform noise in [0, 1)" in [v.label for v in report.validations
+                                                 if not v.ok]
+
+
+def test_eager_reference_raising_is_a_failed_point_that_says_so(tmp_path: Path) -> None:
+    subject = Subject(seeded(NeedsTwoTokens), torch.randn(2, 4, 8),
+                      spec={"dims": {"seq": {"input": 0, "axis": 1, "min": 1, "max": 8}}})
+    report = export_model(subject, "torchscript", tmp_path / "m.ts.pt",
+                          ExportOptions(method="script"))
+    assert not report.ok
+    bad = [v for v in report.validations if not v.ok]
+    assert [v.sizes["seq"] for v in bad] == [1]
+    assert bad[0].message.startswith("the eager reference raised: ValueError: needs two")
+    assert "seq=1" in report.summary()
 
 
 def test_torchscript_script_keeps_the_branch_and_passes(tmp_path: Path) -> None:
@@ -229,7 +296,7 @@ def test_legacy_onnx_exporter_is_used_only_when_asked(tmp_path: Path) -> None:
 def test_batch_sizes_override_the_validation_plan(tmp_path: Path) -> None:
     report = export_model(seq_subject(), "pt2", tmp_path / "m.pt2",
                           ExportOptions(batch_sizes=(5, 7)))
-    assert [v.sizes["batch"] for v in report.validations[:3]] == [2, 5, 7]
+    assert [v.sizes["batch"] for v in report.validations[3:5]] == [5, 7]
 
 
 def test_missing_onnxscript_is_a_skip_with_the_install_hint(

@@ -1,14 +1,17 @@
 """Synthetic inputs from ``--input-shape 8,128 --dtype int64``, shared by every command.
 
 Several inputs are given by repeating the option (``--input-shape 8,128 --input-shape
-8,128``) or separating shapes with ``;``. Integer inputs are drawn below the smallest
-embedding table of the model (so token ids are valid), floats from a standard normal.
-The first dim of every shape is the batch dim.
+8,128``) or separating shapes with ``;``. Floats come from a standard normal. Integer
+inputs are drawn across the vocabulary: each integer input is drawn below the size of the
+embedding tables it feeds (found by running the model once with forward hooks on its
+``nn.Embedding``/``nn.EmbeddingBag`` modules), so BERT's ``input_ids`` span its 30522
+tokens while its ``token_type_ids`` stay in {0, 1}. ``int_high`` (one bound, or one per
+input) overrides that. The first dim of every shape is the batch dim.
 
 Example::
 
     shapes = parse_shapes(["8,128"])
-    x = synthesize_inputs(shapes, ["int64"], int_high=vocab_size(model))
+    x = synthesize_inputs(shapes, ["int64"], model=model)
     check_inputs_fit(model, x, "--input-shape 8,128")
 """
 
@@ -61,22 +64,68 @@ def parse_dtype(name: str) -> torch.dtype:
             from None
 
 
+#: Upper bound (exclusive) for integer inputs of a model without embedding tables.
+DEFAULT_INT_HIGH = 100
+_EMBEDDINGS = (torch.nn.Embedding, torch.nn.EmbeddingBag)
+
+
 def vocab_size(model: Any) -> int | None:
-    """Smallest ``nn.Embedding`` table of ``model``: the bound for valid integer ids."""
+    """Smallest embedding table of ``model``: a bound valid for any embedding an integer
+    input may feed (used before the model has been probed), or ``None`` without tables."""
     if not isinstance(model, torch.nn.Module):
         return None
-    sizes = [m.num_embeddings for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    sizes = [m.num_embeddings for m in model.modules() if isinstance(m, _EMBEDDINGS)]
     return min(sizes) if sizes else None
 
 
+def embedding_bounds(model: Any, inputs: Sequence[torch.Tensor]) -> list[int | None]:
+    """For each input (positional, in order), the smallest ``num_embeddings`` of the
+    embedding tables it feeds as it is (same tensor), from one forward pass with hooks;
+    ``None`` for an input that feeds none directly. Errors of the pass propagate."""
+    from torchbridge.core.subject import call_model
+
+    fed: dict[int, list[int]] = {}
+    index_of = {id(t): i for i, t in enumerate(inputs)}
+
+    def record(module: torch.nn.Embedding | torch.nn.EmbeddingBag,
+               args: tuple[Any, ...]) -> None:
+        if args and id(args[0]) in index_of:
+            fed.setdefault(index_of[id(args[0])], []).append(module.num_embeddings)
+
+    handles = [m.register_forward_pre_hook(record) for m in model.modules()
+               if isinstance(m, _EMBEDDINGS)]
+    try:
+        with torch.inference_mode():
+            call_model(model, inputs[0] if len(inputs) == 1 else tuple(inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [min(fed[i]) if i in fed else None for i in range(len(inputs))]
+
+
+def _per_input(int_high: int | Sequence[int | None] | None, count: int) -> list[int | None]:
+    if int_high is None or isinstance(int_high, int):
+        return [int_high] * count
+    highs = list(int_high)
+    if len(highs) != count:
+        raise ConfigError(f"{len(highs)} int_high values for {count} inputs; give one bound "
+                          "for all inputs or one per input (None: from the model)")
+    return highs
+
+
 def synthesize_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str] = ("float32",),
-                      *, int_high: int | None = None, seed: int = 0,
-                      device: str = "cpu") -> torch.Tensor | tuple[torch.Tensor, ...]:
+                      *, int_high: int | Sequence[int | None] | None = None, seed: int = 0,
+                      device: str = "cpu", model: Any = None
+                      ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Random inputs of the given shapes; one tensor for one shape, else a tuple.
 
     ``dtypes`` holds one name for all inputs or one per input. Integers are drawn from
-    ``[0, int_high)`` (``int_high`` defaults to 100); the draw is seeded, so two calls
-    give the same inputs.
+    ``[0, high)``: ``int_high`` when given (one bound, or one per input with ``None``
+    for "from the model"), else, with ``model``, the embedding tables each input feeds
+    (:func:`embedding_bounds`; an integer input that feeds none directly keeps the
+    smallest table's size, which is valid wherever it goes), else 100. The draw is
+    seeded, so two calls give the same inputs. Raises :class:`ConfigError` for a bad
+    shape, dtype or bound.
     """
     if not shapes:
         raise ConfigError("no input shape given; pass --input-shape, e.g. --input-shape 8,128")
@@ -85,18 +134,44 @@ def synthesize_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str] =
         raise ConfigError(f"{len(names)} --dtype values for {len(shapes)} input shapes; give "
                           "one dtype for all inputs or one per input")
     names = names * len(shapes) if len(names) == 1 else names
+    given = _per_input(int_high, len(shapes))
+    for high in given:
+        if high is not None and (isinstance(high, bool) or not isinstance(high, int)
+                                 or high < 1):
+            raise ConfigError(f"int_high must be a positive integer, got {high!r}")
+    safe = vocab_size(model) or DEFAULT_INT_HIGH
+    dtypes_ = [parse_dtype(name) for name in names]
+    highs = [h if h is not None else safe for h in given]
+    tensors = _draw(shapes, dtypes_, highs, seed, device)
+    probe = [i for i, (h, d) in enumerate(zip(given, dtypes_, strict=True))
+             if h is None and _integer(d)]
+    if probe and vocab_size(model) is not None:
+        try:
+            bounds = embedding_bounds(model, tensors)
+        except Exception:  # inputs that do not fit: check_inputs_fit reports it to the user
+            bounds = [None] * len(tensors)
+        highs = [bounds[i] or highs[i] if i in probe else highs[i] for i in range(len(highs))]
+        tensors = _draw(shapes, dtypes_, highs, seed, device)
+    return tensors[0] if len(tensors) == 1 else tuple(tensors)
+
+
+def _integer(dtype: torch.dtype) -> bool:
+    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+
+
+def _draw(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[torch.dtype],
+          highs: Sequence[int], seed: int, device: str) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     tensors = []
-    for shape, name in zip(shapes, names, strict=True):
-        dtype = parse_dtype(name)
+    for shape, dtype, high in zip(shapes, dtypes, highs, strict=True):
         if dtype.is_floating_point:
             tensor = torch.randn(shape, generator=generator).to(dtype)
         elif dtype == torch.bool:
             tensor = torch.randint(0, 2, shape, generator=generator).bool()
         else:
-            tensor = torch.randint(0, int_high or 100, shape, generator=generator, dtype=dtype)
+            tensor = torch.randint(0, high, shape, generator=generator, dtype=dtype)
         tensors.append(tensor.to(device))
-    return tensors[0] if len(tensors) == 1 else tuple(tensors)
+    return tensors
 
 
 def check_inputs_fit(model: Any, inputs: Any, described: str) -> Any:
@@ -135,8 +210,8 @@ def inputs_from_args(args: argparse.Namespace, model: Any, *, example: Any = Non
             return to_device(example, device)
         raise ConfigError("the model carries no example inputs; pass --input-shape "
                           "(e.g. --input-shape 8,128) and --dtype")
-    return synthesize_inputs(parse_shapes(shapes), args.dtype or ["float32"],
-                             int_high=vocab_size(model), device=device)
+    return synthesize_inputs(parse_shapes(shapes), args.dtype or ["float32"], model=model,
+                             device=device)
 
 
 def describe_inputs(inputs: Any) -> str:

@@ -78,12 +78,13 @@ def load_model(checklist: Checklist, device: str = "cpu") -> Any:
 
 
 def sample_inputs(checklist: Checklist, model: Any) -> Any:
-    """Seeded random inputs of the declared shapes (integers below the vocabulary size)."""
-    from torchbridge.inputs import synthesize_inputs, vocab_size
+    """Seeded random inputs of the declared shapes (integers across the vocabulary of the
+    embedding tables each one feeds, or below ``int_high``)."""
+    from torchbridge.inputs import synthesize_inputs
 
     spec = checklist.inputs
-    return synthesize_inputs(list(spec.shapes), list(spec.dtypes),
-                             int_high=spec.int_high or vocab_size(model), seed=spec.seed)
+    return synthesize_inputs(list(spec.shapes), list(spec.dtypes), int_high=spec.int_high,
+                             seed=spec.seed, model=model)
 
 
 def build_subject(checklist: Checklist, device: str, model: Any = None) -> Any:

@@ -11,7 +11,8 @@ In ``torchbridge.toml`` at the top level, or in ``pyproject.toml`` under
 
     [input]
     shape = [8, 256]                     # or shapes = [[8, 128], [8, 128]]
-    dtype = "float32"                    # or dtypes = [...]; integers draw from [0, int_high)
+    dtype = "float32"                    # or dtypes = [...]; integers draw below the
+                                         # embedding each feeds, or int_high (or one per input)
     batch_dim = 0
     max_batch = 64
     dims = { seq = { input = 0, axis = 1, min = 1, max = 512 } }
@@ -77,7 +78,7 @@ class ModelSource:
 class InputSource:
     shapes: tuple[tuple[int, ...], ...]
     dtypes: tuple[str, ...] = ("float32",)
-    int_high: int | None = None
+    int_high: int | tuple[int, ...] | None = None
     seed: int = 0
     spec: dict[str, Any] = field(default_factory=dict)
 
@@ -176,16 +177,27 @@ def _inputs(ctx: _Context, raw: Any) -> InputSource:
                         f"expected one dtype name for all inputs or one per input "
                         f"({len(shapes)}), got {dtypes!r}")
     _check_dtypes(ctx, dtypes, "dtypes" if "dtypes" in data else "dtype")
-    for key in ("int_high", "seed", "batch_dim", "max_batch"):
+    for key in ("seed", "batch_dim", "max_batch"):
         if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
             raise ctx.error(("input", key), f"expected an integer, got {data[key]!r}")
+    int_high = data.get("int_high")
+    if isinstance(int_high, list):
+        int_high = tuple(_positive_ints(ctx, int_high, ("input", "int_high")))
+        if len(int_high) != len(shapes):
+            raise ctx.error(("input", "int_high"), f"expected one bound for all inputs or one "
+                                                   f"per input ({len(shapes)}), got "
+                                                   f"{len(int_high)}")
+    elif int_high is not None and (not isinstance(int_high, int) or isinstance(int_high, bool)
+                                   or int_high < 1):
+        raise ctx.error(("input", "int_high"), f"expected a positive integer or a list of "
+                                               f"them, got {int_high!r}")
     spec: dict[str, Any] = {k: data[k] for k in ("batch_dim", "max_batch") if k in data}
     if "batch_dims" in data:
         spec["batch_dims"] = _batch_dims(ctx, data["batch_dims"])
     if "dims" in data:
         spec["dims"] = _dims(ctx, data["dims"])
     _validate_spec(ctx, spec)
-    return InputSource(shapes, tuple(dtypes), data.get("int_high"), data.get("seed", 0), spec)
+    return InputSource(shapes, tuple(dtypes), int_high, data.get("seed", 0), spec)
 
 
 def _check_dtypes(ctx: _Context, names: list[str], key: str) -> None:

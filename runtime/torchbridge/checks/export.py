@@ -32,7 +32,10 @@ class ExportConfig(CheckConfig):
     named dims, validated at batch 1, an odd batch and the largest batch. ``method``:
     trace | script (torchscript only). ``exporter``: dynamo | legacy (onnx only).
     ``opset``: ONNX opset. ``rtol``/``atol``/``per_output``: comparison tolerances.
-    ``batch_sizes``: the batch sizes to validate at instead of the default plan."""
+    ``batch_sizes``: the batch sizes to validate at instead of the default plan.
+    ``allow_tracer_warnings``: accept a trace that the tracer says may be incorrect
+    (torchscript ``method="trace"`` only; by default such a warning fails the export and
+    names the source line)."""
 
     positional = ("format",)
 
@@ -45,6 +48,7 @@ class ExportConfig(CheckConfig):
     atol: float | None = None
     per_output: Mapping[str, Tolerance] | None = None
     batch_sizes: tuple[int, ...] | None = None
+    allow_tracer_warnings: bool = False
 
     def __post_init__(self) -> None:
         fmt = str(self.format).lower()
@@ -55,6 +59,12 @@ class ExportConfig(CheckConfig):
         if not isinstance(self.dynamic, bool):
             raise ConfigError(f"dynamic must be True or False, got {self.dynamic!r}")
         self._only_for("method", "torchscript", ("trace", "script"))
+        if not isinstance(self.allow_tracer_warnings, bool):
+            raise ConfigError(f"allow_tracer_warnings must be True or False, got "
+                              f"{self.allow_tracer_warnings!r}")
+        if self.allow_tracer_warnings and fmt != "torchscript":
+            raise ConfigError(f"allow_tracer_warnings applies to format 'torchscript' only, "
+                              f"not {fmt!r}")
         self._only_for("exporter", "onnx", ("dynamo", "legacy"))
         if self.opset is not None:
             if fmt != "onnx":
@@ -98,7 +108,8 @@ def options_from(config: ExportConfig) -> Any:
                          exporter=config.exporter or "dynamo", opset=config.opset,
                          tolerances=Tolerances(config.rtol, config.atol,
                                                dict(config.per_output or {})),
-                         batch_sizes=config.batch_sizes)
+                         batch_sizes=config.batch_sizes,
+                         allow_tracer_warnings=config.allow_tracer_warnings)
 
 
 def result_from(report: Any, device: str) -> CheckResult:

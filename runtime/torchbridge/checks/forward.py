@@ -46,7 +46,7 @@ class ForwardCheck(Check[ForwardConfig]):
         in_training = training_modules(model)
         output = subject.run(model=model)
         bad = nonfinite_outputs(output)
-        result.metric("outputs", len(bad), "")
+        result.metric("nonfinite_outputs", len(bad), "1")
         if bad:
             result.status = Status.FAILED
             result.message = f"non-finite outputs: {'; '.join(bad)}"

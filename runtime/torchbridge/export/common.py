@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils import _pytree as pytree
 
 from torchbridge.core.compare import Tolerance, compare_outputs
 from torchbridge.core.subject import InputKey, Subject, named_inputs
+from torchbridge.core.trees import Flat, flatten
+from torchbridge.core.variants import scaled_and_shuffled, uniform_noise
 from torchbridge.errors import TorchBridgeError
 
 #: Formats tb-export and ``@tb.export`` know.
@@ -160,12 +161,8 @@ def export_subject(subject: Subject) -> Subject:
 
 
 def dim_size(subject: Subject, name: str) -> int:
-    dim = subject.spec.dims[name]
-    for key, value in named_inputs(subject.inputs):
-        if key == dim.input and isinstance(value, torch.Tensor):
-            return int(value.shape[dim.axis])
-    raise ExportFailed(f"input spec dim {name!r} names input {dim.input!r}, which the sample "
-                       "input does not have")
+    """The sample's length of dim ``name`` (the same on every input it lives on)."""
+    return subject.dim_size(name)
 
 
 def largest_batch(subject: Subject, batch: int) -> tuple[int, bool]:
@@ -177,13 +174,15 @@ def largest_batch(subject: Subject, batch: int) -> tuple[int, bool]:
 
 def validation_plan(subject: Subject, *, dynamic: bool,
                     batch_sizes: Sequence[int] | None = None) -> list[Point]:
-    """Where an export is checked: the export batch, batch 1, an odd batch, the largest
-    declared batch, and the ends of every named dynamic dim; only the export batch when
-    the export is static. ``batch_sizes`` replaces the batch part of the plan."""
+    """Where an export is checked: the export batch, fresh inputs of its shapes (see
+    :func:`fresh_points`), batch 1, an odd batch, the largest declared batch, and the ends
+    of every named dynamic dim; only the export batch and the fresh inputs when the export
+    is static. ``batch_sizes`` replaces the batch part of the plan."""
     base = export_subject(subject)
     batch = base.batch_size
     sizes = {"batch": batch} | {n: dim_size(base, n) for n in subject.spec.dims}
-    points = [Point("export batch", dict(sizes), base.inputs)]
+    points = [Point("export batch", dict(sizes), base.inputs),
+              *fresh_points(base, sizes)]
     if not dynamic:
         return points
     if batch_sizes is not None:
@@ -208,16 +207,38 @@ def validation_plan(subject: Subject, *, dynamic: bool,
     return points
 
 
+def fresh_points(subject: Subject, sizes: Mapping[str, int]) -> list[Point]:
+    """Two points of the subject's shapes whose values are not the sample's: its rows
+    scaled and shuffled, and uniform noise in [0, 1) (integers within the sample's range).
+
+    An artifact validated only on copies of the traced sample cannot show that it baked
+    in a value-dependent branch (``if x.max() > 1``); these inputs fall on the other side.
+    """
+    return [Point("fresh: rows scaled and shuffled", dict(sizes),
+                  scaled_and_shuffled(subject.inputs, subject.spec)),
+            Point("fresh: uniform noise in [0, 1)", dict(sizes),
+                  uniform_noise(subject.inputs, subject.spec))]
+
+
 # --------------------------------------------------------------------------- running
 
 
 def restructure(actual: Any, expected: Any) -> Any:
-    """``actual``'s leaves in ``expected``'s structure, when only the containers differ
-    (ONNX returns a flat tuple, TorchScript turns namedtuples into tuples)."""
-    got, want = pytree.tree_leaves(actual), pytree.tree_leaves(expected)
-    if pytree.tree_structure(actual) == pytree.tree_structure(expected) or len(got) != len(want):
+    """``actual``'s tensors under ``expected``'s output paths, when only the containers
+    differ (ONNX returns a flat tuple, TorchScript turns namedtuples into tuples, an
+    exported graph returns a cache as its key/value tensors). Anything else is returned
+    unchanged, so the comparison reports the structural difference."""
+    got, want = flatten(actual), flatten(expected)
+    if [p for p, _ in got] == [p for p, _ in want]:
         return actual
-    return pytree.tree_unflatten(got, pytree.tree_structure(expected))
+    tensors = [leaf for _, leaf in got if isinstance(leaf, torch.Tensor)]
+    wanted = sum(isinstance(leaf, torch.Tensor) for _, leaf in want)
+    only_none = all(leaf is None for _, leaf in want if not isinstance(leaf, torch.Tensor))
+    if len(tensors) != len(got) or len(tensors) != wanted or not only_none:
+        return actual
+    supply = iter(tensors)
+    return Flat((path, next(supply) if isinstance(leaf, torch.Tensor) else None)
+                for path, leaf in want)
 
 
 def validate_graph(run: Callable[[Any], Any], subject: Subject,
@@ -230,10 +251,20 @@ def validate_graph(run: Callable[[Any], Any], subject: Subject,
 
 def validate(run: Callable[[Any], Any], subject: Subject, points: Sequence[Point],
              tolerances: Tolerances) -> list[Validation]:
-    """Run the artifact (``run(inputs)``) and eager PyTorch at every point and compare."""
+    """Run the artifact (``run(inputs)``) and eager PyTorch at every point and compare.
+
+    A point where eager PyTorch itself raises is a failed validation that says so: the
+    reference could not be computed there, so the artifact was not compared."""
     results = []
     for point in points:
-        expected = subject.run(point.inputs)
+        try:
+            expected = subject.run(point.inputs)
+        except Exception as exc:
+            results.append(Validation(point.label, point.sizes, False,
+                                      message=f"the eager reference raised: "
+                                              f"{type(exc).__name__}: {first_line(exc)}; "
+                                              "the artifact was not compared there"))
+            continue
         try:
             with torch.inference_mode():
                 actual = run(point.inputs)
@@ -329,7 +360,8 @@ class ExportOptions:
     sizes; ``method``: ``trace`` or ``script`` (torchscript); ``exporter``: ``dynamo`` or
     ``legacy`` (onnx); ``opset``: ONNX opset (the exporter's default when ``None``);
     ``batch_sizes``: replaces the batch sizes of the validation plan; ``validate=False``
-    exports without proof (tb-export without ``--validate``).
+    exports without proof (tb-export without ``--validate``); ``allow_tracer_warnings``:
+    accept a trace the tracer says may be incorrect (torchscript, method ``trace``).
     """
 
     dynamic: bool = True
@@ -339,3 +371,4 @@ class ExportOptions:
     tolerances: Tolerances = field(default_factory=Tolerances)
     batch_sizes: tuple[int, ...] | None = None
     validate: bool = True
+    allow_tracer_warnings: bool = False

@@ -22,6 +22,7 @@ from torchbridge.export.common import (
     ExportReport,
     Point,
     condensed,
+    fresh_points,
     validate,
 )
 
@@ -106,7 +107,8 @@ def export_safetensors(subject: Subject, path: Path, options: ExportOptions) -> 
             raise ExportFailed(f"reloading {path.name} into a fresh "
                                f"{type(fresh).__name__} failed: {condensed(str(exc), 500)}") \
                 from None
-        points = [Point("sample batch", {"batch": subject.batch_size}, subject.inputs)]
+        sizes = {"batch": subject.batch_size}
+        points = [Point("sample batch", sizes, subject.inputs), *fresh_points(subject, sizes)]
         report.validations = validate(lambda x: subject.run(x, model=fresh), subject, points,
                                       options.tolerances)
     return report

@@ -1,13 +1,19 @@
 """TorchScript: trace or script → ``torch.jit.save`` → ``torch.jit.load`` → compare.
 
 TorchScript is deprecated in torch 2.13 (``torch.export`` replaces it) and says so with
-warnings on every call. Those warnings, and the tracer's warnings about Python values
-baked into the trace, are recorded in the report instead of being emitted, so suites
-running with ``-W error`` pass; the validation at several batch sizes is what decides.
+warnings on every call. Those warnings are recorded in the report instead of being
+emitted, so suites running with ``-W error`` pass.
+
+A tracer warning that a value "might cause the trace to be incorrect" means a Python value
+computed from a tensor (``if x.max() > 1:``) was frozen into the trace: the artifact takes
+the sample's branch for every input. That fails the export, naming the source line, unless
+``allow_tracer_warnings=True``; validation alone can miss it when no validation input
+falls on the other side.
 """
 
 from __future__ import annotations
 
+import linecache
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +36,31 @@ from torchbridge.export.common import (
 )
 
 METHODS = ("trace", "script")
+#: What the tracer says when a Python value computed from a tensor was baked in.
+UNSOUND_TRACE = "might cause the trace to be incorrect"
+
+
+def unsound_trace_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    """``file:line `source` (warning)`` for each tracer warning that the trace may be
+    incorrect, one per source line, in the order the tracer met them."""
+    found: dict[tuple[str, int], str] = {}
+    for record in caught:
+        text = str(record.message)
+        if UNSOUND_TRACE not in text or (record.filename, record.lineno) in found:
+            continue
+        source = linecache.getline(record.filename, record.lineno).strip()
+        found[(record.filename, record.lineno)] = (
+            f"{_shown(record.filename)}:{record.lineno}" + (f" `{source}`" if source else "")
+            + f" ({condensed(text.split('.')[0], 120)})")
+    return list(found.values())
+
+
+def _shown(filename: str) -> str:
+    """The file relative to the working directory when it lies below it."""
+    try:
+        return str(Path(filename).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return filename
 
 
 def to_torchscript(model: Any, subject: Subject, method: str) -> Any:
@@ -59,7 +90,16 @@ def export_torchscript(subject: Subject, path: Path, options: ExportOptions) -> 
     start = time.perf_counter()
     with quiet() as caught:
         module = to_torchscript(model, base, options.method)
+    unsound = unsound_trace_lines(caught)
+    if unsound and not options.allow_tracer_warnings:
+        raise ExportFailed(
+            f"the trace may be incorrect: a value computed from a tensor was frozen into it "
+            f"at {'; '.join(unsound[:3])}{' ...' if len(unsound) > 3 else ''}; the traced "
+            "module takes the sample's path for every input. Use method='script' or the "
+            "pt2 format, or pass allow_tracer_warnings=True if the value never changes")
+    with quiet() as saving:
         torch.jit.save(module, str(path))
+    caught += saving
     report.export_s = time.perf_counter() - start
     report.files = [path]
     report.checksum_file = write_checksum(path, report.files)
@@ -67,6 +107,7 @@ def export_torchscript(subject: Subject, path: Path, options: ExportOptions) -> 
     report.details["method"] = options.method
     report.details["warnings"] = texts
     report.details["tracer_warnings"] = [t for t in texts if t.startswith("TracerWarning")]
+    report.details["unsound_trace_lines"] = unsound
     if options.validate:
         with quiet():
             loaded = torch.jit.load(str(path), map_location=subject.device).eval()
