@@ -1,7 +1,7 @@
 """Golden outputs as safetensors: one tensor per flattened output path, plus metadata.
 
 A golden file holds every tensor leaf of the model's output under its path from
-:func:`torchbridge.core.compare.flatten` (``output``, ``output[0]``, ``output.logits``)
+:func:`torchbridge.core.trees.flatten` (``output``, ``output[0]``, ``output.logits``)
 and string metadata: the format version, torch version, the output paths in order, the
 input shapes, and any non-tensor leaves as JSON. Loading runs no code.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from torchbridge.core.compare import flatten
 from torchbridge.core.subject import Inputs, named_inputs
+from torchbridge.core.trees import Opaque, flatten, opaque_reason
 
 FORMAT = "torchbridge-golden/1"
 
@@ -44,11 +44,20 @@ def input_shapes(inputs: Inputs) -> dict[str, list[int]]:
             if isinstance(value, torch.Tensor)}
 
 
+def unstorable(output: Any) -> list[str]:
+    """Why each leaf that a golden cannot hold (an object that cannot be flattened) is
+    refused: storing its repr would leave its tensors unchecked."""
+    return [f"{path}: {opaque_reason(leaf)}" for path, leaf in flatten(output)
+            if isinstance(leaf, Opaque)]
+
+
 def from_output(output: Any, inputs: Inputs) -> Golden:
-    """The golden form of ``output`` (tensors copied to the CPU, contiguous, unshared)."""
+    """The golden form of ``output`` (tensors copied to the CPU, contiguous, unshared);
+    cache key/value tensors are stored under their paths like any other tensor."""
     tensors: dict[str, torch.Tensor] = {}
     values: dict[str, Any] = {}
-    for path, leaf in flatten(output):
+    leaves = flatten(output)
+    for path, leaf in leaves:
         if isinstance(leaf, torch.Tensor):
             tensors[path] = leaf.detach().to("cpu").contiguous().clone()
         else:
@@ -56,7 +65,7 @@ def from_output(output: Any, inputs: Inputs) -> Golden:
     metadata = {
         "format": FORMAT,
         "torch_version": torch.__version__,
-        "outputs": json.dumps([path for path, _ in flatten(output)]),
+        "outputs": json.dumps([path for path, _ in leaves]),
         "input_shapes": json.dumps(input_shapes(inputs)),
         "values": json.dumps(values, default=repr),
     }

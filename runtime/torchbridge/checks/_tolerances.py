@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from torchbridge.checks.base import CheckConfig
-from torchbridge.core.compare import Tolerance, default_tolerance, flatten
+from torchbridge.core.compare import Tolerance, default_tolerance
+from torchbridge.core.trees import flatten
 from torchbridge.errors import ConfigError
 
 # Across devices (GPU vs CPU, or batched vs single rows on a GPU) kernels differ: cuDNN

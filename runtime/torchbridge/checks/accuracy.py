@@ -117,6 +117,10 @@ class AccuracyCheck(Check[AccuracyConfig]):
                 output: Any, compared: list[tuple[str, Comparison]], problems: list[str],
                 notes: list[str]) -> None:
         path = golden_path(config, context)
+        refused = _goldens.unstorable(output)
+        if refused:
+            problems.append(f"the output cannot be stored as a golden: {'; '.join(refused)}")
+            return
         actual = _goldens.from_output(output, subject.inputs)
         actual.metadata["device"] = torch.device(subject.device).type
         if context.update_golden:

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils import _pytree as pytree
 
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
-from torchbridge.core.compare import Comparison, compare_outputs, flatten, nonfinite_outputs
+from torchbridge.core.compare import Comparison, compare_outputs, nonfinite_outputs
 from torchbridge.core.result import CheckResult, Status
-from torchbridge.core.subject import Inputs, Subject
+from torchbridge.core.subject import Inputs, Subject, named_inputs
+from torchbridge.core.trees import Flat, map_tensors, tensor_leaves
 from torchbridge.errors import ConfigError
 
 EMPTY_BATCH_MODES = ("must_work", "rejects")
@@ -75,29 +75,34 @@ class Case:
     name: str
     ok: bool
     problem: str = ""
+    #: input name → shape fed, for the dynamic-dim cases (shows every shared input resized)
+    shapes: dict[str, list[int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"case": self.name, "ok": self.ok, "problem": self.problem}
+        found = {"case": self.name, "ok": self.ok, "problem": self.problem}
+        return found | ({"input_shapes": self.shapes} if self.shapes is not None else {})
+
+
+def _shapes(inputs: Inputs) -> dict[str, list[int]]:
+    return {str(key): list(value.shape) for key, value in named_inputs(inputs)
+            if isinstance(value, torch.Tensor)}
 
 
 def _batch_leaves(output: Any, batch: int) -> list[str]:
     """Output paths whose leading dim is the batch (equals the sample's batch size)."""
-    return [path for path, leaf in flatten(output)
-            if isinstance(leaf, torch.Tensor) and leaf.dim() and leaf.shape[0] == batch]
+    return [path for path, leaf in tensor_leaves(output) if leaf.dim() and leaf.shape[0] == batch]
 
 
 def _leading_dims(output: Any) -> dict[str, int]:
-    return {path: int(leaf.shape[0]) for path, leaf in flatten(output)
-            if isinstance(leaf, torch.Tensor) and leaf.dim()}
+    return {path: int(leaf.shape[0]) for path, leaf in tensor_leaves(output) if leaf.dim()}
 
 
-def _row_of(output: Any, index: int, batch: int) -> Any:
-    def pick(leaf: Any) -> Any:
-        if isinstance(leaf, torch.Tensor) and leaf.dim() and leaf.shape[0] == batch:
-            return leaf.narrow(0, index, 1)
-        return leaf
+def _row_of(output: Any, index: int, batch: int) -> Flat:
+    """Row ``index`` of every batch-leading leaf, caches' key/value tensors included."""
+    def pick(_: str, leaf: torch.Tensor) -> torch.Tensor:
+        return leaf.narrow(0, index, 1) if leaf.dim() and leaf.shape[0] == batch else leaf
 
-    return pytree.tree_map(pick, output)
+    return map_tensors(output, pick)
 
 
 class _Runner:
@@ -141,8 +146,9 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
                               f"unknown dynamic dim(s) {unknown}; the input spec declares: "
                               f"{known}"))
         for name, size in dims:
-            _, problem = runner(subject.with_dim(name, size))
-            cases.append(Case(f"{name}={size}", not problem, problem))
+            resized = subject.with_dim(name, size)
+            _, problem = runner(resized)
+            cases.append(Case(f"{name}={size}", not problem, problem, _shapes(resized)))
         invariance = self._invariance(runner, subject, base, batch, config) \
             if config.batch_invariance else None
         return self._result(subject, cases, invariance)
@@ -235,10 +241,14 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
         result.metric("cases", len(cases))
         result.metric("failed_cases", len(failed))
         result.details["cases"] = [case.to_dict() for case in cases]
+        if subject.notes:
+            result.details["notes"] = list(subject.notes)
         if failed:
             result.status = Status.FAILED
             result.message = "; ".join(f"{case.name}: {case.problem}" for case in failed)
         else:
             result.message = f"{len(cases)} edge cases held: " + \
                 ", ".join(case.name for case in cases)
+        if subject.notes and any(case.shapes is not None for case in cases):
+            result.message += " (" + "; ".join(subject.notes) + ")"
         return result

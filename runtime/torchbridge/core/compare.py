@@ -1,8 +1,11 @@
 """Leaf-by-leaf comparison of model outputs of any pytree shape.
 
-Each output leaf gets max absolute / relative error, error statistics, and the smallest
-tolerance that would have passed (Polygraphy's "minimum required tolerance"), so a
-failure says both how far off it is and what setting would accept it.
+Outputs are flattened by :func:`torchbridge.core.trees.flatten` (tensors, containers,
+dataclasses, pytree nodes such as HF ``ModelOutput``, HF caches). Each tensor leaf gets max
+absolute / relative error, error statistics, and the smallest tolerance that would have
+passed (Polygraphy's "minimum required tolerance"), so a failure says both how far off it
+is and what setting would accept it. A leaf that cannot be flattened fails with a hint; it
+is never compared by identity.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+
+from torchbridge.core.trees import Opaque, flatten, opaque_reason
 
 # (rtol, atol) per dtype, as torch.testing.assert_close has them; other dtypes are exact.
 DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
@@ -28,26 +34,6 @@ DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 
 def default_tolerance(dtype: torch.dtype) -> tuple[float, float]:
     return DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
-
-
-def flatten(obj: Any, prefix: str = "output") -> list[tuple[str, Any]]:
-    """(path, leaf) pairs of tensors and plain values in nested outputs.
-
-    Handles tensors, mappings, lists/tuples, namedtuples, dataclasses and model-output
-    objects that behave like mappings (Hugging Face ``ModelOutput``).
-    """
-    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, int | float | str | bool):
-        return [(prefix, obj)]
-    if isinstance(obj, Mapping):
-        return [leaf for k, v in obj.items() for leaf in flatten(v, f"{prefix}.{k}")]
-    if hasattr(obj, "_fields"):
-        return [leaf for k in obj._fields for leaf in flatten(getattr(obj, k), f"{prefix}.{k}")]
-    if isinstance(obj, list | tuple):
-        return [leaf for i, v in enumerate(obj) for leaf in flatten(v, f"{prefix}[{i}]")]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [leaf for f in dataclasses.fields(obj)
-                for leaf in flatten(getattr(obj, f.name), f"{prefix}.{f.name}")]
-    return [(prefix, obj)]
 
 
 @dataclass
@@ -191,8 +177,8 @@ def compare_outputs(actual: Any, expected: Any, *, rtol: float | None = None,
     result = Comparison()
     if [p for p, _ in got] != [p for p, _ in want]:
         result.leaves.append(LeafComparison(
-            "output", False, reason=f"structure differs: got {[p for p, _ in got]}, "
-                                    f"expected {[p for p, _ in want]}"))
+            "output", False, reason=structure_difference([p for p, _ in got],
+                                                         [p for p, _ in want])))
         return result
     for (path, a), (_, e) in zip(got, want, strict=True):
         if isinstance(e, torch.Tensor) and isinstance(a, torch.Tensor):
@@ -202,9 +188,35 @@ def compare_outputs(actual: Any, expected: Any, *, rtol: float | None = None,
             result.leaves.append(LeafComparison(
                 path, False, reason=f"type {type(a).__name__} != {type(e).__name__}"))
         else:
-            result.leaves.append(LeafComparison(
-                path, a == e, reason="" if a == e else f"value {a!r} != {e!r}"))
+            result.leaves.append(_compare_values(path, a, e))
     return result
+
+
+def _compare_values(path: str, actual: Any, expected: Any) -> LeafComparison:
+    """Plain leaves by value; an :class:`Opaque` leaf fails with how to make it comparable."""
+    opaque = next((v for v in (expected, actual) if isinstance(v, Opaque)), None)
+    if opaque is not None:
+        return LeafComparison(path, False, reason=opaque_reason(opaque))
+    if isinstance(expected, np.ndarray) or isinstance(actual, np.ndarray):
+        same = np.array_equal(np.asarray(actual), np.asarray(expected), equal_nan=True)
+    else:
+        same = bool(actual == expected) or (actual != actual and expected != expected)
+    return LeafComparison(path, same, reason="" if same else f"value {actual!r} != {expected!r}")
+
+
+def structure_difference(got: list[str], want: list[str], limit: int = 6) -> str:
+    """Which output paths one side has and the other lacks (or that only the order differs)."""
+    missing = [p for p in want if p not in set(got)]
+    extra = [p for p in got if p not in set(want)]
+
+    def cut(paths: list[str]) -> str:
+        more = f" (+{len(paths) - limit} more)" if len(paths) > limit else ""
+        return ", ".join(paths[:limit]) + more
+
+    parts = ([f"missing {cut(missing)}"] if missing else []) + \
+        ([f"unexpected {cut(extra)}"] if extra else [])
+    return "structure differs: " + ("; ".join(parts) or f"same outputs in another order "
+                                                       f"(got {cut(got)})")
 
 
 def nonfinite_outputs(output: Any) -> list[str]:

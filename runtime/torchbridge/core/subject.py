@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -18,12 +20,63 @@ InputKey = Union[int, str]  # noqa: UP007
 
 @dataclass(frozen=True)
 class Dim:
-    """A named dynamic dimension: which input, which axis, and its allowed range."""
+    """A named dynamic dimension: the inputs it lives on, the axis in each, its range.
 
-    input: InputKey = 0
+    ``input`` is one input (its index, or its name for dict inputs), a list of inputs that
+    share the dim on the same ``axis`` (``["input_ids", "attention_mask"]``), or a mapping
+    input → axis (``{"input_ids": 1, "pixel_mask": 2}``). Every input named is resized
+    together, and exporters give them one shared symbol. With a single input and dict
+    inputs, the other inputs whose length on ``axis`` equals the declared input's share the
+    dim by default (:func:`resolve_dims` says so); a list or mapping is taken as written.
+
+    Raises :class:`ConfigError` for an empty input list, a negative ``min`` or
+    ``max < min``.
+    """
+
+    input: InputKey | Sequence[InputKey] | Mapping[InputKey, int] = 0
     axis: int = 1
     min: int = 1
     max: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.input, list):
+            object.__setattr__(self, "input", tuple(self.input))
+        if not self.axes:
+            raise ConfigError("a dim needs at least one input")
+        for key, axis in self.axes.items():
+            if not isinstance(key, int | str) or isinstance(key, bool):
+                raise ConfigError(f"dim input must be an input index or name, got {key!r}")
+            if not isinstance(axis, int) or isinstance(axis, bool):
+                raise ConfigError(f"dim axis of input {key!r} must be an integer, got {axis!r}")
+        if isinstance(self.min, bool) or not isinstance(self.min, int) or self.min < 0:
+            raise ConfigError(f"dim min must be a whole number >= 0, got {self.min!r}")
+        if self.max is not None and (isinstance(self.max, bool) or not isinstance(self.max, int)
+                                     or self.max < self.min):
+            raise ConfigError(f"dim max must be a whole number >= min ({self.min}), "
+                              f"got {self.max!r}")
+
+    @property
+    def axes(self) -> dict[InputKey, int]:
+        """Input → axis for every input the dim lives on, in declaration order."""
+        if isinstance(self.input, Mapping):
+            return dict(self.input)
+        if isinstance(self.input, tuple):
+            return dict.fromkeys(self.input, self.axis)
+        return {self.input: self.axis}  # type: ignore[dict-item]
+
+    @property
+    def explicit(self) -> bool:
+        """Whether the inputs were listed (list or mapping) rather than one input named."""
+        return isinstance(self.input, Mapping | tuple)
+
+    @property
+    def first(self) -> tuple[InputKey, int]:
+        """The first declared input and its axis (the one whose length defines the dim)."""
+        return next(iter(self.axes.items()))
+
+    def describe(self) -> str:
+        """``input_ids:1, attention_mask:1`` — where the dim lives, for messages."""
+        return ", ".join(f"{key}:{axis}" for key, axis in self.axes.items())
 
 
 @dataclass(frozen=True)
@@ -101,6 +154,102 @@ def to_device(obj: Any, device: str | torch.device) -> Any:
     return obj
 
 
+def _length(key: InputKey, axis: int, value: Any, name: str) -> int:
+    if not isinstance(value, torch.Tensor):
+        raise ConfigError(f"dim {name!r} names input {key!r}, which is not a tensor")
+    if not -value.dim() <= axis < value.dim():
+        raise ConfigError(f"dim {name!r}: input {key!r} has {value.dim()} dims, no axis {axis}")
+    return int(value.shape[axis])
+
+
+def _check_dim(name: str, dim: Dim, inputs: Inputs) -> int:
+    """The dim's current length; :class:`ConfigError` when an input is missing or the
+    inputs disagree on it."""
+    present = dict(named_inputs(inputs))
+    lengths = {}
+    for key, axis in dim.axes.items():
+        if key not in present:
+            have = ", ".join(repr(k) for k in present) or "none"
+            raise ConfigError(f"dim {name!r} names input {key!r}, which the sample input does "
+                              f"not have (it has: {have})")
+        lengths[key] = _length(key, axis, present[key], name)
+    if len(set(lengths.values())) > 1:
+        sizes = ", ".join(f"{k}:{dim.axes[k]} has {n}" for k, n in lengths.items())
+        raise ConfigError(f"dim {name!r} is shared by inputs of different lengths ({sizes}); "
+                          "give the sample the same length on each")
+    return next(iter(lengths.values()))
+
+
+def resolve_dims(spec: InputSpec, inputs: Inputs) -> tuple[InputSpec, list[str]]:
+    """``spec`` with every dim's inputs written out, and a note for each dim that the
+    sample showed to be shared.
+
+    A dim declared on one input of dict inputs also lives on the other tensors with the
+    same length on the same axis (BERT's ``attention_mask`` and ``token_type_ids`` follow
+    ``input_ids``), except where that axis is the input's batch axis. A list or mapping of
+    inputs is taken as written (``input={"input_ids": 1}`` shares nothing).
+
+    Raises :class:`ConfigError` when a dim names an input the sample lacks, an axis the
+    input lacks, or inputs that disagree on its length."""
+    dims: dict[str, Dim] = {}
+    notes: list[str] = []
+    for name, dim in spec.dims.items():
+        length = _check_dim(name, dim, inputs)
+        key, axis = dim.first
+        others = [] if dim.explicit or not isinstance(inputs, Mapping) else [
+            other for other, value in inputs.items()
+            if other != key and isinstance(value, torch.Tensor) and value.dim() > axis >= 0
+            and spec.batch_axis(other) != axis and value.shape[axis] == length]
+        if others:
+            dims[name] = dataclasses.replace(dim, input=[key, *others])
+            notes.append(f"dim {name!r} declared on {key!r} is shared with "
+                         f"{', '.join(repr(o) for o in others)} (same length {length} on axis "
+                         f"{axis}): all are resized together; declare input={{{key!r}: {axis}}}"
+                         " to resize only the one input")
+        else:
+            dims[name] = dim
+    return dataclasses.replace(spec, dims=dims), notes
+
+
+_RANGE = re.compile(r":(?P<min>\d+)-(?P<max>\d+)?$")
+_TARGET = re.compile(r"^(?:(?P<input>[A-Za-z_]\w*|\d+)[.:])?(?P<axis>-?\d+)$")
+
+
+def parse_dim(text: str) -> tuple[str, Dim]:
+    """A dim as written on the command line: ``NAME=TARGET[,TARGET...][:MIN-MAX]`` with
+    ``TARGET`` = ``AXIS`` (of input 0), ``INPUT.AXIS`` or ``INPUT:AXIS`` (``INPUT`` an index
+    or a name), e.g. ``seq=1:1-512`` or ``seq=input_ids:1,attention_mask:1:1-512``.
+
+    Raises :class:`ConfigError` naming the text when it does not parse."""
+    usage = (f"--dim {text!r}: expected NAME=[INPUT:]AXIS[,[INPUT:]AXIS...][:MIN-MAX], e.g. "
+             "seq=1:1-512 or seq=input_ids:1,attention_mask:1:1-512")
+    name, sep, rest = text.strip().partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise ConfigError(usage)
+    low, high = 1, None
+    bounds = _RANGE.search(rest)
+    # "seq=1:1-512": the range; "seq=x:1" has no "-", so ":1" is an axis, not a range
+    if bounds:
+        low = int(bounds["min"])
+        high = int(bounds["max"]) if bounds["max"] else None
+        rest = rest[:bounds.start()]
+    axes: dict[InputKey, int] = {}
+    for part in rest.split(","):
+        match = _TARGET.match(part.strip())
+        if not match:
+            raise ConfigError(usage)
+        raw = match["input"] or "0"
+        axes[int(raw) if raw.isdigit() else raw] = int(match["axis"])
+    if high is not None and high < low:
+        raise ConfigError(f"--dim {text!r}: max {high} is below min {low}")
+    if len(axes) == 1:
+        (key, axis), = axes.items()
+        return name, Dim(input=key, axis=axis, min=low, max=high)
+    shared = len(set(axes.values())) == 1
+    return name, Dim(input=list(axes) if shared else axes, axis=next(iter(axes.values())),
+                     min=low, max=high)
+
+
 def _tile(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
     """Make ``tensor`` have ``size`` along ``axis`` by repeating (or cutting) its slices."""
     current = tensor.shape[axis]
@@ -128,11 +277,17 @@ class Subject:
     reference: Callable[..., Any] | None = None
     name: str = "model"
 
+    #: what the subject inferred from the sample (a dim shared by several inputs), for
+    #: results to report
+    notes: list[str] = field(default_factory=list)
+
     def __post_init__(self) -> None:
         self.spec = InputSpec.coerce(self.spec)
         if not isinstance(self.inputs, torch.Tensor | tuple | list | Mapping):
             raise ConfigError("sample_input must be a tensor, a tuple of tensors or a dict of "
                               f"tensors, got {type(self.inputs).__name__}")
+        self.spec, notes = resolve_dims(self.spec, self.inputs)
+        self.notes = [*self.notes, *(n for n in notes if n not in self.notes)]
 
     @property
     def batch_size(self) -> int:
@@ -174,16 +329,21 @@ class Subject:
         return rebuild(self.inputs, values)
 
     def with_dim(self, name: str, size: int) -> Inputs:
-        """The sample inputs with named dynamic dim ``name`` resized to ``size``."""
+        """The sample inputs with named dynamic dim ``name`` resized to ``size`` on every
+        input it lives on (repeating or cutting slices along each one's axis)."""
         if name not in self.spec.dims:
             known = ", ".join(self.spec.dims) or "none declared"
             raise ConfigError(f"unknown dynamic dim {name!r} (input spec has: {known})")
-        dim = self.spec.dims[name]
-        values = []
-        for key, value in named_inputs(self.inputs):
-            hit = key == dim.input and isinstance(value, torch.Tensor)
-            values.append(_tile(value, dim.axis, size) if hit else value)
+        axes = self.spec.dims[name].axes
+        values = [_tile(value, axes[key], size) if key in axes else value
+                  for key, value in named_inputs(self.inputs)]
         return rebuild(self.inputs, values)
+
+    def dim_size(self, name: str) -> int:
+        """The sample's length of named dynamic dim ``name``."""
+        if name not in self.spec.dims:
+            raise ConfigError(f"unknown dynamic dim {name!r}")
+        return _check_dim(name, self.spec.dims[name], self.inputs)
 
     def fresh_model(self) -> Any:
         """A new model from the factory, or a deep copy when there is none."""

@@ -30,8 +30,8 @@ def dim_names(subject: Subject, *, dynamic: bool) -> dict[Any, dict[int, str]]:
             if batch_axis is not None:
                 axes[batch_axis % value.dim()] = BATCH
             for name, dim in subject.spec.dims.items():
-                if dim.input == key:
-                    axes[dim.axis % value.dim()] = name
+                if key in dim.axes:  # a dim shared by several inputs names each of them
+                    axes[dim.axes[key] % value.dim()] = name
         names[key] = axes
     return names
 
@@ -45,8 +45,9 @@ def _structure(subject: Subject, per_input: Mapping[Any, Any]) -> Any:
 
 
 def dynamic_shapes(subject: Subject, *, dynamic: bool) -> Any:
-    """``dynamic_shapes`` for ``torch.export.export``: one ``Dim`` object per name (so the
-    batch dim of every input is the same symbol), ranges from the input spec."""
+    """``dynamic_shapes`` for ``torch.export.export``: one ``Dim`` object per name, so the
+    batch dim of every input is the same symbol, and so is a named dim shared by several
+    inputs (``seq`` on ``input_ids`` and ``attention_mask``); ranges from the input spec."""
     names = dim_names(subject, dynamic=dynamic)
     if not any(names.values()):
         return None

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from torchbridge.core.compare import compare_outputs, flatten
+from torchbridge.core.compare import compare_outputs
 from torchbridge.core.subject import Subject, call_model
+from torchbridge.core.trees import flatten
 from torchbridge.errors import CheckSkipped, ConfigError
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
