@@ -1,56 +1,97 @@
-"""Walk a model file — zip archive, raw or legacy pickle, nested archives — and collect
+"""Walk a file by its content — every format a loader could open it as — and collect
 every pickle global and string it holds, within :class:`ScanLimits`.
 
-Archives are read with the standard library's :mod:`zipfile`, which never decompresses
-past a member's declared size; members are checked against the declared sizes and
-compression ratios *before* anything is decompressed, so a zip bomb is a verdict and
-not an out-of-memory kill. Tensor storages of ``torch.save`` / TorchScript / ``.pt2``
-archives are never read: torch does not unpickle them.
+A file (and, recursively, every archive member and decompressed stream) is sniffed by
+:func:`torchbridge.security.formats.sniff`: pickle (any protocol, several back to back),
+zip (also appended after other data), tar, gzip / bz2 / xz / lzma / zlib, ``.npy``
+(object arrays hold a pickle; string arrays are text) and safetensors. Bytes that parse
+as more than one of these are a *polyglot*: each loader would see a different file, so
+the file is ``invalid`` even when every part scans clean.
+
+Bounded cost: archives are read with :mod:`zipfile` / :mod:`tarfile`, members are
+checked against their declared sizes and compression ratios *before* anything is
+decompressed, every decoded byte is charged to a :class:`ScanBudget` (total bytes
+decoded, text held for secret scanning, wall time), and members are spooled to disk
+past 32 MiB. Tensor storages of ``torch.save`` / TorchScript / ``.pt2`` archives are
+not read beyond their first ``sniff_bytes``, unless those parse as a pickle or an
+archive (a ``.pt2`` weight that torch unpickles is scanned as one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import re
 import shutil
+import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
-from torchbridge.security.limits import DEFAULT_LIMITS, LimitExceeded, MiB, ScanLimits
-from torchbridge.security.pickles import looks_like_pickle, scan_pickle_stream
+from torchbridge.security import formats
+from torchbridge.security.limits import (
+    DEFAULT_LIMITS,
+    CountingReader,
+    LimitExceeded,
+    MiB,
+    ScanBudget,
+    ScanLimits,
+)
+from torchbridge.security.pickles import scan_pickle_stream
+from torchbridge.security.safetensors_header import (
+    InvalidArtifact,
+    looks_like_safetensors,
+    read_header_stream,
+)
+from torchbridge.security.secrets import decode_text, safe_name, scan_safetensors_header
+from torchbridge.security.verdict import SecretFinding
 
-PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".dill", ".dat", ".data"}
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".dill", ".dat", ".data", ".p", ".sav",
+                   ".pck", ".pcl", ".pkl_"}
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pt2", ".ptl"}
 ZIP_SUFFIXES = {".zip", ".npz", ".jar", ".mar"}
+#: Names that hold text, where only a complete pickle counts as one (a README that
+#: happens to open with ``c`` is not a protocol-0 ``GLOBAL``).
+TEXT_SUFFIXES = {".txt", ".md", ".json", ".yaml", ".yml", ".py", ".cfg", ".toml", ".ini",
+                 ".csv", ".rst", ".html", ".log", ".sha256", ".sh", ".xml"}
 _STORAGE = re.compile(r"(^|/)(data|weights|constants|tensors?)/[^/]*$")
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _SPOOL = 32 * MiB
+_CONTAINERS = {"zip", "tar", "npy", *formats.DECODABLE, "lz4", "zstd"}
 #: The first pickle of a legacy (non-zip) ``torch.save`` file: its magic number.
 LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+_LEGACY_TAR = {"sys_info", "pickle", "storages", "tensors"}
 
 
 @dataclass
 class ContentScan:
     """What a file holds, as far as safety goes.
 
-    ``format``: ``torch-zip`` (``torch.save``), ``torchscript``, ``pt2``, ``zip``,
-    ``pickle``, ``torch-legacy`` or ``unknown``; ``globals``: each imported global → the
-    locations (``file:member``) importing it; ``strings``: (location, string constant);
-    ``unsafe``: reasons the file must be refused whatever it imports (limits crossed,
-    zip bombs); ``invalid``: why (part of) it could not be parsed.
+    ``format``: ``torch-zip`` (``torch.save``), ``torchscript``, ``pt2``, ``zip``, ``npz``,
+    ``pickle``, ``torch-legacy``, ``tar``, ``torch-legacy-tar``, ``gzip`` (and the other
+    compressions), ``npy``, ``safetensors``, ``polyglot`` or ``unknown``; ``kinds``: every
+    format the file's bytes open as; ``globals``: each imported global → the locations
+    (``file:member``) importing it; ``strings``: (location, text) to search for secrets;
+    ``findings``: secrets already found (safetensors headers); ``unsafe``: reasons to
+    refuse whatever the globals; ``invalid``: why (part of) it could not be parsed or
+    trusted (limits crossed, polyglots, corrupt members); ``header``: the safetensors
+    header of a safetensors file.
     """
 
     format: str = "unknown"
+    kinds: list[str] = field(default_factory=list)
     globals: dict[str, list[str]] = field(default_factory=dict)
     strings: list[tuple[str, str]] = field(default_factory=list)
+    findings: list[SecretFinding] = field(default_factory=list)
     unsafe: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     pickles: int = 0
     members: int = 0
+    header: dict[str, Any] | None = None
 
     def add_global(self, name: str, location: str) -> None:
         self.globals.setdefault(name, [])
@@ -59,7 +100,7 @@ class ContentScan:
 
 
 def archive_format(names: list[str]) -> str:
-    """``torch-zip``, ``torchscript``, ``pt2`` or ``zip`` from an archive's member names."""
+    """``torch-zip``, ``torchscript``, ``pt2``, ``npz`` or ``zip`` from member names."""
     tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
     if "archive_format" in tails or any(t.startswith("models/") and t.endswith(".json")
                                         for t in tails):
@@ -68,151 +109,430 @@ def archive_format(names: list[str]) -> str:
         return "torchscript"
     if "data.pkl" in tails:
         return "torch-zip"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
     return "zip"
 
 
-def _is_zip(stream: IO[bytes]) -> bool:
-    try:
-        return zipfile.is_zipfile(stream)
-    finally:
-        stream.seek(0)
+def member_label(name: str) -> str:
+    """An archive member's name for a location; ``<redacted name, N chars>`` when the
+    name itself holds a secret."""
+    shown = safe_name(name, width=200)
+    return shown if shown.startswith("<") else name
 
 
-def _scan_pickle(stream: IO[bytes], location: str, result: ContentScan, limits: ScanLimits,
-                 multiple: bool) -> None:
-    found = scan_pickle_stream(stream, limits, multiple=multiple)
-    result.pickles += found.pickles
-    for name in found.globals:
-        result.add_global(name, location)
-    result.strings.extend((location, s) for s in found.strings)
-    result.notes.extend(f"{location}: {n}" for n in dict.fromkeys(found.notes))
-    if found.error:
-        result.invalid.append(f"{location}: not a complete pickle ({found.error})")
+class _Timed:
+    """A seekable stream whose reads check the scan's clock (every 1,024 calls)."""
+
+    def __init__(self, raw: IO[bytes], budget: ScanBudget) -> None:
+        self.raw = raw
+        self.budget = budget
+        self.calls = 0
+
+    def _tick(self) -> None:
+        self.calls += 1
+        if not self.calls & 1023:
+            self.budget.check_time()
+
+    def read(self, n: int = -1) -> bytes:
+        self._tick()
+        return self.raw.read(n)
+
+    def readline(self, limit: int = -1) -> bytes:
+        self._tick()
+        return self.raw.readline(limit)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
+class _Walk:
+    """One file's scan: the result being filled, the limits and what has been spent."""
+
+    def __init__(self, result: ContentScan, limits: ScanLimits, secrets: bool) -> None:
+        self.result = result
+        self.limits = limits
+        self.budget = ScanBudget(limits)
+        self.secrets = secrets
+
+    # ------------------------------------------------------------------ helpers
+
+    def text(self, location: str, text: str) -> None:
+        """Keep ``text`` for secret scanning (charged against ``max_secret_bytes``)."""
+        if self.secrets and text:
+            self.budget.charge_text(len(text))
+            self.result.strings.append((location, text))
+
+    def text_bytes(self, location: str, raw: bytes) -> None:
+        """Keep the text of ``raw`` (UTF-8/16/32, or the printable runs of binary data)."""
+        if self.secrets and raw:
+            text = decode_text(raw[: self.limits.max_text_bytes])
+            if text:
+                self.text(location, text)
+
+    def spool(self, source: Any, head: bytes = b""
+              ) -> tempfile.SpooledTemporaryFile[bytes]:
+        """Copy ``source`` (already counted) after ``head`` into a seekable spool, which
+        the caller closes."""
+        spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=_SPOOL)
+        spool.write(head)
+        shutil.copyfileobj(source, spool, MiB)
+        spool.seek(0)
+        return spool
+
+    def _afford(self, declared: int, location: str) -> None:
+        """Refuse, before decoding, a member whose declared size exceeds what is left."""
+        left = self.limits.max_decoded_bytes - self.budget.decoded
+        if declared > left:
+            raise LimitExceeded(f"{location}: declares {declared} bytes, more than the "
+                                f"{left} left of max_decoded_bytes "
+                                f"{self.limits.max_decoded_bytes}")
+
+    # ------------------------------------------------------------------ dispatch
+
+    def blob(self, f: IO[bytes], size: int, location: str, depth: int, *, suffix: str = "",
+             top: bool = False, strict: bool = False, force_pickle: bool = False
+             ) -> list[str]:
+        """Scan seekable ``f`` (``size`` bytes) as everything it parses as; its kinds."""
+        self.budget.check_time()
+        f.seek(0)
+        head = f.read(self.limits.sniff_bytes)
+        f.seek(0)
+        kinds = formats.sniff(head, f, size, strict=strict)
+        if force_pickle and not {"pickle", "zip"} & set(kinds):
+            kinds.append("pickle")  # torch.load reads a zip as a zip, anything else as pickles
+        header = self._safetensors(f, head, size, location, suffix)
+        if header is not None:
+            kinds.append("safetensors")
+        if top:
+            self.result.kinds = kinds
+            self.result.header = header
+        if len(kinds) > 1:
+            self.result.invalid.append(
+                f"{location}: parses as {' and '.join(kinds)} at once (a polyglot: each "
+                "loader would read a different file); refused")
+        if any(k in _CONTAINERS for k in kinds) and depth > self.limits.max_depth:
+            self.result.invalid.append(f"{location}: containers nested deeper than "
+                                       f"max_depth {self.limits.max_depth}; not scanned")
+            return kinds
+        for kind in kinds:
+            self._dispatch(kind, f, size, head, location, depth, top, suffix)
+        if header is not None and self.secrets:
+            self.result.findings += scan_safetensors_header(header, location)
+        return kinds
+
+    def _dispatch(self, kind: str, f: IO[bytes], size: int, head: bytes, location: str,
+                  depth: int, top: bool, suffix: str) -> None:
+        if kind == "zip":
+            self.zip(f, location, depth, top, suffix)
+        elif kind == "tar":
+            self.tar(f, location, depth, top)
+        elif kind == "npy":
+            self.npy(f, size, location)
+        elif kind == "pickle":
+            self.pickles(f, 0, location)
+            if top:
+                self.result.format = "torch-legacy" if head.startswith(LEGACY_MAGIC) \
+                    else "pickle"
+        elif kind != "safetensors":
+            self.compressed(kind, f, location, depth, suffix)
+        if top and kind not in ("zip", "tar", "pickle"):
+            self.result.format = kind
+        if top and len(self.result.kinds) > 1:
+            self.result.format = "polyglot"
+
+    def _safetensors(self, f: IO[bytes], head: bytes, size: int, location: str,
+                     suffix: str) -> dict[str, Any] | None:
+        if not (looks_like_safetensors(head, size) or suffix == ".safetensors"):
+            return None
+        f.seek(0)
+        try:
+            return read_header_stream(f, size, location, self.limits)
+        except InvalidArtifact as exc:
+            self.result.invalid.append(str(exc))
+            return None
+        finally:
+            f.seek(0)
+
+    # ------------------------------------------------------------------ pickles
+
+    def pickles(self, f: IO[bytes], start: int, location: str) -> None:
+        """Every pickle from byte ``start`` on (legacy ``torch.save`` writes five; a
+        pickle run of any protocol is followed to its end)."""
+        f.seek(start)
+        head = f.read(len(LEGACY_MAGIC))
+        f.seek(start)
+        try:
+            found = scan_pickle_stream(_Timed(f, self.budget), self.limits,  # type: ignore[arg-type]
+                                       multiple=True)
+        except LimitExceeded as exc:
+            self.result.invalid.append(f"{location}: {exc}; not fully scanned")
+            return
+        self.result.pickles += found.pickles
+        for name in found.globals:
+            self.result.add_global(name, location)
+        for text in found.strings:
+            self.text(location, text)
+        self.result.notes.extend(f"{location}: {n}" for n in dict.fromkeys(found.notes))
+        if found.error:
+            self.result.invalid.append(f"{location}: not a complete pickle ({found.error})")
+        elif head == LEGACY_MAGIC and found.pickles < 5:
+            self.result.invalid.append(f"{location}: legacy torch.save file with "
+                                       f"{found.pickles} of its 5 pickles (truncated)")
+
+    # ------------------------------------------------------------------ members
+
+    def member(self, opener: Callable[[], IO[bytes]], declared: int, name: str,
+               location: str, depth: int, *, storage: bool, force_pickle: bool = False
+               ) -> None:
+        """Scan one archive member: sniff its head; raw tensor bytes stop there, text
+        is kept for secrets, anything that parses as a format is spooled and walked."""
+        suffix = PurePosixPath(name).suffix.lower()
+        with opener() as raw:
+            counted = CountingReader(raw, self.budget)
+            head = counted.read(self.limits.sniff_bytes)
+            whole = len(head) >= declared
+            kinds = formats.sniff(head, None, declared, strict=storage)
+            parsed = bool(kinds) or force_pickle or looks_like_safetensors(head, declared) \
+                or suffix == ".safetensors"
+            if not parsed:
+                if not storage:
+                    rest = b"" if whole else counted.read(
+                        max(0, self.limits.max_text_bytes - len(head)))
+                    self.text_bytes(location, head + rest)
+                return
+            if declared > self.limits.max_member_bytes:
+                self.result.invalid.append(f"{location}: {declared} bytes > max_member_bytes "
+                                           f"{self.limits.max_member_bytes}; not scanned, so "
+                                           "not trusted")
+                return
+            self._afford(declared - len(head), location)
+            spool = self.spool(counted, head)
+        with spool:
+            size = spool.seek(0, os.SEEK_END)
+            spool.seek(0)
+            self.blob(spool, size, location, depth + 1, suffix=suffix,
+                      strict=storage and not force_pickle, force_pickle=force_pickle)
+
+    def zip(self, f: IO[bytes], location: str, depth: int, top: bool, suffix: str) -> None:
+        """Every member of a zip archive, checked against the limits before decoding."""
+        try:
+            archive = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            self.result.invalid.append(f"{location}: unreadable zip archive ({exc})")
+            return
+        with archive:
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+            if not self._zip_within_limits(infos, location):
+                return
+            fmt = archive_format([i.filename for i in infos])
+            if top:
+                self.result.format = "npz" if fmt == "zip" and suffix == ".npz" else fmt
+            forced = self._pt2_pickled(archive, infos) if fmt == "pt2" else set()
+            for index, info in enumerate(infos):
+                self.result.members += 1
+                self.text(f"{location}: member name #{index}", info.filename)
+                where = f"{location}:{member_label(info.filename)}"
+                self._zip_member(archive, info, where, fmt, depth, info.filename in forced)
+
+    def _zip_within_limits(self, infos: list[zipfile.ZipInfo], location: str) -> bool:
+        if len(infos) > self.limits.max_members:
+            self.result.invalid.append(f"{location}: {len(infos)} members > max_members "
+                                       f"{self.limits.max_members}")
+            return False
+        declared = sum(i.file_size for i in infos)
+        if declared > self.limits.max_archive_bytes:
+            self.result.invalid.append(f"{location}: declares {declared} uncompressed bytes "
+                                       f"> max_archive_bytes {self.limits.max_archive_bytes}"
+                                       ": zip bomb")
+            return False
+        return True
+
+    def _pt2_pickled(self, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
+                     ) -> set[str]:
+        """Members of a ``.pt2`` that ``torch.export.load`` unpickles (PART A's map)."""
+        try:
+            from torchbridge.security.pt2_archive import unpickled_members
+        except ImportError:
+            return set()
+
+        def read(name: str) -> bytes:
+            info = archive.getinfo(name)
+            if info.file_size > self.limits.max_text_bytes:
+                raise ValueError(f"{name}: config larger than max_text_bytes")
+            with archive.open(info) as handle:
+                return CountingReader(handle, self.budget).read(info.file_size)
+
+        try:
+            return set(unpickled_members([i.filename for i in infos], read))
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+            self.result.invalid.append(f"pt2 payload configs unreadable ({exc})")
+            return set()
+
+    def _zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, location: str,
+                    fmt: str, depth: int, forced: bool) -> None:
+        bomb = _bomb_reason(info, self.limits)
+        if bomb:
+            self.result.invalid.append(f"{location}: {bomb}")
+            return
+        suffix = PurePosixPath(info.filename).suffix.lower()
+        storage = fmt not in ("zip", "npz") and bool(_STORAGE.search(info.filename)) and \
+            suffix not in PICKLE_SUFFIXES | TORCH_SUFFIXES
+        try:
+            self.member(lambda: archive.open(info), info.file_size, info.filename, location,
+                        depth, storage=storage, force_pickle=forced)
+        except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError,
+                ValueError) as exc:
+            # RuntimeError: encrypted member; NotImplementedError: unknown compression.
+            self.result.invalid.append(f"{location}: cannot be read "
+                                       f"({type(exc).__name__}: {str(exc)[:200]})")
+
+    def tar(self, f: IO[bytes], location: str, depth: int, top: bool) -> None:
+        """Every regular member of a tar archive (links and devices are never read)."""
+        f.seek(0)
+        try:
+            archive = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 (closed below)
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            self.result.invalid.append(f"{location}: unreadable tar archive ({exc})")
+            return
+        names: list[str] = []
+        with archive:
+            for index, info in enumerate(self._tar_members(archive, location)):
+                names.append(info.name)
+                self.text(f"{location}: member name #{index}", info.name)
+                where = f"{location}:{member_label(info.name)}"
+                if not info.isreg():
+                    self.result.notes.append(f"{where}: not a regular file; not read")
+                    continue
+                try:
+                    self.member(functools.partial(_extract, archive, info), info.size,
+                                info.name, where, depth, storage=False)
+                except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                    self.result.invalid.append(f"{where}: cannot be read "
+                                               f"({type(exc).__name__}: {str(exc)[:200]})")
+        if top:
+            self.result.format = "torch-legacy-tar" if set(names) >= _LEGACY_TAR else "tar"
+
+    def _tar_members(self, archive: tarfile.TarFile, location: str
+                     ) -> Iterator[tarfile.TarInfo]:
+        count = 0
+        while True:
+            self.budget.check_time()
+            try:
+                info = archive.next()
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                self.result.invalid.append(f"{location}: corrupt tar archive ({exc})")
+                return
+            if info is None:
+                return
+            count += 1
+            self.result.members += 1
+            if count > self.limits.max_members:
+                self.result.invalid.append(f"{location}: more than max_members "
+                                           f"{self.limits.max_members} members")
+                return
+            yield info
+
+    # ------------------------------------------------------------------ streams
+
+    def compressed(self, kind: str, f: IO[bytes], location: str, depth: int,
+                   suffix: str) -> None:
+        """A compressed stream: decoded (counted) into a spool, then walked."""
+        where = f"{location}:<{kind}>"
+        f.seek(0)
+        try:
+            stream = formats.open_decompressed(kind, f)
+        except ValueError as exc:
+            self.result.invalid.append(f"{location}: {exc}")
+            return
+        try:
+            with stream, self.spool(CountingReader(stream, self.budget)) as spool:
+                size = spool.seek(0, os.SEEK_END)
+                spool.seek(0)
+                inner = Path(suffix).stem if suffix else ""
+                self.blob(spool, size, where, depth + 1,
+                          suffix=Path(inner).suffix.lower())
+        except LimitExceeded:
+            raise
+        except Exception as exc:  # zlib.error, lzma.LZMAError, EOFError, OSError ...
+            self.result.invalid.append(f"{location}: corrupt or truncated {kind} stream "
+                                       f"({type(exc).__name__}: {str(exc)[:200]})")
+
+    def npy(self, f: IO[bytes], size: int, location: str) -> None:
+        """A ``.npy`` array: object arrays hold a pickle (``np.load(allow_pickle=True)``
+        runs it), string arrays are text."""
+        f.seek(0)
+        try:
+            dtype, count = formats.npy_header(f)
+        except Exception as exc:  # numpy raises ValueError / SyntaxError / TypeError
+            self.result.invalid.append(f"{location}: malformed .npy header "
+                                       f"({type(exc).__name__}: {str(exc)[:200]})")
+            return
+        if getattr(dtype, "hasobject", False):
+            self.result.notes.append(f"{location}: object array (np.load(allow_pickle=True)"
+                                     " unpickles it)")
+            self.pickles(f, f.tell(), location)
+            return
+        kind = getattr(dtype, "kind", "")
+        if kind in ("U", "S") and self.secrets:
+            raw = f.read(min(count * int(getattr(dtype, "itemsize", 1)),
+                             self.limits.max_text_bytes))
+            codec = ("utf-32-be" if getattr(dtype, "byteorder", "") == ">" else "utf-32-le") \
+                if kind == "U" else "latin-1"
+            text = raw[: len(raw) // 4 * 4 if kind == "U" else len(raw)].decode(
+                codec, "replace").replace("\0", "\n")
+            self.text(location, text)
+
+
+def _extract(archive: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    handle = archive.extractfile(info)
+    if handle is None:
+        raise OSError(f"{info.name}: no data")
+    return handle
 
 
 def _bomb_reason(info: zipfile.ZipInfo, limits: ScanLimits) -> str | None:
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > limits.ratio_min_bytes and ratio > limits.max_ratio:
-        return (f"{info.filename} expands {info.compress_size} bytes to {info.file_size} "
+        return (f"expands {info.compress_size} bytes to {info.file_size} "
                 f"(ratio {ratio:.0f} > max_ratio {limits.max_ratio:.0f}): zip bomb")
     return None
 
 
-def _member_kind(info: zipfile.ZipInfo, head: bytes, fmt: str, limits: ScanLimits) -> str:
-    suffix = PurePosixPath(info.filename).suffix.lower()
-    if head.startswith(_ZIP_MAGIC) or suffix in ZIP_SUFFIXES:
-        return "zip"  # e.g. a .pt2's data/sample_inputs/model.pt, which torch loads
-    if fmt != "zip" and _STORAGE.search(info.filename) and \
-            suffix not in PICKLE_SUFFIXES | TORCH_SUFFIXES:
-        return "storage"  # raw tensor bytes; torch never unpickles these
-    if suffix in PICKLE_SUFFIXES or looks_like_pickle(head) or \
-            (suffix in TORCH_SUFFIXES and head[:1] == b"\x80"):
-        return "pickle"
-    if info.file_size <= limits.max_text_bytes:
-        return "text"
-    return "skip"
+def scan_content(path: str | Path, limits: ScanLimits = DEFAULT_LIMITS, *,
+                 secrets: bool = True, handle: IO[bytes] | None = None,
+                 strict: bool | None = None) -> ContentScan:
+    """Scan a file by content (see the module docstring) for globals and strings.
 
-
-def _scan_zip(stream: IO[bytes], location: str, depth: int, result: ContentScan,
-              limits: ScanLimits) -> None:
-    try:
-        archive = zipfile.ZipFile(stream)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        result.invalid.append(f"{location}: unreadable zip archive ({exc})")
-        return
-    with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir()]
-        if len(infos) > limits.max_members:
-            result.unsafe.append(f"{location}: {len(infos)} members > max_members "
-                                 f"{limits.max_members}")
-            return
-        declared = sum(i.file_size for i in infos)
-        if declared > limits.max_archive_bytes:
-            result.unsafe.append(f"{location}: declares {declared} uncompressed bytes > "
-                                 f"max_archive_bytes {limits.max_archive_bytes}: zip bomb")
-            return
-        fmt = archive_format([i.filename for i in infos])
-        if depth == 0:
-            result.format = fmt
-        for info in infos:
-            result.members += 1
-            _scan_member(archive, info, f"{location}:{info.filename}", fmt, depth, result,
-                         limits)
-
-
-def _scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, location: str, fmt: str,
-                 depth: int, result: ContentScan, limits: ScanLimits) -> None:
-    bomb = _bomb_reason(info, limits)
-    if bomb:
-        result.unsafe.append(bomb)
-        return
-    try:
-        with archive.open(info) as member:
-            head = member.read(8)
-        kind = _member_kind(info, head, fmt, limits)
-        if kind in ("storage", "skip"):
-            return
-        if info.file_size > limits.max_member_bytes:
-            result.unsafe.append(f"{location}: {info.file_size} bytes > max_member_bytes "
-                                 f"{limits.max_member_bytes}; not scanned, so not trusted")
-            return
-        if kind == "pickle":
-            with archive.open(info) as member:
-                _scan_pickle(member, location, result, limits, multiple=False)
-        elif kind == "zip":
-            if depth + 1 > limits.max_depth:
-                result.unsafe.append(f"{location}: archives nested deeper than max_depth "
-                                     f"{limits.max_depth}")
-                return
-            with archive.open(info) as member, \
-                    tempfile.SpooledTemporaryFile(max_size=_SPOOL) as spool:
-                shutil.copyfileobj(member, spool, 1 << 20)
-                spool.seek(0)
-                if _is_zip(spool):
-                    _scan_zip(spool, location, depth + 1, result, limits)
-                elif looks_like_pickle(head):
-                    _scan_pickle(spool, location, result, limits,
-                                 multiple=True)
-        else:
-            with archive.open(info) as member:
-                raw = member.read(limits.max_text_bytes)
-            # A binary payload that is neither pickle nor archive holds nothing to scan.
-            with contextlib.suppress(UnicodeDecodeError):
-                result.strings.append((location, raw.decode("utf-8")))
-    except LimitExceeded as exc:
-        result.unsafe.append(f"{location}: {exc}")
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
-        # RuntimeError: encrypted member; NotImplementedError: unknown compression.
-        result.invalid.append(f"{location}: cannot be read ({type(exc).__name__}: {exc})")
-
-
-def scan_content(path: str | Path, limits: ScanLimits = DEFAULT_LIMITS) -> ContentScan:
-    """Scan a zip archive or a (legacy ``torch.save``) pickle file for globals and strings.
-
-    Other formats come back with ``format="unknown"``: safetensors and ONNX have their own
-    readers in :mod:`torchbridge.security.scan`.
+    ``handle``: the file, already opened (the caller checked it is a regular file);
+    ``secrets``: keep text for secret scanning; ``strict``: only a complete pickle counts
+    (default: for text suffixes and ONNX external data). Limits crossed end up in
+    ``invalid`` with the limit named; nothing is raised for a hostile file (``OSError``
+    only when ``path`` cannot be opened).
     """
     path = Path(path)
     result = ContentScan()
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        handle.seek(0)
+    walk = _Walk(result, limits, secrets)
+    suffix = path.suffix.lower()
+    if strict is None:
+        strict = suffix in TEXT_SUFFIXES | {".onnx"} or path.name.lower().endswith(
+            (".onnx.data", ".onnx_data"))
+    with contextlib.ExitStack() as stack:
+        if handle is None:
+            handle = stack.enter_context(open(path, "rb"))
+        size = os.fstat(handle.fileno()).st_size
         try:
-            if _is_zip(handle):
-                _scan_zip(handle, path.name, 0, result, limits)
-            elif head.startswith(_ZIP_MAGIC):
-                result.format = "zip"
-                result.invalid.append(f"{path.name}: zip archive without its central "
-                                      "directory (truncated?)")
-            elif head[:1] == b"\x80" or path.suffix.lower() in PICKLE_SUFFIXES | \
-                    TORCH_SUFFIXES:
-                legacy = handle.read(len(LEGACY_MAGIC)) == LEGACY_MAGIC
-                handle.seek(0)
-                result.format = "torch-legacy" if legacy else "pickle"
-                _scan_pickle(handle, path.name, result, limits, multiple=True)
-                if legacy and result.pickles < 5 and not result.invalid:
-                    result.invalid.append(f"{path.name}: legacy torch.save file with "
-                                          f"{result.pickles} of its 5 pickles (truncated)")
+            walk.blob(handle, size, path.name, 0, suffix=suffix, top=True, strict=strict)
         except LimitExceeded as exc:
-            result.unsafe.append(f"{path.name}: {exc}")
+            result.invalid.append(f"{path.name}: {exc}; not fully scanned, so not trusted")
     return result

@@ -138,7 +138,7 @@ def is_identifier_key(key: str) -> bool:
 def is_digest(value: str) -> bool:
     """Whether ``value`` is one hex digest of a standard length (optionally ``sha256:``)."""
     match = _DIGEST_VALUE.match(value.strip())
-    return bool(match) and len(match.group(1)) in _DIGEST_LENGTHS
+    return match is not None and len(match.group(1)) in _DIGEST_LENGTHS
 
 
 def _high_entropy(text: str, location: str, taken: set[str]) -> list[SecretFinding]:

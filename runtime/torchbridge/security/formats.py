@@ -1,0 +1,261 @@
+"""What a file *is*, decided by its content: every format a standard loader could open it
+as, not the one its name or first bytes suggest.
+
+:func:`sniff` returns each interpretation that holds (a file can be a pickle *and* a zip:
+``pickle.load`` reads the first, ``torch.load`` and ``zipfile`` the second), so the scanner
+can scan all of them and refuse a polyglot. Nothing here executes or fully parses a file:
+each check reads at most ``sniff_bytes`` (the zip check reads the end-of-archive record).
+
+* **pickle**: the bytes parse as pickle opcodes with a consistent stack (checked by
+  :func:`pickletools.dis`, which never imports or calls anything), in any protocol, with or
+  without the ``PROTO`` opcode. A valid prefix cut by the sniff window counts.
+* **zip**: :func:`zipfile.is_zipfile` (finds an archive appended after other data too).
+* **tar**: a ustar/gnu header with a valid checksum (:mod:`tarfile`).
+* **gzip**, **bz2**, **xz**, **lzma**, **zlib**, **lz4**, **zstd**: compressed streams
+  (joblib and ``*.pkl.gz`` / ``*.tar.gz`` wrap pickles in these).
+* **npy**: numpy's ``\\x93NUMPY`` magic (object arrays hold a pickle).
+* **safetensors**: an 8-byte length followed by a JSON object; validated separately.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import pickletools
+import re
+import struct
+import tarfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import IO, Any
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+NPY_MAGIC = b"\x93NUMPY"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][\w.]*$")
+_IMPORT_OPS = {"GLOBAL", "INST", "STACK_GLOBAL"}
+_TRUNCATION = ("not enough data", "but only", "exhausted", "no newline found")
+#: Compressed-stream kinds and whether the standard library can decode them.
+DECODABLE = ("gzip", "bz2", "xz", "lzma", "zlib")
+
+
+@dataclass(frozen=True)
+class PickleSniff:
+    """How far the bytes parse as a pickle.
+
+    ``opcodes``: opcodes read before the end or an error; ``complete``: reached ``STOP``
+    with a consistent stack; ``cut``: still valid where the sniff window ended;
+    ``imports``: a ``GLOBAL``/``INST`` naming a dotted identifier (or a ``STACK_GLOBAL``
+    after ``PROTO``) was read; ``proto``: opens with ``PROTO``; ``loads_code``: any
+    opcode that imports by name (``GLOBAL``, ``INST``, ``STACK_GLOBAL``; ``EXT*`` need
+    a populated copyreg registry, which stock Python and torch leave empty).
+    """
+
+    opcodes: int = 0
+    complete: bool = False
+    cut: bool = False
+    imports: bool = False
+    proto: bool = False
+    loads_code: bool = False
+
+    def is_pickle(self, *, strict: bool) -> bool:
+        """Whether a loader would take these bytes for a pickle.
+
+        ``strict`` (for bytes that are most likely raw tensor data, where a few random
+        bytes such as ``\\x89.`` form a valid but harmless pickle): a complete or
+        window-cut parse with a consistent stack that imports something or runs to 16
+        opcodes. Otherwise a complete parse, a cut one, one that imports a dotted name,
+        or a ``PROTO`` followed by a few sound opcodes (a truncated pickle is still one).
+        """
+        if strict:
+            return (self.complete or self.cut) and self.opcodes >= 3 and \
+                (self.loads_code or self.opcodes >= 16)
+        if self.complete or (self.cut and self.opcodes >= 2):
+            return True
+        return self.imports or (self.proto and self.opcodes >= 4)
+
+
+class _Null(io.StringIO):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def sniff_pickle(head: bytes, whole: bool) -> PickleSniff:
+    """Parse ``head`` (the first bytes of a stream; ``whole``: all of it) as one pickle.
+
+    Never raises; never imports or calls anything.
+    """
+    if not head:
+        return PickleSniff()
+    with warnings.catch_warnings():  # pickletools warns about odd escapes in STRING args
+        warnings.simplefilter("ignore")
+        return _sniff_pickle(head, whole)
+
+
+def _sniff_pickle(head: bytes, whole: bool) -> PickleSniff:
+    opcodes, imports, proto, code = 0, False, head[:1] == b"\x80", False
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(head)):
+            opcodes += 1
+            code = code or opcode.name in _IMPORT_OPS
+            if opcode.name in ("GLOBAL", "INST"):
+                imports = imports or _is_global_arg(arg)
+            elif opcode.name == "STACK_GLOBAL" and proto:
+                imports = True
+            if opcode.name == "STOP":
+                break
+    except Exception as exc:  # genops raises ValueError; anything else is not a pickle
+        cut = not whole and any(t in str(exc) for t in _TRUNCATION) and \
+            _stack_ok(head, allow_cut=True)
+        return PickleSniff(opcodes, False, cut, imports, proto, code)
+    return PickleSniff(opcodes, _stack_ok(head, allow_cut=False), False, imports, proto, code)
+
+
+def _is_global_arg(arg: object) -> bool:
+    if not isinstance(arg, str) or " " not in arg:
+        return False
+    module, _, name = arg.partition(" ")
+    return bool(_IDENTIFIER.match(module) and _IDENTIFIER.match(name))
+
+
+def _stack_ok(head: bytes, *, allow_cut: bool) -> bool:
+    """Whether :func:`pickletools.dis` accepts the stack discipline of ``head``."""
+    try:
+        pickletools.dis(io.BytesIO(head), out=_Null())
+    except Exception as exc:
+        return allow_cut and any(t in str(exc) for t in _TRUNCATION)
+    return True
+
+
+def compression(head: bytes) -> str | None:
+    """The compressed-stream format ``head`` opens, if any."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and head[3:4] in b"123456789" and len(head) > 3:
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x5d\x00\x00") and len(head) >= 13:
+        return "lzma"
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return "lz4"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0 and \
+            head[1] in (0x01, 0x5E, 0x9C, 0xDA):
+        return "zlib"
+    return None
+
+
+class _ZlibReader(io.RawIOBase):
+    """A raw zlib stream (joblib's ``compress=`` default) as a readable stream."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self.raw = raw
+        self.inflater = zlib.decompressobj()
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        want = len(buffer)
+        while not self.pending and not self.inflater.eof:
+            data = self.inflater.unconsumed_tail or self.raw.read(1 << 16)
+            if not data:
+                raise EOFError("zlib stream ended early (truncated)")
+            self.pending = self.inflater.decompress(data, want)
+        chunk, self.pending = self.pending[:want], self.pending[want:]
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def open_decompressed(kind: str, raw: IO[bytes]) -> io.BufferedIOBase:
+    """A stream of the decompressed bytes of ``raw``. Raises ``ValueError`` for kinds
+    the standard library cannot decode (lz4, zstd)."""
+    if kind == "gzip":
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "bz2":
+        return bz2.BZ2File(raw, "rb")
+    if kind in ("xz", "lzma"):
+        return lzma.LZMAFile(raw, "rb", format=lzma.FORMAT_AUTO)
+    if kind == "zlib":
+        return io.BufferedReader(_ZlibReader(raw))
+    raise ValueError(f"{kind}-compressed data cannot be decoded without a third-party "
+                     "decoder, so it cannot be scanned")
+
+
+def is_zip(stream: IO[bytes]) -> bool:
+    """Whether ``stream`` (seekable) holds a zip archive anywhere (``zipfile``'s test:
+    an end-of-central-directory record near the end). Leaves the position at 0."""
+    try:
+        return zipfile.is_zipfile(stream)
+    except (OSError, ValueError):
+        return False
+    finally:
+        stream.seek(0)
+
+
+def is_tar(head: bytes) -> bool:
+    """Whether ``head`` opens a tar archive: a 512-byte header with a valid checksum."""
+    if len(head) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except (tarfile.HeaderError, ValueError):
+        return False
+    return True
+
+
+def npy_header(stream: IO[bytes]) -> tuple[Any, int]:
+    """(dtype, element count) of a ``.npy`` stream, leaving it at the data. Raises
+    ``ValueError`` (or numpy's own error) for a malformed header. numpy parses the
+    header with :func:`ast.literal_eval`, which evaluates no code, and caps its size."""
+    import numpy as np
+    from numpy.lib import format as npformat
+
+    version = npformat.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = npformat.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = npformat.read_array_header_2_0(stream)
+    else:  # 3.0 (UTF-8 field names): only numpy's private reader parses it
+        try:
+            from numpy.lib._format_impl import (  # type: ignore[attr-defined]
+                _read_array_header,
+            )
+        except ImportError:
+            raise ValueError(f"unsupported .npy format version {version}") from None
+        shape, _, dtype = _read_array_header(stream, version)
+    count = int(np.prod(shape)) if shape else 1
+    return dtype, count
+
+
+def sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool = False
+          ) -> list[str]:
+    """Every container format ``head`` (and, for zip, the seekable ``stream``) opens, in
+    a stable order; pickle is decided by :func:`sniff_pickle`. Safetensors is not
+    included (it needs its own validation)."""
+    kinds: list[str] = []
+    if head.startswith(ZIP_MAGIC) or (stream is not None and is_zip(stream)):
+        kinds.append("zip")
+    if is_tar(head):
+        kinds.append("tar")
+    packed = compression(head)
+    if packed:
+        kinds.append(packed)
+    if head.startswith(NPY_MAGIC):
+        kinds.append("npy")
+    if sniff_pickle(head, whole=len(head) >= size).is_pickle(strict=strict):
+        kinds.append("pickle")
+    return kinds
+
+
+def u64(data: bytes) -> int:
+    """Little-endian unsigned 64-bit integer of the first 8 bytes."""
+    return int(struct.unpack("<Q", data[:8])[0])
