@@ -11,9 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from torchbridge.checks import registry
 from torchbridge.checks.base import CheckConfig, RunContext, execute
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.subject import InputSpec, Subject
 from torchbridge.errors import ConfigError
+from torchbridge.hardware import resolve_devices
 
 #: What is checked when no requirements are given.
 DEFAULT_REQUIREMENTS: Mapping[str, Mapping[str, Any]] = {
@@ -104,8 +109,6 @@ def _normalise(requirements: Requirements | None) -> dict[str, dict[str, Any]]:
 
 def _configs(wanted: dict[str, dict[str, Any]]) -> list[tuple[str, CheckConfig]]:
     """Validate every requirement before anything runs: bad input fails fast."""
-    from torchbridge.checks import registry
-
     configs = []
     for name, kwargs in wanted.items():
         args = kwargs.pop("args", ())
@@ -114,8 +117,6 @@ def _configs(wanted: dict[str, dict[str, Any]]) -> list[tuple[str, CheckConfig]]
 
 
 def _device(device: str) -> str:
-    from torchbridge.hardware import resolve_devices
-
     devices = resolve_devices(device)
     if len(devices) != 1:
         raise ConfigError(f"device names one device, got {device!r}")
@@ -124,7 +125,7 @@ def _device(device: str) -> str:
 
 def validate_production_readiness(
         model: Any, sample_input: Any, requirements: Requirements | None = None,
-        device: str = "cpu", *, input_spec: Any = None,
+        device: str = "cpu", *, input_spec: InputSpec | Mapping[str, Any] | None = None,
         model_factory: Callable[[], Any] | None = None,
         reference: Callable[..., Any] | None = None,
         golden_dir: str | Path | None = None, update_golden: bool = False,
@@ -143,15 +144,11 @@ def validate_production_readiness(
     :class:`HardwareUnavailable` before any check runs; a check that fails or raises
     becomes a result in the report.
     """
-    import torch
-
-    from torchbridge.checks import registry
-    from torchbridge.core.subject import Subject
-
     configs = _configs(_normalise(requirements))
     target = _device(device)
-    subject = Subject(model=model, inputs=sample_input, device=target, spec=input_spec,
-                      factory=model_factory, reference=reference, name=type(model).__name__)
+    subject = Subject(model=model, inputs=sample_input, device=target,
+                      spec=InputSpec.coerce(input_spec), factory=model_factory,
+                      reference=reference, name=type(model).__name__)
     cuda = [torch.device(target).index or 0] if target.startswith("cuda") else []
     results = []
     with torch.random.fork_rng(devices=cuda):

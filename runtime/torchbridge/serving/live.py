@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from torchbridge.core.subject import InputSpec
 from torchbridge.serving.app import create_fastapi_server, serving_state
 from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.server import ServerThread
@@ -27,7 +28,8 @@ class LiveServer:
     """
 
     def __init__(self, model: Any, sample_input: Any = None, config: ServerConfig | None = None,
-                 *, input_spec: Any = None, ready_timeout: float = 60.0,
+                 *, input_spec: InputSpec | Mapping[str, Any] | None = None,
+                 ready_timeout: float = 60.0,
                  headers: Mapping[str, str] | None = None, verify: Any = True) -> None:
         self.config = config or ServerConfig()
         self.app = create_fastapi_server(model, self.config, sample_input=sample_input,
