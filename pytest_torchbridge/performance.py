@@ -135,7 +135,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not any(outputs.values()):
         return
     from torchbridge.measure import benchmark_json
-    from torchbridge.report import build_report, write_json
+    from torchbridge.reporting.document import build_report, write_json
 
     results = _performance(collected(config))
     if outputs["--tb-benchmark-json"]:

@@ -63,6 +63,6 @@ def write_reports(config: pytest.Config) -> None:
     path = config.getoption("--tb-json")
     if not path:
         return
-    from torchbridge.report import build_report, write_json
+    from torchbridge.reporting.document import build_report, write_json
 
     write_json(path, build_report(collected(config)))

@@ -40,7 +40,6 @@ LAYERS: dict[str, int] = {
     "torchbridge.security": ENGINES,
     "torchbridge.optimize": ENGINES,
     "torchbridge.reporting": ENGINES,
-    "torchbridge.report": ENGINES,
     "torchbridge.smoke": ENGINES,
     "torchbridge.doctor": ENGINES,
     "torchbridge.inputs": ENGINES,

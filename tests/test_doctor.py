@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from torchbridge.cli.doctor import main as doctor_main
-from torchbridge.doctor import Diagnostic, Status, checks, exit_code, run_diagnostics
+from torchbridge.doctor import Diagnostic, Health, checks, exit_code, run_diagnostics
 from torchbridge.hardware import GPUInfo, HardwareInfo
 
 
@@ -25,11 +25,11 @@ def _hw(gpus: int = 0, nvml: int = 0, cuda: str | None = "12.8") -> HardwareInfo
 
 
 def test_exit_code_is_0_ok_1_failure_2_warnings_only() -> None:
-    def diag(status: Status) -> Diagnostic:
+    def diag(status: Health) -> Diagnostic:
         return Diagnostic("x", "y", status, "")
-    assert exit_code([diag(Status.OK), diag(Status.SKIP)]) == 0
-    assert exit_code([diag(Status.OK), diag(Status.WARN)]) == 2
-    assert exit_code([diag(Status.WARN), diag(Status.FAIL)]) == 1
+    assert exit_code([diag(Health.OK), diag(Health.SKIP)]) == 0
+    assert exit_code([diag(Health.OK), diag(Health.WARN)]) == 2
+    assert exit_code([diag(Health.WARN), diag(Health.FAIL)]) == 1
 
 
 def test_cpu_machine_reports_gpu_checks_as_skipped_with_reasons(tmp_path: Path) -> None:
@@ -40,39 +40,39 @@ def test_cpu_machine_reports_gpu_checks_as_skipped_with_reasons(tmp_path: Path) 
                  "report_dir", "host_memory"):
         assert name in found
     for name in ("cuda_runtime", "gpu_visibility", "cudnn", "gpu_smoke"):
-        assert found[name].status is Status.SKIP and found[name].summary
-    assert found["determinism"].status is Status.OK
+        assert found[name].status is Health.SKIP and found[name].summary
+    assert found["determinism"].status is Health.OK
 
 
 def test_torch_and_nvml_disagreeing_is_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     [diag] = checks.check_gpu_agreement(_hw(gpus=0, nvml=2))
-    assert diag.status is Status.FAIL and "torch sees none" in diag.summary
+    assert diag.status is Health.FAIL and "torch sees none" in diag.summary
 
 
 def test_gpus_hidden_on_purpose_are_skipped_not_failed(monkeypatch: pytest.MonkeyPatch
                                                        ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     [diag] = checks.check_gpu_agreement(_hw(gpus=0, nvml=2))
-    assert diag.status is Status.SKIP and "hides all 2" in diag.summary
+    assert diag.status is Health.SKIP and "hides all 2" in diag.summary
     [runtime] = checks.check_accelerator_runtime(_hw(gpus=0, nvml=2))
-    assert runtime.status is Status.SKIP
+    assert runtime.status is Health.SKIP
 
 
 def test_torch_and_nvml_agreeing_by_uuid_is_ok(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     [diag] = checks.check_gpu_agreement(_hw(gpus=2, nvml=2))
-    assert diag.status is Status.OK and "agree on 2" in diag.summary
+    assert diag.status is Health.OK and "agree on 2" in diag.summary
 
 
 def test_cuda_visible_devices_explains_a_smaller_torch_view(monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     [diag] = checks.check_gpu_agreement(_hw(gpus=1, nvml=2))
-    assert diag.status is Status.OK
+    assert diag.status is Health.OK
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     [diag] = checks.check_gpu_agreement(_hw(gpus=1, nvml=2))
-    assert diag.status is Status.WARN and "CUDA_VISIBLE_DEVICES" in diag.fix
+    assert diag.status is Health.WARN and "CUDA_VISIBLE_DEVICES" in diag.fix
 
 
 @pytest.mark.parametrize(("cc", "arch", "ok"), [
@@ -91,7 +91,7 @@ def test_unwritable_report_dir_fails(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     [diag] = checks.check_report_dir(blocker / "reports")(_hw())
-    assert diag.status is Status.FAIL and "cannot write reports" in diag.summary
+    assert diag.status is Health.FAIL and "cannot write reports" in diag.summary
 
 
 def test_oversubscribed_threads_warn() -> None:
@@ -101,7 +101,7 @@ def test_oversubscribed_threads_warn() -> None:
         [diag] = checks.check_threads(_hw())
     finally:
         torch.set_num_threads(before)
-    assert diag.status is Status.WARN and "OMP_NUM_THREADS" in diag.fix
+    assert diag.status is Health.WARN and "OMP_NUM_THREADS" in diag.fix
 
 
 def test_a_crashing_probe_becomes_a_failed_diagnostic(monkeypatch: pytest.MonkeyPatch,
@@ -110,7 +110,7 @@ def test_a_crashing_probe_becomes_a_failed_diagnostic(monkeypatch: pytest.Monkey
         raise RuntimeError("probe exploded")
     monkeypatch.setattr(checks, "check_threads", broken)
     found = {d.name: d for d in run_diagnostics(tmp_path, gpu_smoke=False)}
-    assert found["threads"].status is Status.FAIL
+    assert found["threads"].status is Health.FAIL
     assert "probe exploded" in found["threads"].summary
 
 

@@ -73,6 +73,19 @@ def test_entries_that_are_not_results_are_dropped_with_a_warning(tmp_path: Path)
     assert any("result 1: not a check result" in w for w in merged.warnings)
 
 
+def test_an_unknown_status_counts_as_an_error_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.json", document([{**result("t.py::a"), "status": "flaky"}]))
+    merged = merge_reports([path])
+    assert merged.summary["error"] == 1
+    assert any("result 0: unknown status 'flaky'" in w and "counted as error" in w
+               for w in merged.warnings)
+
+
+def test_fields_a_newer_writer_added_are_kept(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.json", document([{**result("t.py::a"), "energy_j": 3.5}]))
+    assert merge_reports([path]).results[0]["energy_j"] == 3.5
+
+
 def test_empty_report_says_what_probably_happened(tmp_path: Path) -> None:
     path = write(tmp_path / "cpu.json", document([]))
     merged = merge_reports([path])

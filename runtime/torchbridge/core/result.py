@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
 class Status(str, enum.Enum):
+    """How a check ended: ``passed``, ``failed`` (a budget or property not met), ``skipped``
+    (it cannot run here) or ``error`` (the check or the model raised)."""
+
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
     ERROR = "error"
+
+    @classmethod
+    def parse(cls, value: object) -> Status:
+        """The status spelled ``value`` in any case; :class:`ResultFormatError` otherwise."""
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ResultFormatError(f"unknown status {value!r}; expected one of "
+                                    f"{', '.join(s.value for s in cls)}") from None
+
+
+class ResultFormatError(ValueError):
+    """A mapping read back from a report is not a check result."""
 
 
 @dataclass
@@ -59,30 +76,45 @@ class CheckResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        """The result that :meth:`to_dict` wrote, as a report file holds it.
+
+        ``check`` and ``status`` are required (any case of a known status); the other
+        fields take their defaults when absent or of the wrong type, so results written by
+        older versions load too (pytest's ``nodeid`` stands for a missing ``test_id``).
+        A metric is ``{"value": v, "unit": u}`` or a bare number. Raises
+        :class:`ResultFormatError` for anything that is not a check result.
+        """
+        if not isinstance(data, Mapping) or "check" not in data or "status" not in data:
+            raise ResultFormatError("not a check result (needs 'check' and 'status')")
         return cls(
-            check=data["check"],
-            status=Status(data["status"]),
-            message=data.get("message", ""),
-            device=data.get("device", "cpu"),
-            metrics={k: Metric(**v) for k, v in data.get("metrics", {}).items()},
-            budgets={k: Metric(**v) for k, v in data.get("budgets", {}).items()},
-            details=dict(data.get("details", {})),
-            duration_s=float(data.get("duration_s", 0.0)),
-            test_id=data.get("test_id", ""),
+            check=str(data["check"]),
+            status=Status.parse(data["status"]),
+            message=str(data.get("message") or ""),
+            device=str(data.get("device") or "cpu"),
+            metrics=_metrics(data.get("metrics")),
+            budgets=_metrics(data.get("budgets")),
+            details=dict(_mapping(data.get("details"))),
+            duration_s=_number(data.get("duration_s")) or 0.0,
+            test_id=str(data.get("test_id") or data.get("nodeid") or ""),
         )
 
-    def summary_line(self) -> str:
-        return f"{self.check} [{self.device}] {self.status.value}: {self.message}"
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
-def passed(check: str, message: str, device: str, **kw: Any) -> CheckResult:
-    return CheckResult(check, Status.PASSED, message, device, **kw)
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
 
 
-def failed(check: str, message: str, device: str, **kw: Any) -> CheckResult:
-    return CheckResult(check, Status.FAILED, message, device, **kw)
-
-
-def skipped(check: str, message: str, device: str, **kw: Any) -> CheckResult:
-    return CheckResult(check, Status.SKIPPED, message, device, **kw)
+def _metrics(value: Any) -> dict[str, Metric]:
+    """Metrics as :meth:`CheckResult.to_dict` writes them; unreadable entries are dropped."""
+    found = {}
+    for name, entry in _mapping(value).items():
+        number = _number(entry.get("value") if isinstance(entry, Mapping) else entry)
+        if number is not None:
+            unit = entry.get("unit", "") if isinstance(entry, Mapping) else ""
+            found[str(name)] = Metric(number, str(unit))
+    return found

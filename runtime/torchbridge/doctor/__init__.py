@@ -10,6 +10,6 @@ Example::
 from __future__ import annotations
 
 from torchbridge.doctor.checks import run_diagnostics
-from torchbridge.doctor.model import Diagnostic, Status, exit_code, overall
+from torchbridge.doctor.model import Diagnostic, Health, exit_code, overall
 
-__all__ = ["Diagnostic", "Status", "exit_code", "overall", "run_diagnostics"]
+__all__ = ["Diagnostic", "Health", "exit_code", "overall", "run_diagnostics"]

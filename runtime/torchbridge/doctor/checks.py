@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from torchbridge.doctor.model import Diagnostic, Status
+from torchbridge.doctor.model import Diagnostic, Health
 from torchbridge.hardware import HardwareInfo, detect
 
 GiB = 1 << 30
@@ -37,7 +37,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 def check_python(_: HardwareInfo) -> list[Diagnostic]:
     version = platform.python_version()
     ok = sys.version_info >= (3, 10)
-    return [Diagnostic("python", "runtime", Status.OK if ok else Status.FAIL,
+    return [Diagnostic("python", "runtime", Health.OK if ok else Health.FAIL,
                        f"Python {version} ({platform.python_implementation()})",
                        {"version": version, "executable": sys.executable},
                        "" if ok else "use Python 3.10 or newer")]
@@ -47,7 +47,7 @@ def check_torch(hw: HardwareInfo) -> list[Diagnostic]:
     version = torch.__version__
     build = "rocm" if hw.hip_version else "cuda" if hw.cuda_version else "cpu"
     ok = _version_tuple(version)[:2] >= MIN_TORCH
-    return [Diagnostic("torch", "runtime", Status.OK if ok else Status.FAIL,
+    return [Diagnostic("torch", "runtime", Health.OK if ok else Health.FAIL,
                        f"torch {version} ({build} build)",
                        {"version": version, "build": build, "debug": torch.version.debug,
                         "git": torch.version.git_version},
@@ -59,14 +59,14 @@ def check_accelerator_runtime(hw: HardwareInfo) -> list[Diagnostic]:
                "driver": hw.driver_version, "nvml_error": hw.nvml_error,
                "cuda_available": hw.cuda_available}
     if not hw.cuda_version and not hw.hip_version:
-        return [Diagnostic("cuda_runtime", "gpu", Status.SKIP,
+        return [Diagnostic("cuda_runtime", "gpu", Health.SKIP,
                            "CPU-only torch build: no CUDA/ROCm runtime", details)]
     runtime = f"CUDA {hw.cuda_version}" if hw.cuda_version else f"ROCm/HIP {hw.hip_version}"
     if not hw.cuda_available and _visible_devices() == []:
-        return [Diagnostic("cuda_runtime", "gpu", Status.SKIP,
+        return [Diagnostic("cuda_runtime", "gpu", Health.SKIP,
                            f"{runtime} build; CUDA_VISIBLE_DEVICES hides every GPU", details)]
     if not hw.cuda_available:
-        return [Diagnostic("cuda_runtime", "gpu", Status.WARN,
+        return [Diagnostic("cuda_runtime", "gpu", Health.WARN,
                            f"{runtime} build, but no GPU is usable", details,
                            "check the driver (nvidia-smi / rocm-smi) and CUDA_VISIBLE_DEVICES")]
     driver_cuda = _driver_cuda_version()
@@ -74,13 +74,13 @@ def check_accelerator_runtime(hw: HardwareInfo) -> list[Diagnostic]:
     if hw.cuda_version and driver_cuda:
         need = _version_tuple(hw.cuda_version)
         if driver_cuda[0] < need[0]:
-            return [Diagnostic("cuda_runtime", "gpu", Status.FAIL,
+            return [Diagnostic("cuda_runtime", "gpu", Health.FAIL,
                                f"{runtime} needs a driver for CUDA {need[0]}.x; the driver "
                                f"supports {driver_cuda[0]}.{driver_cuda[1]}", details,
                                "upgrade the NVIDIA driver or install a torch built for an "
                                "older CUDA")]
     driver = f", driver {hw.driver_version}" if hw.driver_version else ""
-    return [Diagnostic("cuda_runtime", "gpu", Status.OK, f"{runtime}{driver}", details)]
+    return [Diagnostic("cuda_runtime", "gpu", Health.OK, f"{runtime}{driver}", details)]
 
 
 def _driver_cuda_version() -> tuple[int, int] | None:
@@ -111,23 +111,23 @@ def check_gpu_agreement(hw: HardwareInfo) -> list[Diagnostic]:
                "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
                "nvml_error": hw.nvml_error}
     if not hw.gpus and not hw.nvml_gpus:
-        return [Diagnostic("gpu_visibility", "gpu", Status.SKIP, "no GPU visible to torch or "
+        return [Diagnostic("gpu_visibility", "gpu", Health.SKIP, "no GPU visible to torch or "
                            "NVML", details)]
     if hw.hip_version:
-        return [Diagnostic("gpu_visibility", "gpu", Status.OK,
+        return [Diagnostic("gpu_visibility", "gpu", Health.OK,
                            f"{len(hw.gpus)} ROCm GPU(s) visible to torch (NVML does not "
                            "apply)", details)]
     if hw.gpus and not hw.nvml_gpus:
-        return [Diagnostic("gpu_visibility", "gpu", Status.WARN,
+        return [Diagnostic("gpu_visibility", "gpu", Health.WARN,
                            f"torch sees {len(hw.gpus)} GPU(s) but NVML cannot be read",
                            details, "pip install 'pytest-torchbridge[nvidia]' for "
                            "utilisation and driver checks")]
     if hw.nvml_gpus and not hw.gpus and _visible_devices() == []:
-        return [Diagnostic("gpu_visibility", "gpu", Status.SKIP,
+        return [Diagnostic("gpu_visibility", "gpu", Health.SKIP,
                            f"CUDA_VISIBLE_DEVICES hides all {len(hw.nvml_gpus)} GPU(s) "
                            "from torch", details)]
     if hw.nvml_gpus and not hw.gpus:
-        return [Diagnostic("gpu_visibility", "gpu", Status.FAIL,
+        return [Diagnostic("gpu_visibility", "gpu", Health.FAIL,
                            f"NVML sees {len(hw.nvml_gpus)} GPU(s) but torch sees none",
                            details, "check CUDA_VISIBLE_DEVICES and that torch is a CUDA "
                            "build matching the driver")]
@@ -135,14 +135,14 @@ def check_gpu_agreement(hw: HardwareInfo) -> list[Diagnostic]:
     visible = _visible_devices()
     expected = len(hw.nvml_gpus) if visible is None else min(len(visible), len(hw.nvml_gpus))
     if unknown:
-        return [Diagnostic("gpu_visibility", "gpu", Status.FAIL,
+        return [Diagnostic("gpu_visibility", "gpu", Health.FAIL,
                            f"torch sees GPU(s) NVML does not know: {unknown}", details)]
     if len(hw.gpus) != expected:
-        return [Diagnostic("gpu_visibility", "gpu", Status.WARN,
+        return [Diagnostic("gpu_visibility", "gpu", Health.WARN,
                            f"torch sees {len(hw.gpus)} GPU(s), NVML {len(hw.nvml_gpus)}, "
                            f"CUDA_VISIBLE_DEVICES allows {expected}", details,
                            "check CUDA_VISIBLE_DEVICES")]
-    return [Diagnostic("gpu_visibility", "gpu", Status.OK,
+    return [Diagnostic("gpu_visibility", "gpu", Health.OK,
                        f"torch and NVML agree on {len(hw.gpus)} GPU(s)", details)]
 
 
@@ -166,16 +166,16 @@ def check_gpus(hw: HardwareInfo) -> list[Diagnostic]:
             "compute_capability": f"{major}.{minor}", "uuid": gpu.uuid,
             "bf16": bool(torch.cuda.is_bf16_supported()) if major >= 8 else False,
             "fp16": (major, minor) >= (5, 3), "torch_arch_list": arch_list}
-        status, fix = Status.OK, ""
+        status, fix = Health.OK, ""
         summary = (f"cuda:{gpu.index} {gpu.name}: sm_{major}{minor}, "
                    f"{(free or 0) / GiB:.1f}/{gpu.total_memory / GiB:.1f} GiB free, "
                    f"bf16 {'yes' if details['bf16'] else 'no'}, "
                    f"fp16 {'yes' if details['fp16'] else 'no'}")
         if not hw.hip_version and arch_list and not _arch_supported(major, minor, arch_list):
-            status, fix = Status.FAIL, "install a torch build with kernels for this GPU"
+            status, fix = Health.FAIL, "install a torch build with kernels for this GPU"
             summary += f"; torch has no kernels for sm_{major}{minor} ({' '.join(arch_list)})"
         elif free is not None and free < 0.1 * gpu.total_memory:
-            status, fix = Status.WARN, "another process holds most of this GPU's memory"
+            status, fix = Health.WARN, "another process holds most of this GPU's memory"
             summary += " (under 10% free)"
         out.append(Diagnostic(f"gpu{gpu.index}", "gpu", status, summary, details, fix))
     return out
@@ -199,12 +199,12 @@ def _arch_supported(major: int, minor: int, arch_list: list[str]) -> bool:
 
 def check_cudnn(hw: HardwareInfo) -> list[Diagnostic]:
     if not hw.cuda_available:
-        return [Diagnostic("cudnn", "gpu", Status.SKIP, "no GPU: cuDNN not used")]
+        return [Diagnostic("cudnn", "gpu", Health.SKIP, "no GPU: cuDNN not used")]
     if not torch.backends.cudnn.is_available():
-        return [Diagnostic("cudnn", "gpu", Status.WARN, "cuDNN is not available to torch",
+        return [Diagnostic("cudnn", "gpu", Health.WARN, "cuDNN is not available to torch",
                            fix="install a torch build that bundles cuDNN")]
     version = torch.backends.cudnn.version()
-    return [Diagnostic("cudnn", "gpu", Status.OK, f"cuDNN {version}",
+    return [Diagnostic("cudnn", "gpu", Health.OK, f"cuDNN {version}",
                        {"version": version, "enabled": torch.backends.cudnn.enabled,
                         "benchmark": torch.backends.cudnn.benchmark,
                         "deterministic": torch.backends.cudnn.deterministic})]
@@ -214,17 +214,17 @@ def check_onnxruntime(hw: HardwareInfo) -> list[Diagnostic]:
     try:
         import onnxruntime as ort
     except ImportError:
-        return [Diagnostic("onnxruntime", "runtime", Status.SKIP, "onnxruntime not installed",
+        return [Diagnostic("onnxruntime", "runtime", Health.SKIP, "onnxruntime not installed",
                            fix="pip install 'pytest-torchbridge[onnx]'")]
     providers = ort.get_available_providers()
     details = {"version": ort.__version__, "providers": providers,
                "device": ort.get_device()}
     if hw.cuda_available and not hw.hip_version and "CUDAExecutionProvider" not in providers:
-        return [Diagnostic("onnxruntime", "runtime", Status.WARN,
+        return [Diagnostic("onnxruntime", "runtime", Health.WARN,
                            f"onnxruntime {ort.__version__} has no CUDA provider on a GPU "
                            "machine", details, "pip install onnxruntime-gpu (instead of "
                            "onnxruntime) to run ONNX checks on the GPU")]
-    return [Diagnostic("onnxruntime", "runtime", Status.OK,
+    return [Diagnostic("onnxruntime", "runtime", Health.OK,
                        f"onnxruntime {ort.__version__}: {', '.join(providers)}", details)]
 
 
@@ -249,15 +249,15 @@ def check_determinism(hw: HardwareInfo) -> list[Diagnostic]:
     details["errors"] = errors
     cuda_config_ok = config in DETERMINISTIC_CUBLAS
     if errors:
-        return [Diagnostic("determinism", "reproducibility", Status.WARN,
+        return [Diagnostic("determinism", "reproducibility", Health.WARN,
                            f"deterministic algorithms cannot be enforced on "
                            f"{', '.join(errors)}", details,
                            "export CUBLAS_WORKSPACE_CONFIG=:4096:8 before starting Python")]
     if hw.cuda_available and not hw.hip_version and not cuda_config_ok:
-        return [Diagnostic("determinism", "reproducibility", Status.WARN,
+        return [Diagnostic("determinism", "reproducibility", Health.WARN,
                            "CUBLAS_WORKSPACE_CONFIG is not set: cuBLAS is not deterministic",
                            details, "export CUBLAS_WORKSPACE_CONFIG=:4096:8")]
-    return [Diagnostic("determinism", "reproducibility", Status.OK,
+    return [Diagnostic("determinism", "reproducibility", Health.OK,
                        f"deterministic algorithms can be enforced on {', '.join(devices)}",
                        details)]
 
@@ -272,11 +272,11 @@ def check_threads(hw: HardwareInfo) -> list[Diagnostic]:
                "cpu_count": os.cpu_count(), "usable_cpus": usable,
                **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
     if threads > usable:
-        return [Diagnostic("threads", "cpu", Status.WARN,
+        return [Diagnostic("threads", "cpu", Health.WARN,
                            f"torch uses {threads} threads on {usable} usable CPU(s): "
                            "oversubscribed, latency will be noisy", details,
                            f"set OMP_NUM_THREADS={usable} or torch.set_num_threads({usable})")]
-    return [Diagnostic("threads", "cpu", Status.OK,
+    return [Diagnostic("threads", "cpu", Health.OK,
                        f"torch uses {threads} of {usable} usable CPU(s), "
                        f"{details['interop_threads']} inter-op", details)]
 
@@ -288,9 +288,9 @@ def check_host_memory(_: HardwareInfo) -> list[Diagnostic]:
     details = {"total": memory.total, "available": memory.available}
     summary = f"{memory.available / GiB:.1f} of {memory.total / GiB:.1f} GiB available"
     if memory.available < GiB:
-        return [Diagnostic("host_memory", "cpu", Status.WARN, summary + " (under 1 GiB)",
+        return [Diagnostic("host_memory", "cpu", Health.WARN, summary + " (under 1 GiB)",
                            details, "free memory before measuring")]
-    return [Diagnostic("host_memory", "cpu", Status.OK, summary, details)]
+    return [Diagnostic("host_memory", "cpu", Health.OK, summary, details)]
 
 
 def check_extras(_: HardwareInfo) -> list[Diagnostic]:
@@ -299,11 +299,11 @@ def check_extras(_: HardwareInfo) -> list[Diagnostic]:
     try:
         from packaging.requirements import Requirement
     except ImportError:  # packaging comes with pytest; without it, nothing to parse with
-        return [Diagnostic("extras", "runtime", Status.SKIP, "packaging not installed")]
+        return [Diagnostic("extras", "runtime", Health.SKIP, "packaging not installed")]
     try:
         reqs = requires("pytest-torchbridge") or []
     except PackageNotFoundError:
-        return [Diagnostic("extras", "runtime", Status.SKIP,
+        return [Diagnostic("extras", "runtime", Health.SKIP,
                            "pytest-torchbridge is not installed as a distribution")]
     extras: dict[str, dict[str, str | None]] = {}
     for raw in reqs:
@@ -324,7 +324,7 @@ def check_extras(_: HardwareInfo) -> list[Diagnostic]:
     if missing:
         summary += f"; not installed: {', '.join(missing)}"
     fix = f"pip install 'pytest-torchbridge[{','.join(missing)}]'" if missing else ""
-    return [Diagnostic("extras", "runtime", Status.OK, summary, {"extras": extras}, fix)]
+    return [Diagnostic("extras", "runtime", Health.OK, summary, {"extras": extras}, fix)]
 
 
 def check_report_dir(report_dir: Path) -> Callable[[HardwareInfo], list[Diagnostic]]:
@@ -334,11 +334,11 @@ def check_report_dir(report_dir: Path) -> Callable[[HardwareInfo], list[Diagnost
             with tempfile.NamedTemporaryFile(dir=report_dir, prefix=".tb-doctor-"):
                 pass
         except OSError as exc:
-            return [Diagnostic("report_dir", "io", Status.FAIL,
+            return [Diagnostic("report_dir", "io", Health.FAIL,
                                f"cannot write reports to {report_dir}: {exc.strerror or exc}",
                                {"path": str(report_dir)},
                                "make it writable or pass --report-dir")]
-        return [Diagnostic("report_dir", "io", Status.OK, f"{report_dir} is writable",
+        return [Diagnostic("report_dir", "io", Health.OK, f"{report_dir} is writable",
                            {"path": str(report_dir.resolve())})]
     return probe
 
@@ -347,7 +347,7 @@ def check_gpu_smoke(hw: HardwareInfo) -> list[Diagnostic]:
     """On each GPU: allocate, run fp32/fp16/bf16 matmuls, compare with the CPU, and time
     them with CUDA events."""
     if not hw.cuda_available:
-        return [Diagnostic("gpu_smoke", "gpu", Status.SKIP, "no GPU")]
+        return [Diagnostic("gpu_smoke", "gpu", Health.SKIP, "no GPU")]
     out = []
     for gpu in hw.gpus:
         out.append(_smoke_one(gpu.index, (gpu.compute_capability or (0, 0))[0] >= 8))
@@ -386,10 +386,10 @@ def _smoke_one(index: int, bf16: bool) -> Diagnostic:
     rates = ", ".join(f"{k} {v['tflops']} TFLOPS" for k, v in details.items()
                       if isinstance(v, dict))
     if problems:
-        return Diagnostic(f"gpu{index}_smoke", "gpu", Status.FAIL,
+        return Diagnostic(f"gpu{index}_smoke", "gpu", Health.FAIL,
                           f"cuda:{index}: " + "; ".join(problems), details,
                           "the GPU computes wrong results: check ECC errors (nvidia-smi -q)")
-    return Diagnostic(f"gpu{index}_smoke", "gpu", Status.OK, f"cuda:{index} matmul: {rates}",
+    return Diagnostic(f"gpu{index}_smoke", "gpu", Health.OK, f"cuda:{index} matmul: {rates}",
                       details)
 
 
@@ -412,7 +412,7 @@ def run_diagnostics(report_dir: str | Path = ".", *, gpu_smoke: bool = True
         try:
             found = probe(hw)
         except Exception as exc:  # a crashing probe is a finding, not a crash
-            found = [Diagnostic(name, "doctor", Status.FAIL,
+            found = [Diagnostic(name, "doctor", Health.FAIL,
                                 f"the {name} probe raised {type(exc).__name__}: {exc}",
                                 {"traceback": traceback.format_exc()})]
         for diagnostic in found:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class Status(str, enum.Enum):
-    """``ok``; ``warn`` works but is degraded or risky; ``fail`` broken; ``skip`` does not
-    apply here (no GPU on a CPU runner is not a problem)."""
+class Health(str, enum.Enum):
+    """The health of one part of the environment (a check's outcome is a
+    :class:`~torchbridge.core.result.Status`): ``ok``; ``warn`` works but is degraded or
+    risky; ``fail`` broken; ``skip`` does not apply here (no GPU on a CPU runner is not a
+    problem)."""
 
     OK = "ok"
     WARN = "warn"
@@ -23,7 +25,7 @@ class Diagnostic:
 
     name: str
     category: str
-    status: Status
+    status: Health
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
     fix: str = ""
@@ -33,14 +35,14 @@ class Diagnostic:
                 "summary": self.summary, "fix": self.fix, "details": self.details}
 
 
-def overall(diagnostics: list[Diagnostic]) -> Status:
+def overall(diagnostics: list[Diagnostic]) -> Health:
     """``fail`` if any failed, else ``warn`` if any warned, else ``ok``."""
     statuses = {d.status for d in diagnostics}
-    if Status.FAIL in statuses:
-        return Status.FAIL
-    return Status.WARN if Status.WARN in statuses else Status.OK
+    if Health.FAIL in statuses:
+        return Health.FAIL
+    return Health.WARN if Health.WARN in statuses else Health.OK
 
 
 def exit_code(diagnostics: list[Diagnostic]) -> int:
     """0 all good, 1 a failure, 2 warnings only."""
-    return {Status.OK: 0, Status.FAIL: 1, Status.WARN: 2}[overall(diagnostics)]
+    return {Health.OK: 0, Health.FAIL: 1, Health.WARN: 2}[overall(diagnostics)]

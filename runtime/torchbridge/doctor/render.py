@@ -15,9 +15,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from torchbridge.doctor.model import Diagnostic, Status, exit_code, overall
+from torchbridge.doctor.model import Diagnostic, Health, exit_code, overall
 
-_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
+_STYLE = {Health.OK: "green", Health.WARN: "yellow", Health.FAIL: "bold red", Health.SKIP: "dim"}
 
 
 def to_json(diagnostics: list[Diagnostic], hardware: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def print_report(diagnostics: list[Diagnostic], *, full: bool) -> None:
         table.add_column(column, overflow="fold")
     for d in diagnostics:
         finding = d.summary + (f"\n[italic]fix:[/] {d.fix}" if d.fix and d.status in
-                               (Status.WARN, Status.FAIL) else "")
+                               (Health.WARN, Health.FAIL) else "")
         table.add_row(d.category, d.name, f"[{_STYLE[d.status]}]{d.status.value}[/]", finding)
     console.print(table)
     if full:
@@ -50,7 +50,7 @@ def print_report(diagnostics: list[Diagnostic], *, full: bool) -> None:
                 for key, value in details.items():
                     console.print(f"  {key}: {value}", markup=False, highlight=False)
     status = overall(diagnostics)
-    counts = {s: sum(d.status is s for d in diagnostics) for s in Status}
+    counts = {s: sum(d.status is s for d in diagnostics) for s in Health}
     console.print(f"[{_STYLE[status]}]{status.value.upper()}[/]: " +
                   ", ".join(f"{n} {s.value}" for s, n in counts.items() if n))
 
@@ -59,8 +59,8 @@ def write_junit(diagnostics: list[Diagnostic], path: str | Path) -> None:
     """JUnit XML with one test case per diagnostic (see the module docstring)."""
     suite = ET.Element("testsuite", {
         "name": "tb-doctor", "tests": str(len(diagnostics)),
-        "failures": str(sum(d.status is Status.FAIL for d in diagnostics)),
-        "errors": "0", "skipped": str(sum(d.status is Status.SKIP for d in diagnostics)),
+        "failures": str(sum(d.status is Health.FAIL for d in diagnostics)),
+        "errors": "0", "skipped": str(sum(d.status is Health.SKIP for d in diagnostics)),
         "time": f"{sum(float(d.details.get('probe_s', 0)) for d in diagnostics):.3f}",
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "hostname": platform.node()})
@@ -70,14 +70,14 @@ def write_junit(diagnostics: list[Diagnostic], path: str | Path) -> None:
             "time": f"{float(d.details.get('probe_s', 0)):.3f}"})
         props = ET.SubElement(case, "properties")
         ET.SubElement(props, "property", {"name": "tb.status", "value": d.status.value})
-        if d.status is Status.FAIL:
+        if d.status is Health.FAIL:
             failure = ET.SubElement(case, "failure", {"message": d.summary,
                                                       "type": "DoctorFailure"})
             failure.text = d.fix or d.summary
-        elif d.status is Status.SKIP:
+        elif d.status is Health.SKIP:
             ET.SubElement(case, "skipped", {"message": d.summary})
         out = ET.SubElement(case, "system-out")
-        out.text = d.summary + (f"\nWARNING: {d.fix}" if d.status is Status.WARN and d.fix
+        out.text = d.summary + (f"\nWARNING: {d.fix}" if d.status is Health.WARN and d.fix
                                 else "")
     root = ET.Element("testsuites", {"name": "tb-doctor"})
     root.append(suite)

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from torchbridge.measure import stats as st
-from torchbridge.report import _git
-from torchbridge.report import commit_info as tb_commit
+from torchbridge.reporting.document import commit_info as tb_commit
+from torchbridge.reporting.document import git_output
 
 PYTEST_BENCHMARK_VERSION = "5.1.0"
 
 
 def _git_project() -> str:
-    top = _git("rev-parse", "--show-toplevel")
+    top = git_output("rev-parse", "--show-toplevel")
     return Path(top).name if top else Path.cwd().name
 
 
@@ -59,7 +59,7 @@ def commit_info() -> dict[str, Any]:
     """pytest-benchmark's ``commit_info`` from git (empty values outside a checkout)."""
     info = tb_commit()
     return {"id": info.get("id"), "time": info.get("time"),
-            "author_time": _git("log", "-1", "--format=%aI"), "dirty": info.get("dirty"),
+            "author_time": git_output("log", "-1", "--format=%aI"), "dirty": info.get("dirty"),
             "project": _git_project(), "branch": info.get("branch")}
 
 

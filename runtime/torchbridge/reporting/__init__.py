@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torchbridge.report import write_json
-from torchbridge.reporting.gate import GatePolicy, Verdict, decide
+from torchbridge.reporting.document import write_json
+from torchbridge.reporting.gate import GatePolicy, GateVerdict, decide
 from torchbridge.reporting.html import render_html, write_html
 from torchbridge.reporting.markdown import render_markdown, write_markdown
 from torchbridge.reporting.merge import (
@@ -44,7 +44,7 @@ class Outputs:
 class Published:
     """The verdict and the files written."""
 
-    verdict: Verdict
+    verdict: GateVerdict
     files: list[Path] = field(default_factory=list)
 
 
@@ -68,7 +68,7 @@ def publish(report: MergedReport, outputs: Outputs, policy: GatePolicy | None = 
 
 
 __all__ = [
-    "GatePolicy", "MergedReport", "Outputs", "Published", "ReportError", "Verdict", "decide",
-    "from_results", "load_report", "merge_reports", "merge_sources", "publish",
+    "GatePolicy", "GateVerdict", "MergedReport", "Outputs", "Published", "ReportError",
+    "decide", "from_results", "load_report", "merge_reports", "merge_sources", "publish",
     "render_html", "render_markdown", "render_openmetrics",
 ]

@@ -17,8 +17,9 @@ _SCALE = {"latency": (1e-6, "ms"), "throughput": (1.0, "samples/s")}
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """One statistic of one result against the baseline."""
+class BaselineRow:
+    """One statistic of one result against the baseline, in the units people read (ms,
+    samples/s): a row of the baseline table and a bar of its plot."""
 
     statistic: str
     old: float
@@ -34,15 +35,15 @@ def _number(value: Any) -> float | None:
         else None
 
 
-def _flat(data: dict[str, Any]) -> list[Comparison]:
+def _flat(data: dict[str, Any]) -> list[BaselineRow]:
     old, new = _number(data.get("baseline_p99_ms")), _number(data.get("current_p99_ms"))
     if old is None or new is None:
         return []
-    return [Comparison("p99", old, new, "ms", _number(data.get("change_pct")),
+    return [BaselineRow("p99", old, new, "ms", _number(data.get("change_pct")),
                        bool(data.get("significant")), bool(data.get("regression")))]
 
 
-def comparisons(result: dict[str, Any]) -> list[Comparison]:
+def comparisons(result: dict[str, Any]) -> list[BaselineRow]:
     """The baseline comparisons of a result (empty when it was not compared)."""
     data = result["details"].get("baseline")
     if not isinstance(data, dict):
@@ -58,7 +59,7 @@ def comparisons(result: dict[str, Any]) -> list[Comparison]:
         if old is None or new is None:
             continue
         change = _number(item.get("change"))
-        found.append(Comparison(str(item.get("statistic", "")), old * scale, new * scale, unit,
+        found.append(BaselineRow(str(item.get("statistic", "")), old * scale, new * scale, unit,
                                 None if change is None else change * 100,
                                 bool(item.get("significant")),
                                 item.get("verdict") == "regression"))

@@ -6,6 +6,9 @@ Schema (``schema_version`` 1)::
      "created": "<ISO UTC>", "machine": {...hardware...}, "versions": {...},
      "commit": {"id", "branch", "dirty"}, "results": [CheckResult.to_dict() + "test_id"],
      "summary": {"passed": n, "failed": n, "skipped": n, "error": n}}
+
+:func:`torchbridge.reporting.load_report` reads one back, each result through
+:meth:`~torchbridge.core.result.CheckResult.from_dict`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torchbridge
 SCHEMA_VERSION = 1
 
 
-def _git(*args: str) -> str | None:
+def git_output(*args: str) -> str | None:
+    """``git args...``'s stripped stdout; ``None`` outside a checkout or without git."""
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
                              check=True)
@@ -35,10 +39,11 @@ def _git(*args: str) -> str | None:
 
 def commit_info() -> dict[str, Any]:
     """The current git commit, branch and dirtiness (empty values outside a checkout)."""
-    status = _git("status", "--porcelain")
-    return {"id": _git("rev-parse", "HEAD"), "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+    status = git_output("status", "--porcelain")
+    return {"id": git_output("rev-parse", "HEAD"),
+            "branch": git_output("rev-parse", "--abbrev-ref", "HEAD"),
             "dirty": bool(status) if status is not None else None,
-            "time": _git("log", "-1", "--format=%cI")}
+            "time": git_output("log", "-1", "--format=%cI")}
 
 
 def versions() -> dict[str, str | None]:

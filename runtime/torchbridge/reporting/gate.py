@@ -24,7 +24,7 @@ class GatePolicy:
 
 
 @dataclass
-class Verdict:
+class GateVerdict:
     """The gate's decision: ``passed``, the reasons it failed, and the counts behind it."""
 
     passed: bool
@@ -56,7 +56,7 @@ def _ids(results: list[dict[str, Any]], limit: int = 3) -> str:
     return shown + (f" and {len(results) - limit} more" if len(results) > limit else "")
 
 
-def decide(report: MergedReport, policy: GatePolicy | None = None) -> Verdict:
+def decide(report: MergedReport, policy: GatePolicy | None = None) -> GateVerdict:
     """The gate verdict for ``report`` under ``policy``."""
     policy = policy or GatePolicy()
     counts = report.summary
@@ -78,5 +78,5 @@ def decide(report: MergedReport, policy: GatePolicy | None = None) -> Verdict:
     if not report.results and not policy.allow_empty:
         reasons.append("no check results at all: nothing was checked, so nothing can pass "
                        "(allow this with --allow-empty)")
-    return Verdict(passed=not reasons, reasons=reasons, counts=counts,
+    return GateVerdict(passed=not reasons, reasons=reasons, counts=counts,
                    regressions=len(found))

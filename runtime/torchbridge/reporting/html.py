@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from torchbridge.reporting.gate import Verdict
+from torchbridge.reporting.gate import GateVerdict
 from torchbridge.reporting.merge import MergedReport
 from torchbridge.reporting.plots import MAX_CHARTS, Chart, all_charts
 from torchbridge.reporting.tables import (
@@ -81,7 +81,7 @@ def _results_table(report: MergedReport) -> str:
             f"<details><summary>show every result</summary>{table}</details></section>")
 
 
-def render_html(report: MergedReport, verdict: Verdict, title: str = "TorchBridge report"
+def render_html(report: MergedReport, verdict: GateVerdict, title: str = "TorchBridge report"
                 ) -> str:
     """The whole report as one HTML document."""
     css = "pass" if verdict.passed else "fail"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torchbridge.reporting.gate import Verdict
+from torchbridge.reporting.gate import GateVerdict
 from torchbridge.reporting.merge import MergedReport
 from torchbridge.reporting.tables import (
     BASELINE_HEADER,
@@ -39,7 +39,7 @@ def table(header: list[str], rows: list[list[str]], limit: int = MAX_ROWS) -> li
     return lines
 
 
-def render_markdown(report: MergedReport, verdict: Verdict) -> str:
+def render_markdown(report: MergedReport, verdict: GateVerdict) -> str:
     """The summary as GitHub-flavoured markdown."""
     icon = "✅" if verdict.passed else "❌"
     lines = [f"## {icon} TorchBridge {verdict.headline()}", ""]

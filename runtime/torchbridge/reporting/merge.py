@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torchbridge.core.result import CheckResult, ResultFormatError, Status
 from torchbridge.errors import TorchBridgeError
-from torchbridge.report import SCHEMA_VERSION, summarise
+from torchbridge.reporting.document import SCHEMA_VERSION, summarise
 
 
 class ReportError(TorchBridgeError):
@@ -129,23 +130,18 @@ def _read(path: Path) -> Any:
 
 
 def _normalise_result(raw: Any, where: str, warnings: list[str]) -> dict[str, Any] | None:
-    """Fill the fields an older writer left out; drop (with a warning) what is unusable."""
-    if not isinstance(raw, dict) or "check" not in raw or "status" not in raw:
-        warnings.append(f"{where}: not a check result (needs 'check' and 'status'); skipped")
-        return None
-    result = dict(raw)
-    status = str(result["status"]).lower()
-    if status not in ("passed", "failed", "skipped", "error"):
-        warnings.append(f"{where}: unknown status {result['status']!r}; counted as error")
-        status = "error"
-    result["status"] = status
-    result.setdefault("test_id", result.get("nodeid", ""))
-    result.setdefault("message", "")
-    result.setdefault("device", "cpu")
-    for key in ("metrics", "budgets", "details"):
-        if not isinstance(result.get(key), dict):
-            result[key] = {}
-    return result
+    """``raw`` loaded into a :class:`CheckResult` (which fills what older writers left out)
+    and written back in the current form, keeping fields a newer writer added; what is not
+    a result is dropped with a warning, an unknown status counts as an error."""
+    try:
+        typed = CheckResult.from_dict(raw)
+    except ResultFormatError as exc:
+        if not (isinstance(raw, dict) and "check" in raw and "status" in raw):
+            warnings.append(f"{where}: {exc}; skipped")
+            return None
+        warnings.append(f"{where}: {exc}; counted as error")
+        typed = CheckResult.from_dict({**raw, "status": Status.ERROR.value})
+    return {**raw, **typed.to_dict()}
 
 
 def load_report(path: str | Path, job: str | None = None) -> tuple[Source, list[str]]:

@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from torchbridge.reporting.gate import Verdict
+from torchbridge.reporting.gate import GateVerdict
 from torchbridge.reporting.merge import MergedReport
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -30,7 +30,7 @@ def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
 
 
-def render_openmetrics(report: MergedReport, verdict: Verdict) -> str:
+def render_openmetrics(report: MergedReport, verdict: GateVerdict) -> str:
     """OpenMetrics text (ends with ``# EOF``)."""
     families: dict[str, list[str]] = defaultdict(list)
     families["torchbridge_gate_passed"].append(f"torchbridge_gate_passed {int(verdict.passed)}")

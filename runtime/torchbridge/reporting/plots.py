@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from torchbridge.reporting.baseline import Comparison, comparisons
+from torchbridge.reporting.baseline import BaselineRow, comparisons
 from torchbridge.reporting.svg import Bar, Rule, Series, bar_chart, line_chart, paired_bars
 
 #: at most this many charts of one kind; failing results are drawn first
@@ -143,7 +143,7 @@ def memory_charts(results: list[dict[str, Any]]) -> Iterator[Chart]:
 def baseline_charts(results: list[dict[str, Any]]) -> Iterator[Chart]:
     """Baseline against current, two bars per compared statistic, one chart per unit;
     regressions in red and first."""
-    by_unit: dict[str, list[tuple[str, Comparison]]] = {}
+    by_unit: dict[str, list[tuple[str, BaselineRow]]] = {}
     for result in results:
         for c in comparisons(result):
             by_unit.setdefault(c.unit, []).append((f"{_label(result)} {c.statistic}", c))
