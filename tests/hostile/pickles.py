@@ -189,7 +189,7 @@ def _hub(directory: Path, marker: Path) -> Any:
 
 
 def _fork_exec(directory: Path, marker: Path) -> Any:
-    import _posixsubprocess  # type: ignore[import-not-found]
+    import _posixsubprocess
 
     # Python 3.11-3.13 signature; errpipe_read=0 / errpipe_write=2 keep the child alive.
     args = ([b"/bin/sh", b"-c", _touch(marker).encode()], (b"/bin/sh",), False, (), None,

@@ -150,7 +150,9 @@ def _factory(args: argparse.Namespace) -> Callable[[], Any]:
     from torchbridge.loading import load_model
 
     def build() -> Any:
-        return load_model(args.model, args.weights, device=args.device).model
+        return load_model(args.model, args.weights, device=args.device,
+                          allow_pickle=args.allow_pickle,
+                          allowed_globals=tuple(args.allow_global)).model
 
     return build
 

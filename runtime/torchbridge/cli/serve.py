@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "give --api-keys-file (or $TB_API_KEYS), or pass --insecure-no-auth")
     app = build_app(args.model, args.weights, config,
                     input_shapes=[parse_shape(s) for s in args.input_shape],
-                    input_dtype=args.input_dtype, allow_pickle=args.allow_pickle)
+                    input_dtype=args.input_dtype, allow_pickle=args.allow_pickle,
+                    allowed_globals=tuple(args.allow_global))
     if args.json:
         scheme = "https" if config.tls else "http"
         print(json.dumps({"url": f"{scheme}://{config.host}:{config.port}",
@@ -56,13 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from torchbridge.loading import add_security_arguments
+
     p = parser("tb-serve", "Serve a PyTorch model over HTTP (FastAPI + uvicorn, dynamic "
                            "batching, Prometheus metrics, Open Inference Protocol v2).")
     p.add_argument("--model", required=True,
                    help="package.module:factory, a .pt2 archive or a TorchScript archive")
     p.add_argument("--weights", help="safetensors (or .pt state dict) for a factory model")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="allow loading a pickled whole-module checkpoint (runs its code)")
+    add_security_arguments(p)
     p.add_argument("--input-shape", action="append", default=[], metavar="N,D,...",
                    help="shape of a sample input (repeat for several inputs); dim 0 is the "
                         "batch dim")

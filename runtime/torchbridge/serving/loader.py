@@ -40,7 +40,7 @@ def sample_from_shapes(shapes: Sequence[tuple[int, ...]], dtype: str = "float32"
 
 def build_app(model: str, weights: str | None = None, config: ServerConfig | None = None, *,
               input_shapes: Sequence[tuple[int, ...]] = (), input_dtype: str = "float32",
-              allow_pickle: bool = False) -> Any:
+              allow_pickle: bool = False, allowed_globals: Sequence[str] = ()) -> Any:
     """Load ``model`` (``pkg.module:factory``, ``.pt2``, TorchScript; see
     :func:`torchbridge.loading.load_model`) and return the FastAPI app serving it.
 
@@ -50,7 +50,8 @@ def build_app(model: str, weights: str | None = None, config: ServerConfig | Non
     :class:`~torchbridge.errors.ModelLoadError`; nothing is ever substituted.
     """
     config = config or ServerConfig()
-    loaded = load_model(model, weights, allow_pickle=allow_pickle, device=config.device)
+    loaded = load_model(model, weights, allow_pickle=allow_pickle, device=config.device,
+                        allowed_globals=allowed_globals)
     if not loaded.is_torch:
         raise ConfigError(f"{model}: tb-serve serves PyTorch models (a factory, .pt2 or "
                           "TorchScript archive), not ONNX files")

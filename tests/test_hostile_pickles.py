@@ -1,0 +1,158 @@
+"""The pickle-level hostile corpus (issue 12): verdicts by the allowlist, globals resolved
+the way pickle resolves them, and ``allow_code`` never letting an unknown call in.
+
+Nothing here runs a payload: files are scanned, and every load goes through the
+product's loaders, which must refuse them (the marker files are checked after each).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from hostile import Case
+from hostile.pickles import CASES, Reduce
+
+from torchbridge.cli.scan import main as scan_main
+from torchbridge.security.pickles import scan_pickle_stream
+from torchbridge.security.policy import classify
+from torchbridge.security.safe_load import (
+    UnsafeModelError,
+    guarded_pickle_module,
+    load_checkpoint,
+)
+from torchbridge.security.scan import scan_file
+from torchbridge.security.verdict import Verdict
+
+BUILT = dict[str, tuple[Case, Path, Path]]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> BUILT:
+    """Every case built once, each in its own folder: name → (case, file, marker)."""
+    root = tmp_path_factory.mktemp("hostile-pickles")
+    out = {}
+    for case in CASES:
+        folder = root / case.name
+        folder.mkdir()
+        marker = folder / "MARKER"
+        out[case.name] = (case, case.build(folder, marker), marker)
+    return out
+
+
+def test_every_case_gets_its_verdict_and_runs_nothing(built: BUILT) -> None:
+    wrong = {}
+    for name, (case, path, marker) in built.items():
+        verdict = scan_file(path)
+        if verdict.verdict.value not in case.verdicts:
+            wrong[name] = (verdict.verdict.value, verdict.reasons[:3])
+        assert not marker.exists(), name
+    assert not wrong, wrong
+    assert sum(c.malicious for c, _, _ in built.values()) >= 20
+
+
+def test_tb_scan_fails_every_malicious_file_and_passes_the_benign_ones(
+        built: BUILT, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, (case, path, _) in built.items():
+        code = scan_main([str(path), "--no-secrets"])
+        assert code == (1 if case.malicious else 0), (name, capsys.readouterr().out[-600:])
+    capsys.readouterr()
+
+
+def test_allow_code_never_lets_an_unknown_or_denylisted_call_in(built: BUILT) -> None:
+    for name, (case, path, marker) in built.items():
+        if not case.malicious:
+            continue
+        with pytest.raises(UnsafeModelError):
+            load_checkpoint(path, allow_code=True)
+        assert not marker.exists(), name
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"\x80\x04\x8c\x13torch.serialization\x8c\tos.system\x93\x8c\x01x\x85R.",
+     "torch.serialization.os.system"),
+    (b"\x80\x04clogging\nos.system\n\x8c\x01x\x85R.", "logging.os.system"),
+    (b"S'\\x70osix'\nS'sys\\x74em'\n\x93S'x'\n\x85R.", "posix.system"),
+    (b"\x80\x04\x8c\x05posix\x94\x8c\x06system\x94h\x00h\x01\x93\x8c\x01x\x85R.",
+     "posix.system"),
+    (b"\x80\x02c__builtin__\neval\n\x8c\x01x\x85R.", "builtins.eval"),
+])
+def test_globals_are_named_the_way_pickle_resolves_them(data: bytes, expected: str) -> None:
+    found = scan_pickle_stream(io.BytesIO(data))
+    assert expected in found.globals and expected in found.calls
+    unsafe, _ = classify(found.globals)
+    assert expected in unsafe
+
+
+def test_every_pickle_of_a_stream_is_walked_whatever_its_protocol() -> None:
+    benign = pickle.dumps({"a": 1}, protocol=2)
+    evil = b"cposix\nsystem\n(S'x'\ntR."
+    found = scan_pickle_stream(io.BytesIO(benign * 3 + evil))
+    assert found.pickles == 4 and "posix.system" in found.globals
+
+
+def test_the_full_unpickle_refuses_at_run_time_what_is_not_allowed(tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    data = pickle.dumps(Reduce(print, f"would touch {marker}"), protocol=2)
+    module = guarded_pickle_module()
+    with pytest.raises(pickle.UnpicklingError, match=r"builtins\.print"):
+        module.load(io.BytesIO(data))
+    buffer = io.BytesIO()
+    torch.save({"w": torch.nn.Linear(2, 2)}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False, pickle_module=module)
+    assert isinstance(loaded["w"], torch.nn.Linear)  # a trusted class is rebuilt
+
+
+class Settings:
+    """A user class a checkpoint may carry."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+
+def test_allow_global_makes_a_class_safe_and_module_star_makes_it_code(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "ckpt.pt"
+    torch.save({"settings": Settings(3)}, path)
+    name = f"{__name__}.Settings"
+    assert scan_file(path).verdict is Verdict.UNSAFE
+    assert scan_file(path, allowed_globals=[name]).verdict is Verdict.SAFE
+    assert scan_file(path, allowed_globals=[f"{__name__}.*"]).verdict is Verdict.CODE
+    assert load_checkpoint(path, allowed_globals=[name])["settings"].width == 3
+    with pytest.raises(UnsafeModelError, match="--allow-global"):
+        load_checkpoint(path, allowed_globals=[f"{__name__}.*"])
+    with caplog.at_level(logging.WARNING, logger="torchbridge.security"):
+        loaded = load_checkpoint(path, allowed_globals=[f"{__name__}.*"], allow_code=True)
+    assert loaded["settings"].width == 3
+
+
+def test_numpy_extra_state_loads_and_tb_export_weights_takes_allow_global(
+        built: BUILT, tmp_path: Path) -> None:
+    from torchbridge.loading import add_model_arguments
+
+    _, path, _ = built["numpy_extra_state"]
+    state = load_checkpoint(path)
+    assert int(state["_extra_state"]["step"]) == 3
+    parser = __import__("argparse").ArgumentParser()
+    add_model_arguments(parser)
+    args = parser.parse_args(["--model", "m:f", "--allow-global", "a.B",
+                              "--allow-global", "c.*", "--allow-pickle"])
+    assert args.allow_global == ["a.B", "c.*"] and args.allow_pickle
+
+
+def test_benign_files_load_through_the_product_loaders(built: BUILT) -> None:
+    from torchbridge.loading import load_model
+
+    for name in ("pt2_tb_export", "torchscript_tb_export"):
+        loaded = load_model(str(built[name][1]))
+        assert loaded.model(torch.randn(2, 4)).shape == (2, 2), name
+    for name in ("state_dict_zip", "state_dict_legacy", "optimizer_state",
+                 "trainer_checkpoint", "numpy_extra_state"):
+        assert load_checkpoint(built[name][1]), name
+    assert load_model(str(built["whole_torch_module"][1]), allow_pickle=True).source == \
+        "pickle"
