@@ -127,7 +127,7 @@ def test_burst_past_the_queue_limit_gets_503s_and_every_accepted_request_complet
 
 def _raw_request(port: int, body: bytes) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     return sock
 
@@ -291,7 +291,7 @@ def test_rss_grows_less_than_5_percent_over_10000_requests() -> None:
         while not state.ready:
             await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             async def burst(count: int) -> int:
                 ok = 0
                 for start in range(0, count, 50):

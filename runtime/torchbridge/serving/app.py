@@ -28,21 +28,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from torchbridge import __version__
 from torchbridge.core.subject import InputSpec
-from torchbridge.serving import openapi
+from torchbridge.serving import openapi, routes, v2
 from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.errors import ApiError, error_body, error_response
 from torchbridge.serving.generate import GenerateRequest, Generation, vocab_size
 from torchbridge.serving.metrics import CONTENT_TYPE
 from torchbridge.serving.middleware import FastHandler, RequestInfo, ServingMiddleware
 from torchbridge.serving.padding import declared_padding
-from torchbridge.serving.runner import leaves
 from torchbridge.serving.schemas import (
-    V2_DATATYPES,
     InvalidInput,
     Signature,
     describe,
     parse_predict,
-    parse_v2,
     signature,
 )
 from torchbridge.serving.state import ServingState
@@ -96,6 +93,7 @@ def create_fastapi_server(model: Any, config: ServerConfig | None = None, *,
     _add_probe_routes(app, state)
     _add_inference_routes(app, state, fast)
     _add_v2_routes(app, state, fast)
+    routes.verify(route.path for route in app.routes if hasattr(route, "path"))
     return app
 
 
@@ -134,12 +132,15 @@ def direct(app: FastAPI, path: str, **options: Any) -> Callable[[Any], Any]:
     return register
 
 
-def json_response(content: bytes, status: int = 200) -> Response:
-    return Response(content, status_code=status, media_type=JSON)
+def json_response(content: bytes, status: int = 200, batched_with: int = 0) -> Response:
+    """A JSON response; ``batched_with`` (when set) becomes the ``X-Batched-With`` header:
+    how many requests shared the forward pass that answered this one (1 = it ran alone)."""
+    headers = {"X-Batched-With": str(batched_with)} if batched_with else None
+    return Response(content, status_code=status, media_type=JSON, headers=headers)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON; 413 past ``limit`` bytes (also for chunked bodies), 400 if invalid."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body; 413 past ``limit`` bytes (also for chunked bodies)."""
     chunks = []
     size = 0
     async for chunk in request.stream():
@@ -147,8 +148,13 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise ApiError(413, f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON; 413 past ``limit`` bytes (also for chunked bodies), 400 if invalid."""
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(await read_body(request, limit))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
 
@@ -159,7 +165,8 @@ def disconnect_probe(request: Request) -> Callable[[], bool] | None:
     uvicorn's request cycle keeps a ``disconnected`` flag; reading it needs no task per
     request. Elsewhere the worker cannot tell and the request runs to its deadline.
     """
-    cycle = getattr(request.receive, "__self__", None)
+    receive = request.receive
+    cycle = getattr(receive, "__self__", None) or getattr(receive, "cycle", None)
     if cycle is not None and isinstance(getattr(cycle, "disconnected", None), bool):
         return lambda: bool(cycle.disconnected)
     return None
@@ -208,7 +215,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _add_probe_routes(app: FastAPI, state: ServingState) -> None:
     @app.get("/health", tags=["probes"], responses=openapi.PROBE)
     async def health() -> Response:
-        """Liveness: the process serves HTTP (it may still be warming up)."""
+        """Liveness: 200 while the process can serve (it may still be warming up); 503 once
+        its inference worker died (the process then exits for a restart)."""
+        if state.failed:
+            return Response(error_body(state.failed), status_code=503, media_type=JSON)
         return json_response(orjson.dumps({"status": "alive"}))
 
     @app.get("/ready", tags=["probes"], responses=openapi.PROBE)
@@ -248,7 +258,8 @@ def _add_inference_routes(app: FastAPI, state: ServingState,
             batcher.withdraw()
             raise
         info.rows = work.rows
-        return json_response(await state.wait(work))
+        body = await state.wait(work)
+        return json_response(body, batched_with=work.batched_with)
 
     fast[("POST", "/predict")] = FastHandler(predict, {})
     if state.generator is None:
@@ -266,7 +277,7 @@ def _add_inference_routes(app: FastAPI, state: ServingState,
         info.rows = len(body.input_ids)
         info.inputs = {"input_ids": {"shape": [len(body.input_ids), len(body.input_ids[0])],
                                      "dtype": "int64"}}
-        job = Generation(state, body, deadline)
+        job = Generation(state, body, deadline, info.start)
         if body.stream:
             return StreamingResponse(job.events(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
@@ -286,22 +297,34 @@ def _add_v2_routes(app: FastAPI, state: ServingState,
     async def server_metadata() -> Response:
         """Open Inference Protocol v2 server metadata."""
         return json_response(orjson.dumps({"name": "torchbridge", "version": __version__,
-                                           "extensions": []}))
+                                           "extensions": ["binary_tensor_data"]}))
 
     @app.get("/v2/health/live", tags=["v2"], responses=openapi.PROBE)
     async def v2_live() -> Response:
-        """v2 liveness: 200 with an empty body."""
-        return Response(status_code=200)
+        """v2 liveness: 200 with an empty body (503 once the inference worker died)."""
+        return Response(status_code=503 if state.failed else 200)
 
     @app.get("/v2/health/ready", tags=["v2"], responses=openapi.PROBE)
     async def v2_ready() -> Response:
         """v2 readiness: 200 when ready, else 503 (empty bodies)."""
         return Response(status_code=200 if state.ready else 503)
 
+    def check_version(version: str) -> None:
+        if version != config.model_version:
+            raise ApiError(404, f"unknown version {version!r} of {config.model_name!r}; "
+                                f"this server serves version {config.model_version!r}")
+
     @app.get("/v2/models/{name}", tags=["v2"], responses=openapi.ERRORS)
     async def v2_model(name: str) -> Response:
         """v2 model metadata: inputs and outputs with datatypes and shapes (-1 = variable)."""
         check_name(name)
+        return json_response(orjson.dumps(state.v2_metadata()))
+
+    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], responses=openapi.ERRORS)
+    async def v2_model_version(name: str, version: str) -> Response:
+        """v2 model metadata of one version."""
+        check_name(name)
+        check_version(version)
         return json_response(orjson.dumps(state.v2_metadata()))
 
     @app.get("/v2/models/{name}/ready", tags=["v2"], responses=openapi.PROBE)
@@ -310,12 +333,21 @@ def _add_v2_routes(app: FastAPI, state: ServingState,
         check_name(name)
         return Response(status_code=200 if state.ready else 503)
 
-    version = config.model_version
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"],
+             responses=openapi.PROBE)
+    async def v2_model_version_ready(name: str, version: str) -> Response:
+        """v2 readiness of one model version."""
+        check_name(name)
+        check_version(version)
+        return Response(status_code=200 if state.ready else 503)
 
-    @direct(app, "/v2/models/{name}/infer", tags=["v2"], responses=openapi.ERRORS,
-            openapi_extra=openapi.V2_INFER)
-    async def v2_infer(request: Request, name: str) -> Response:
-        """v2 inference: ``{"inputs": [{"name", "shape", "datatype", "data"}]}``."""
+    version = config.model_version
+    every_output = v2.V2Request([], None, None, frozenset(), False)
+    state.encoders.append(lambda tree: v2.encode_response(tree, every_output, "", "", ""))
+    state.encoders.append(lambda tree: v2.encode_response(
+        tree, v2.V2Request([], None, None, frozenset(), True), "", "", ""))
+
+    async def infer(request: Request, name: str) -> Response:
         check_name(name)
         state.require_ready()
         info = _info(request)
@@ -323,31 +355,53 @@ def _add_v2_routes(app: FastAPI, state: ServingState,
         batcher.arriving()
         try:
             deadline = state.deadline(info.start, request.headers.get("x-request-timeout"))
-            body = await read_json(request, config.max_body_bytes)
-            arrays = parse_v2(body, state.sig)
-            _note_inputs(info, arrays, state.sig, config.log_payloads)
-            request_id = body.get("id", info.request_id)
+            raw = await read_body(request, config.max_body_bytes)
+            body, blobs = v2.split_body(raw, request.headers.get(v2.HEADER))
+            parsed = v2.parse_request(body, blobs, state.sig)
+            _check_outputs(parsed, state)
+            _note_inputs(info, parsed.arrays, state.sig, config.log_payloads)
+            request_id = str(parsed.request_id if parsed.request_id is not None
+                             else info.request_id)
 
-            def encode(tree: Any) -> bytes:
-                outputs = [{"name": n, "datatype": _v2_type(a), "shape": list(a.shape),
-                            "data": a.ravel()} for n, a in leaves(tree)]
-                return orjson.dumps({"model_name": name, "model_version": version,
-                                     "id": str(request_id), "outputs": outputs},
-                                    option=_NUMPY)
+            def encode(tree: Any) -> tuple[bytes, int | None]:
+                return v2.encode_response(tree, parsed, name, version, request_id)
 
-            work = state.enqueue(arrays, deadline, encode, disconnect_probe(request),
+            work = state.enqueue(parsed.arrays, deadline, encode, disconnect_probe(request),
                                  announced=True)
         except BaseException:
             batcher.withdraw()
             raise
         info.rows = work.rows
-        return json_response(await state.wait(work))
+        content, header = await state.wait(work)
+        headers = {"X-Batched-With": str(work.batched_with)}
+        if header is None:
+            return Response(content, media_type=JSON, headers=headers)
+        headers["Inference-Header-Content-Length"] = str(header)
+        return Response(content, media_type=v2.BINARY_TYPE, headers=headers)
+
+    @direct(app, "/v2/models/{name}/infer", tags=["v2"], responses=openapi.ERRORS,
+            openapi_extra=openapi.V2_INFER)
+    async def v2_infer(request: Request, name: str) -> Response:
+        """v2 inference: ``{"inputs": [{"name", "shape", "datatype", "data"}]}``, or with
+        Triton's binary tensor data extension (``Inference-Header-Content-Length``)."""
+        return await infer(request, name)
+
+    @direct(app, "/v2/models/{name}/versions/{version}/infer", tags=["v2"],
+            responses=openapi.ERRORS, openapi_extra=openapi.V2_INFER)
+    async def v2_infer_version(request: Request, name: str, version: str) -> Response:
+        """v2 inference on one model version (this server serves one)."""
+        check_version(version)
+        return await infer(request, name)
 
     fast[("POST", f"/v2/models/{config.model_name}/infer")] = \
         FastHandler(v2_infer, {"name": config.model_name})
 
 
-def _v2_type(array: Any) -> str:
-    dtype = torch.from_numpy(array[:0].copy()).dtype if array.ndim else \
-        torch.as_tensor(array).dtype
-    return V2_DATATYPES.get(dtype, "BYTES")
+def _check_outputs(parsed: v2.V2Request, state: ServingState) -> None:
+    """Refuse (422) requested outputs the model does not have, before any compute."""
+    if parsed.wanted is None or not state.outputs:
+        return
+    known = [o["name"] for o in state.outputs]
+    unknown = [n for n in parsed.wanted if n not in known]
+    if unknown:
+        raise InvalidInput(f"unknown output(s) {unknown}; the model has {known}")

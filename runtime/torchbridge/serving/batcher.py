@@ -40,8 +40,8 @@ class Work:
     """One request in the queue. ``encode`` turns its outputs into the response body on the
     worker thread, so serialisation does not hold up the event loop."""
 
-    __slots__ = ("dead", "deadline", "encode", "enqueued", "future", "gone", "inputs", "key",
-                 "loop", "queued_s", "rows")
+    __slots__ = ("batched_with", "dead", "deadline", "encode", "enqueued", "future", "gone",
+                 "inputs", "key", "loop", "queued_s", "rows")
 
     def __init__(self, inputs: Sequence[Any], rows: int, key: Any, deadline: float,
                  loop: asyncio.AbstractEventLoop, encode: Callable[[Any], Any] | None = None
@@ -58,6 +58,9 @@ class Work:
         self.dead: str | None = None  # set on the event loop; read by the worker
         #: returns True once the client has disconnected (read by the worker thread)
         self.gone: Callable[[], bool] | None = None
+        #: requests in the forward pass that produced this request's result (set by the
+        #: worker): 1 = it ran alone, also when its batch raised and was re-run one by one
+        self.batched_with = 0
 
     def abandon(self, reason: str) -> None:
         """Mark the request as gone (event loop only) so the worker skips it."""
@@ -73,14 +76,25 @@ Compute = Callable[[list[Work]], list[Any]]
 class Batcher:
     """Queue + worker thread. ``compute(batch)`` returns one output per request in order.
 
-    ``hooks`` receives ``on_batch(size_rows, queue_seconds_list, inference_s)`` and
-    ``on_drop(reason)`` for metrics.
+    ``hooks`` receives ``on_batch(rows, (), inference_s)`` for every forward pass (so a
+    batch that raised and was re-run request by request counts as those single passes),
+    ``on_queued(queue_seconds_list)``, ``on_drop(reason)`` and, when it has them,
+    ``on_fallback(requests)`` and ``on_failure(exc)`` (an encode failure) for metrics.
+
+    ``fallbacks`` counts batches that raised and were re-run one request at a time; each
+    :class:`Work` says in ``batched_with`` how many requests shared its forward pass.
+    ``on_death(exc)`` is called (on the worker thread) if the worker loop itself fails;
+    every waiting request then fails with :class:`WorkerDied`.
     """
 
     def __init__(self, compute: Compute, *, max_rows: int, max_delay_s: float,
-                 max_queue: int, hooks: Any = None, name: str = "tb-batcher") -> None:
+                 max_queue: int, hooks: Any = None, name: str = "tb-batcher",
+                 on_death: Callable[[BaseException], None] | None = None) -> None:
         self._compute = compute
         self.max_rows = max_rows
+        #: at most this many requests per forward pass (``None``: as many as fit in
+        #: ``max_rows``; 1: every request runs alone)
+        self.max_requests: int | None = None
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
         self._hooks = hooks
@@ -90,6 +104,10 @@ class Batcher:
         self._stopping = False
         self._busy = False
         self._on_start: Callable[[], None] | None = None
+        self._on_death = on_death
+        self._current: list[Work] = []
+        self.fallbacks = 0
+        self.death: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ------------------------------------------------------------------ event-loop side
@@ -137,6 +155,8 @@ class Batcher:
         for a request that has already arrived.
         """
         with self._cond:
+            if self.death is not None:
+                raise QueueFull("the inference worker died; the server is restarting")
             if self._stopping:
                 raise QueueFull("server is shutting down")
             if len(self._queue) >= self.max_queue:
@@ -168,14 +188,17 @@ class Batcher:
 
     # ------------------------------------------------------------------ worker side
     def _run(self) -> None:
-        if self._on_start is not None:
-            self._on_start()
-        while True:
-            batch = self._collect()
-            if batch is None:
-                return
-            if batch:
-                self._process(batch)
+        try:
+            if self._on_start is not None:
+                self._on_start()
+            while True:
+                batch = self._collect()
+                if batch is None:
+                    return
+                if batch:
+                    self._process(batch)
+        except BaseException as exc:
+            self._died(exc)
 
     def _collect(self) -> list[Work] | None:
         with self._cond:
@@ -190,7 +213,8 @@ class Batcher:
                 self._busy = False
                 return []
             release_at = batch[0].enqueued + self.max_delay_s
-            while rows < self.max_rows and self._arriving > 0 and not self._stopping:
+            while rows < self.max_rows and self._arriving > 0 and not self._stopping \
+                    and not self._full(batch):
                 remaining = release_at - time.monotonic()
                 if remaining <= 0:
                     break
@@ -215,13 +239,16 @@ class Batcher:
             if fits:
                 batch.append(work)
                 rows += work.rows
-                if rows >= self.max_rows:
+                if rows >= self.max_rows or self._full(batch):
                     break
             else:
                 keep.append(work)
         if keep:  # requests of other shapes keep their place at the front
             queue.extendleft(reversed(keep))
         return rows
+
+    def _full(self, batch: list[Work]) -> bool:
+        return self.max_requests is not None and len(batch) >= self.max_requests
 
     def _drop(self, work: Work, reason: str) -> None:
         if self._hooks is not None:
@@ -232,36 +259,101 @@ class Batcher:
         start = time.monotonic()
         for work in batch:
             work.queued_s = start - work.enqueued
+        self._current = batch
         try:
-            results = self._safe_compute(batch)
+            results = self._run_batch(batch)
         finally:
             with self._cond:
                 self._busy = False
-        if self._hooks is not None:
-            self._hooks.on_batch(sum(w.rows for w in batch), [w.queued_s for w in batch],
-                                 time.monotonic() - start)
+        _call(self._hooks, "on_queued", [w.queued_s for w in batch])
         # One wake-up of the event loop per batch, not per request.
+        self._current = []
         _on_loop(batch[0].loop, _deliver, batch, results)
 
-    def _safe_compute(self, batch: list[Work]) -> list[Any]:
-        try:
-            return self._encode(batch, self._compute(batch))
-        except Exception as exc:
+    def _run_batch(self, batch: list[Work]) -> list[Any]:
+        """One result (or exception) per request: one forward pass for the whole batch; if
+        it raises, one pass per request, so that one bad request fails alone."""
+        outputs = self._forward(batch)
+        if isinstance(outputs, BaseException):
             if len(batch) == 1:
-                return [exc]
-        # One bad request must not fail the others: run them one by one to isolate it.
-        out: list[Any] = []
-        for work in batch:
-            try:
-                out.extend(self._encode([work], self._compute([work])))
-            except Exception as exc:
-                out.append(exc)
-        return out
+                outputs = [outputs]
+            else:
+                self.fallbacks += 1
+                _call(self._hooks, "on_fallback", len(batch))
+                log.info("a batch of %d requests raised (%s); running them one at a time",
+                         len(batch), type(outputs).__name__)
+                outputs = [self._one(work) for work in batch]
+        return [self._encode(work, result) for work, result in zip(batch, outputs, strict=True)]
 
-    @staticmethod
-    def _encode(batch: list[Work], results: list[Any]) -> list[Any]:
-        return [w.encode(r) if w.encode is not None else r
-                for w, r in zip(batch, results, strict=True)]
+    def _one(self, work: Work) -> Any:
+        result = self._forward([work])
+        return result if isinstance(result, BaseException) else result[0]
+
+    def _forward(self, batch: list[Work]) -> list[Any] | BaseException:
+        start = time.monotonic()
+        try:
+            results = self._compute(batch)
+            if len(results) != len(batch):
+                raise RuntimeError(f"compute returned {len(results)} results for "
+                                   f"{len(batch)} requests")
+            return results
+        except Exception as exc:
+            return exc
+        except BaseException as exc:  # a model's sys.exit must not end the worker
+            return _Fault(exc)
+        finally:
+            for work in batch:
+                work.batched_with = len(batch)
+            if self._hooks is not None:
+                self._hooks.on_batch(sum(w.rows for w in batch), (),
+                                     time.monotonic() - start)
+
+    def _encode(self, work: Work, result: Any) -> Any:
+        if isinstance(result, BaseException) or work.encode is None:
+            return result
+        try:
+            return work.encode(result)
+        except Exception as exc:
+            _call(self._hooks, "on_failure", exc)
+            return exc
+
+    def _died(self, exc: BaseException) -> None:
+        """The worker loop itself failed: refuse new work, fail everything waiting, and
+        tell the owner (who marks the server not live and ends the process)."""
+        self.death = exc
+        log.critical("the inference worker died (%s); failing queued requests",
+                     type(exc).__name__, exc_info=exc)
+        with self._cond:
+            self._stopping = True
+            waiting = list(self._queue) + list(self._current)
+            self._queue.clear()
+            self._busy = False
+        failure = WorkerDied(f"the inference worker died ({type(exc).__name__})")
+        for work in waiting:
+            _on_loop(work.loop, _fail, work, failure)
+        if self._on_death is not None:
+            self._on_death(exc)
+
+
+class WorkerDied(Exception):
+    """The batching worker thread ended on an error; no request will be computed."""
+
+
+class _Fault(Exception):
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"compute raised {type(exc).__name__}")
+        self.reason = type(exc).__name__
+
+
+def _call(hooks: Any, name: str, *args: Any) -> None:
+    method = getattr(hooks, name, None)
+    if method is not None:
+        method(*args)
+
+
+def _fail(work: Work, exc: BaseException) -> None:
+    if not work.future.done():
+        work.future.set_exception(exc)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
@@ -281,4 +373,4 @@ def _deliver(batch: list[Work], results: list[Any]) -> None:
             work.future.set_result(result)
 
 
-__all__ = ["Batcher", "Dropped", "QueueFull", "Work"]
+__all__ = ["Batcher", "Dropped", "QueueFull", "Work", "WorkerDied"]

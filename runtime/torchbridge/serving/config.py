@@ -35,6 +35,18 @@ class ServerConfig:
     ``rate_limit`` (``"50/s"``) is a token bucket per key (per client address without
     auth), with ``rate_burst`` tokens.
 
+    Without keys, POSTs must say ``Content-Type: application/json`` (or carry the v2
+    binary ``Inference-Header-Content-Length`` header), so a web page cannot post to the
+    server, and the ``Host`` header must name this server: a loopback name, ``host``, or
+    one of ``allowed_hosts`` (``("*",)`` allows any; giving ``allowed_hosts`` also turns the
+    check on with keys), which defeats DNS rebinding.
+
+    Slow clients: ``read_timeout_s`` bounds the time to receive a request's headers and,
+    separately, its body (408 and the connection closed); ``max_connections`` bounds open
+    connections (more get a JSON 503 and are closed). Both apply before authentication.
+    ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed (for the rate
+    limit and logs); empty (the default) believes nobody's.
+
     Example::
 
         ServerConfig(max_batch_size=32, max_batch_delay_ms=2, timeout_seconds=30,
@@ -65,6 +77,10 @@ class ServerConfig:
     ssl_keyfile: str | None = None
     device: str = "cpu"
     torch_threads: int | None = None
+    allowed_hosts: tuple[str, ...] | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    read_timeout_s: float = 10.0
+    max_connections: int = 1024
 
     def __post_init__(self) -> None:
         _positive_int(self, "max_batch_size")
@@ -72,12 +88,22 @@ class ServerConfig:
         _positive_int(self, "max_new_tokens")
         if self.torch_threads is not None:
             _positive_int(self, "torch_threads")
-        for name in ("max_batch_delay_ms", "timeout_seconds", "grace_period_s"):
+        _positive_int(self, "max_connections")
+        for name in ("max_batch_delay_ms", "timeout_seconds", "grace_period_s",
+                     "read_timeout_s"):
             _set(self, name, parse_duration(getattr(self, name), name)
                  if name != "max_batch_delay_ms"
                  else _delay_ms(self.max_batch_delay_ms))
         if self.timeout_seconds <= 0:
             raise ConfigError("timeout_seconds must be > 0")
+        if self.read_timeout_s <= 0:
+            raise ConfigError("read_timeout_s must be > 0")
+        for name in ("allowed_hosts", "trusted_proxies"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ConfigError(f"{name} must be a list of strings, not one string")
+            if value is not None:
+                _set(self, name, tuple(str(v).strip().lower() for v in value))
         _set(self, "max_body_bytes", parse_bytes(self.max_body_bytes, "max_body_bytes"))
         if self.max_body_bytes <= 0:
             raise ConfigError("max_body_bytes must be > 0")
@@ -109,6 +135,19 @@ class ServerConfig:
     def tls(self) -> bool:
         return self.ssl_certfile is not None
 
+    def host_allowed(self, host_header: bytes | None) -> bool:
+        """Whether a request's ``Host`` names this server (see the class docstring)."""
+        allowed = self.allowed_hosts
+        if allowed is not None and "*" in allowed:
+            return True
+        if allowed is None and self.host in ("0.0.0.0", "::", ""):
+            return True  # bound everywhere: no one name to check against
+        if not host_header:
+            return False
+        name = _hostname(host_header.decode("latin-1").strip().lower())
+        return name in _LOOPBACK or name == self.host.lower() or \
+            (allowed is not None and name in allowed)
+
     def load_api_keys(self) -> dict[str, tuple[str, ...]]:
         """Every configured key with its roles: ``api_keys``, then the file, then the env."""
         keys: dict[str, tuple[str, ...]] = dict(self.api_keys or {})
@@ -124,6 +163,18 @@ class ServerConfig:
             keys.update(parse_api_keys(os.environ[API_KEYS_ENV].replace(";", "\n"),
                                        f"${API_KEYS_ENV}"))
         return keys
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _hostname(value: str) -> str:
+    """``example.com:8000`` → ``example.com``; ``[::1]:8000`` → ``::1``."""
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        return value.partition(":")[0]
+    return value
 
 
 def parse_api_keys(text: str, source: str) -> dict[str, tuple[str, ...]]:

@@ -30,6 +30,26 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+class OutputInvalid(ApiError):
+    """The model's output cannot be answered truthfully: a non-finite number, a batch output
+    whose row count differs from the request's. A 500 naming the output; ``reason`` labels
+    the ``torchbridge_inference_failures`` counter (``non_finite``, ``row_count``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(500, message)
+        self.reason = reason
+
+
+class ModelFault(Exception):
+    """The model raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``, ``GeneratorExit`` or a custom one): contained as a failed request
+    so that it cannot end the worker thread."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"the model raised {type(exc).__name__}")
+        self.reason = type(exc).__name__
+
+
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 

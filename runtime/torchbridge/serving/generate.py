@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,10 +19,16 @@ from typing import Any
 import orjson
 import torch
 
-from torchbridge.serving.errors import ApiError, overloaded
+from torchbridge.serving.errors import ApiError, ModelFault, overloaded
+from torchbridge.serving.logging import log_exception
 from torchbridge.serving.state import ServingState
 
+log = logging.getLogger("torchbridge.serving")
 _DONE = object()
+_INT64_MAX = 2**63 - 1
+#: config attributes and model attributes that give a language model's context length
+_POSITION_NAMES = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len",
+                   "max_sequence_length", "seq_length")
 
 
 class GenerateRequest:
@@ -51,7 +58,12 @@ class GenerateRequest:
         self.max_new_tokens = _int(body.get("max_new_tokens", default), "max_new_tokens", 0,
                                    state.config.max_new_tokens)
         eos = body.get("eos_token_id")
-        self.eos_token_id = None if eos is None else _int(eos, "eos_token_id", 0, None)
+        self.eos_token_id = None if eos is None else \
+            _int(eos, "eos_token_id", 0, vocab - 1 if vocab is not None else _INT64_MAX)
+        limit = max_positions(state.model)
+        if limit is not None and len(rows[0]) + self.max_new_tokens > limit:
+            raise ApiError(422, f"prompt of {len(rows[0])} tokens + max_new_tokens "
+                                f"{self.max_new_tokens} exceeds the model's {limit} positions")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(422, "stream must be true or false")
@@ -69,6 +81,18 @@ def vocab_size(model: Any) -> int | None:
         for module in model.modules():
             if isinstance(module, torch.nn.Embedding):
                 return int(module.num_embeddings)
+    return None
+
+
+def max_positions(model: Any) -> int | None:
+    """The longest sequence the model takes (prompt + new tokens), where it says: its
+    config's ``max_position_embeddings``/``n_positions``/``n_ctx``..., or the same
+    attribute on the model itself."""
+    for owner in (getattr(model, "config", None), model):
+        for name in _POSITION_NAMES:
+            value = getattr(owner, name, None) if owner is not None else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
     return None
 
 
@@ -92,12 +116,15 @@ def _int(value: Any, name: str, low: int, high: int | None) -> int:
 class Generation:
     """One generation on the generate thread: steps until done, deadline or cancel."""
 
-    def __init__(self, state: ServingState, request: GenerateRequest, deadline: float) -> None:
+    def __init__(self, state: ServingState, request: GenerateRequest, deadline: float,
+                 start: float | None = None) -> None:
         if state.generating >= state.config.max_queue_size:
             raise overloaded(f"{state.generating} generations in progress")
         self.state = state
         self.request = request
         self.deadline = deadline
+        #: when the request arrived (time.monotonic): time to first token counts from here
+        self.start = time.monotonic() if start is None else start
         self.tokens: list[list[int]] = [[] for _ in request.input_ids]
         self.finish_reason = "length"
         self._iterator: Iterator[Any] | None = None
@@ -114,10 +141,15 @@ class Generation:
         return iter(full[:, ids.shape[1]:].unbind(1))
 
     def _step(self) -> Any:
-        if self._iterator is None:
-            self._iterator = self._start()
-        with torch.inference_mode():
-            return next(self._iterator, _DONE)
+        try:
+            if self._iterator is None:
+                self._iterator = self._start()
+            with torch.inference_mode():
+                return next(self._iterator, _DONE)
+        except Exception:
+            raise
+        except BaseException as exc:  # a model's sys.exit must not reach the event loop
+            raise ModelFault(exc) from exc
 
     def _close(self) -> None:
         close = getattr(self._iterator, "close", None)
@@ -130,6 +162,8 @@ class Generation:
         loop = asyncio.get_running_loop()
         assert state.generator is not None
         state.generating += 1
+        metrics = state.metrics
+        last = self.start
         try:
             while True:
                 remaining = self.deadline - time.monotonic()
@@ -142,6 +176,11 @@ class Generation:
                     raise ApiError(504, "deadline passed during generation") from None
                 if token is _DONE:
                     return
+                now = time.monotonic()
+                histogram = metrics.inter_token if last != self.start else \
+                    metrics.time_to_first_token
+                histogram.observe(now - last)
+                last = now
                 step = [int(t) for t in torch.as_tensor(token).reshape(-1).tolist()]
                 for row, value in zip(self.tokens, step, strict=False):
                     row.append(value)
@@ -153,8 +192,9 @@ class Generation:
             if isinstance(exc, ApiError):
                 raise
             state.metrics.on_failure(exc)
-            raise ApiError(500, f"generation failed ({type(exc).__name__}); see the server "
-                                "log") from exc
+            log_exception(log, "generation failed", exc, state.config.log_payloads)
+            name = getattr(exc, "reason", None) or type(exc).__name__
+            raise ApiError(500, f"generation failed ({name}); see the server log") from exc
         finally:
             state.generating -= 1
             # Runs after any step in flight (one thread), so the generator is not busy.

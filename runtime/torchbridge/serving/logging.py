@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +35,39 @@ def request_id(incoming: bytes | None) -> str:
         return incoming.decode("ascii")
     # A process prefix plus a counter is unique and far cheaper than uuid4 per request.
     return f"{_PREFIX}-{next(_counter):x}"
+
+
+def redacted_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` (and of its causes) with every exception *message* replaced
+    by its length: frames and exception types stay, input values that a message may quote
+    do not reach the log."""
+    lines: list[str] = []
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = traceback.extract_tb(current.__traceback__)
+        part = ["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                f"{type(current).__module__}.{type(current).__qualname__}: "
+                f"<message redacted, {len(str(current))} characters; log_payloads shows it>\n"]
+        lines[:0] = part
+        nxt = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        if nxt is not None:
+            lines[:0] = ["\nThe above exception led to the one below:\n\n"]
+        current = nxt
+    return "".join(lines).rstrip("\n")
+
+
+def log_exception(logger: logging.Logger, message: str, exc: BaseException,
+                  payloads: bool) -> None:
+    """Log ``exc`` at ERROR with its traceback. Without ``payloads`` (the operator's
+    ``log_payloads``) its message, which may quote input values, is redacted: the record
+    keeps the exception type and a traceback of frames only."""
+    if payloads:
+        logger.error("%s: %s: %s", message, type(exc).__name__, exc, exc_info=exc)
+        return
+    logger.error("%s: %s (message redacted)\n%s", message, type(exc).__name__,
+                 redacted_traceback(exc), extra={"tb": {"exception_type": type(exc).__name__}})
 
 
 class JsonFormatter(logging.Formatter):

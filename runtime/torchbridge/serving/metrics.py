@@ -53,6 +53,17 @@ class ServerMetrics:
         self.inference_failures = Counter(
             "torchbridge_inference_failures", "Forward passes that raised, by exception type",
             ["reason"], registry=reg)
+        self.batch_fallbacks = Counter(
+            "torchbridge_batch_fallbacks", "Batches that raised and were re-run one request "
+            "at a time (their requests did not run batched)", registry=reg)
+        self.time_to_first_token = Histogram(
+            "torchbridge_generate_time_to_first_token_seconds",
+            "Time from a /generate request's arrival to its first token",
+            buckets=LATENCY_BUCKETS, registry=reg)
+        self.inter_token = Histogram(
+            "torchbridge_generate_inter_token_seconds",
+            "Time between two successive tokens of one /generate request",
+            buckets=LATENCY_BUCKETS, registry=reg)
         self.in_progress = Gauge(
             "torchbridge_request_in_progress", "Requests being handled now", registry=reg)
         self.queue_depth = Gauge(
@@ -80,16 +91,25 @@ class ServerMetrics:
         duration.observe(seconds)
 
     def on_batch(self, rows: int, queued: Sequence[float], inference_s: float) -> None:
+        """One forward pass of ``rows`` rows (a batch re-run request by request counts as
+        one pass per request)."""
         self.batch_size.observe(rows)
         self.inference_duration.observe(inference_s)
+        self.on_queued(queued)
+
+    def on_queued(self, queued: Sequence[float]) -> None:
         for seconds in queued:
             self.queue_duration.observe(seconds)
+
+    def on_fallback(self, requests: int) -> None:
+        self.batch_fallbacks.inc()
 
     def on_drop(self, reason: str) -> None:
         self.dropped.labels(reason).inc()
 
     def on_failure(self, exc: BaseException) -> None:
-        reason = "oom" if "OutOfMemory" in type(exc).__name__ else type(exc).__name__
+        reason = "oom" if "OutOfMemory" in type(exc).__name__ else \
+            str(getattr(exc, "reason", "") or type(exc).__name__)
         self.inference_failures.labels(reason).inc()
 
     def render(self) -> bytes:

@@ -5,17 +5,22 @@ stream per request). For each request it
 
 * assigns the request id (the client's ``X-Request-ID`` if sane) and adds ``X-Request-ID``
   and ``X-Model-Version`` to the response;
-* checks the API key and the role the route needs (401 / 403), the per-key rate limit
-  (429 with Retry-After) and a declared ``Content-Length`` over the limit (413);
+* checks, before anything else, the ``Host`` header (400; keyless servers only, unless
+  ``allowed_hosts`` is set), then the API key and the role the route needs from the one
+  route table, :mod:`torchbridge.serving.routes` (401 / 403; unknown paths need ``admin``),
+  the per-key rate limit (429 with Retry-After), a declared ``Content-Length`` over the
+  limit (413) and, on keyless servers, a POST body type a web page cannot send (415);
+* bounds the time to receive the request body (``read_timeout_s``, within the request's
+  deadline): 408, and the connection is closed;
 * turns an unhandled exception into a JSON 500 so the server keeps serving;
 * records request metrics, one structured log line, and an audit record for inference.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -23,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from torchbridge.serving.errors import ApiError, error_body, error_response, presented_key
-from torchbridge.serving.logging import access_log, request_id
+from torchbridge.serving.logging import access_log, log_exception, request_id
+from torchbridge.serving.routes import INFERENCE_ENDPOINTS, classify
 from torchbridge.serving.schemas import InvalidInput
 
 if TYPE_CHECKING:
@@ -37,32 +43,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("torchbridge.serving")
 
-_OPEN = {"/health", "/ready", "/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs",
-         "/docs/oauth2-redirect", "/redoc"}
-_ROUTES: dict[str, tuple[str, str | None]] = {
-    "/predict": ("/predict", "infer"), "/generate": ("/generate", "infer"),
-    "/metrics": ("/metrics", "admin"), "/v2": ("/v2", "admin"),
-}
-_V2_MODEL = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?(/infer|/ready)?$")
-INFERENCE_ENDPOINTS = frozenset({"/predict", "/generate", "/v2/models/{name}/infer"})
-
-
-def classify(path: str) -> tuple[str, str | None]:
-    """(metrics label, role needed) for a path; unknown paths share one label."""
-    if path in _OPEN:
-        return path, None
-    hit = _ROUTES.get(path)
-    if hit is not None:
-        return hit
-    match = _V2_MODEL.match(path)
-    if match is not None:
-        tail = match.group(2)
-        if tail == "/infer":
-            return "/v2/models/{name}/infer", "infer"
-        if tail == "/ready":
-            return "/v2/models/{name}/ready", None
-        return "/v2/models/{name}", "admin"
-    return "other", None
+#: the v2 binary tensor data extension's header: a web page cannot send it without a
+#: CORS preflight, which this server never grants
+BINARY_HEADER = b"inference-header-content-length"
 
 
 class RequestInfo:
@@ -132,14 +115,17 @@ class ServingMiddleware:
         try:
             refusal = self._admit(scope, headers, role, info)
             fast = self.fast.get((scope["method"], scope["path"]))
+            if refusal is None and scope["method"] in ("POST", "PUT", "PATCH"):
+                receive = self._bounded(receive, start)
             if refusal is not None:
                 await respond(send_with_headers, refusal)
             elif fast is not None:
                 await self._direct(fast, scope, receive, send_with_headers)
             else:
                 await self.app(scope, receive, send_with_headers)
-        except Exception:
-            log.exception("unhandled error in %s (request %s)", scope["path"], rid)
+        except Exception as exc:
+            log_exception(log, f"unhandled error in {scope['path']} (request {rid})", exc,
+                          state.config.log_payloads)
             if status[0] == 0:
                 await respond(send_with_headers, ApiError(500, f"internal error; request id "
                                                                f"{rid}"))
@@ -155,9 +141,42 @@ class ServingMiddleware:
             response = error_response(exc)
         await response(scope, receive, send)
 
+    def _bounded(self, receive: Receive, start: float) -> Receive:
+        """``receive`` that raises ApiError 408 when the body has not arrived in
+        ``read_timeout_s`` (nor by the request's deadline); later calls (waiting for a
+        disconnect) are not bounded."""
+        config = self.state.config
+        deadline = start + min(config.read_timeout_s, config.timeout_seconds)
+        done = False
+
+        async def bounded() -> Message:
+            nonlocal done
+            if done:
+                return await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    message = await receive()
+            except TimeoutError:
+                raise ApiError(408, f"request body not received within "
+                                    f"{min(config.read_timeout_s, config.timeout_seconds):g} s",
+                               {"Connection": "close"}) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        # The server's request cycle, for the batcher's cheap "has the client gone?"
+        bounded.cycle = getattr(receive, "__self__", None)  # type: ignore[attr-defined]
+        return bounded
+
     def _admit(self, scope: Scope, headers: dict[bytes, bytes], role: str | None,
                info: RequestInfo) -> ApiError | None:
         state = self.state
+        config = state.config
+        keyless = not state.keys.enabled
+        if (keyless or config.allowed_hosts is not None) and \
+                not config.host_allowed(headers.get(b"host")):
+            return ApiError(400, "the Host header does not name this server (set "
+                                 "allowed_hosts to serve other names)")
         identity = None
         if role is not None and state.keys.enabled:
             key = presented_key(headers)
@@ -186,6 +205,8 @@ class ServingMiddleware:
             if size > state.config.max_body_bytes:
                 return ApiError(413, f"body of {size} bytes exceeds the limit of "
                                      f"{state.config.max_body_bytes} bytes")
+        if scope["method"] == "POST":
+            return _body_type_refusal(headers, keyless)
         return None
 
     def _record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
@@ -210,6 +231,23 @@ class ServingMiddleware:
                 "model": state.config.model_name, "model_version": state.config.model_version,
                 "weights_sha256": state.config.weights_sha256, "key_id": info.key_id,
                 "rows": info.rows})
+
+
+def _body_type_refusal(headers: dict[bytes, bytes], keyless: bool) -> ApiError | None:
+    """415 for a compressed body, and on keyless servers for any body type a web page can
+    send without a CORS preflight (text/plain, forms, multipart, or none at all)."""
+    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+    if encoding != b"identity":
+        return ApiError(415, f"Content-Encoding {encoding.decode('latin-1')!r} is not "
+                             "supported; send the body uncompressed")
+    if not keyless or BINARY_HEADER in headers:
+        return None
+    kind = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
+    if kind == b"application/json":
+        return None
+    return ApiError(415, "send Content-Type: application/json (or a v2 binary request with "
+                         "Inference-Header-Content-Length); without API keys other body "
+                         "types are refused so that web pages cannot post to the server")
 
 
 async def respond(send: Send, error: ApiError) -> None:

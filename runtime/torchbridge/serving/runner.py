@@ -3,26 +3,56 @@
 Runs on the batcher's worker thread. Inputs arrive as numpy arrays (parsed on the event
 loop) and become tensors with ``torch.from_numpy`` (no copy); outputs leave as numpy views,
 one slice per request, so serialisation needs no further copies.
+
+Which output leaves carry the batch is not guessed from shapes: :class:`OutputLayout` is
+learned at warm-up (see :func:`learn_layout`), and only those leaves are split; a leaf
+whose row count differs from the request's is a 500 naming it, never a 200.
+
+Output encoding rule (documented in ``docs/serving.md``): outputs are walked as a tree --
+mappings (Hugging Face ``ModelOutput`` included), named tuples, dataclasses, lists, tuples
+and any type registered with ``torch.utils._pytree``. Tensors (and numpy arrays) are
+encoded, Python numbers become 0-d arrays, ``None`` and strings are kept as they are, and
+any other object (a Hugging Face ``DynamicCache``, a PIL image) is *dropped*: left out of a
+mapping, ``null`` inside a list (so the other items keep their positions). Warm-up names
+every dropped output in a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 
 from torchbridge.core.subject import call_model
 from torchbridge.serving.batcher import Work
+from torchbridge.serving.errors import ModelFault, OutputInvalid
 from torchbridge.serving.padding import Padding, pad_batch, unpad
 from torchbridge.serving.schemas import Signature
 
+log = logging.getLogger("torchbridge.serving")
+_STANDARD_NODES = (dict, list, tuple)
 
-def to_tree(obj: Any) -> Any:
-    """Model outputs as plain data: tensors become C-contiguous numpy arrays; tuples become
-    lists; mappings, named tuples and dataclasses become dicts."""
+
+def _child(prefix: str, key: str | int) -> str:
+    """The name of a leaf below ``prefix`` (``output_0`` style at the top)."""
+    if isinstance(key, int):
+        return f"{prefix}[{key}]" if prefix else f"output_{key}"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def to_tree(obj: Any, dropped: list[str] | None = None, prefix: str = "") -> Any:
+    """Model outputs as plain data (see the module docstring for the rule).
+
+    Tensors become C-contiguous numpy arrays (bfloat16 as float32); tuples become lists;
+    mappings, named tuples and dataclasses become dicts. ``dropped`` collects the names of
+    the objects left out.
+    """
     if isinstance(obj, torch.Tensor):
         tensor = obj.detach()
         if tensor.device.type != "cpu":
@@ -30,24 +60,53 @@ def to_tree(obj: Any) -> Any:
         if tensor.dtype is torch.bfloat16:
             tensor = tensor.float()
         return np.ascontiguousarray(tensor.numpy())
+    if isinstance(obj, np.ndarray):
+        return np.ascontiguousarray(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, bool | int | float | np.generic):
+        return np.asarray(obj)
     if isinstance(obj, Mapping):
-        return {str(k): to_tree(v) for k, v in obj.items()}
+        out = {}
+        for key, value in obj.items():
+            item = to_tree(value, dropped, _child(prefix, str(key)))
+            if item is not _DROPPED:
+                out[str(key)] = item
+        return out
     if hasattr(obj, "_asdict"):
-        return {k: to_tree(v) for k, v in obj._asdict().items()}
+        return to_tree(obj._asdict(), dropped, prefix)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_tree(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return to_tree({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)},
+                       dropped, prefix)
     if isinstance(obj, list | tuple):
-        return [to_tree(v) for v in obj]
-    return obj
+        items = [to_tree(v, dropped, _child(prefix, i)) for i, v in enumerate(obj)]
+        return [None if item is _DROPPED else item for item in items]
+    node = pytree.SUPPORTED_NODES.get(type(obj))
+    if node is not None and type(obj) not in _STANDARD_NODES:
+        children, _ = node.flatten_fn(obj)
+        return to_tree(list(children), dropped, prefix)
+    if dropped is not None:
+        dropped.append(f"{prefix or 'output_0'} ({type(obj).__name__})")
+    return _DROPPED
 
 
-def map_arrays(tree: Any, fn: Callable[[np.ndarray], Any]) -> Any:
+class _Dropped:
+    def __repr__(self) -> str:
+        return "<dropped>"
+
+
+_DROPPED: Any = _Dropped()
+
+
+def map_leaves(tree: Any, fn: Callable[[str, np.ndarray], Any], prefix: str = "") -> Any:
+    """``tree`` with every array leaf replaced by ``fn(name, array)`` (names as
+    :func:`leaves` gives them)."""
     if isinstance(tree, np.ndarray):
-        return fn(tree)
+        return fn(prefix or "output_0", tree)
     if isinstance(tree, dict):
-        return {k: map_arrays(v, fn) for k, v in tree.items()}
+        return {k: map_leaves(v, fn, _child(prefix, k)) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [map_arrays(v, fn) for v in tree]
+        return [map_leaves(v, fn, _child(prefix, i)) for i, v in enumerate(tree)]
     return tree
 
 
@@ -56,32 +115,76 @@ def leaves(tree: Any, prefix: str = "") -> list[tuple[str, np.ndarray]]:
     if isinstance(tree, np.ndarray):
         return [(prefix or "output_0", tree)]
     if isinstance(tree, dict):
-        return [leaf for k, v in tree.items()
-                for leaf in leaves(v, f"{prefix}.{k}" if prefix else k)]
+        return [leaf for k, v in tree.items() for leaf in leaves(v, _child(prefix, k))]
     if isinstance(tree, list):
-        return [leaf for i, v in enumerate(tree)
-                for leaf in leaves(v, f"{prefix}[{i}]" if prefix else f"output_{i}")]
+        return [leaf for i, v in enumerate(tree) for leaf in leaves(v, _child(prefix, i))]
     return []
 
 
-def split_tree(tree: Any, rows: Sequence[int]) -> list[Any]:
-    """One tree per request: every array leaf cut along dim 0 by the requests' row counts."""
-    total = sum(rows)
+def check_finite(tree: Any) -> None:
+    """Raise :class:`OutputInvalid` (500, reason ``non_finite``) naming the first floating
+    output that holds NaN or an infinity, and the position (within the request) of the
+    value. JSON has no spelling for them; they are never sent as ``null``."""
     for name, array in leaves(tree):
-        if array.ndim == 0 or array.shape[0] != total:
-            raise ValueError(f"output {name} has shape {list(array.shape)}, but the batch had "
-                             f"{total} rows: outputs must carry the batch on dim 0")
-    parts = []
-    start = 0
-    for count in rows:
-        stop = start + count
-        parts.append(map_arrays(tree, _cut(start, stop)))
-        start = stop
-    return parts
+        if array.dtype.kind not in "fc" or array.size == 0:
+            continue
+        finite = np.isfinite(array)
+        if finite.all():
+            continue
+        position = [int(i) for i in np.argwhere(~finite)[0]]
+        value = array[tuple(position)] if position else array[()]
+        raise OutputInvalid(f"output {name!r} holds a non-finite value ({value}) at position "
+                            f"{position}; JSON cannot carry it", "non_finite")
 
 
-def _cut(start: int, stop: int) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda array: array[start:stop]
+@dataclass(frozen=True)
+class OutputLayout:
+    """Which output leaves carry the batch on dim 0, learned at warm-up.
+
+    ``batch``: names of the leaves that do. ``batched``: whether requests may share a
+    forward pass -- only when every leaf carries the batch and a row's values do not depend
+    on its batch mates. ``reason`` says why not, for the start-up log.
+    """
+
+    batch: frozenset[str]
+    batched: bool
+    reason: str = ""
+
+
+def learn_layout(single: Any, full: Any, rows: int, single_again: Any = None,
+                 rtol: float = 1e-3, atol: float = 1e-4) -> OutputLayout:
+    """The layout from the outputs of one forward pass at 1 row (``single``) and one at
+    ``rows`` rows (``full``, whose row 0 is the same input as ``single``).
+
+    A leaf carries the batch when its dim 0 is 1 in the first run and ``rows`` in the
+    second. Batching is allowed when every leaf does and row 0 of every leaf agrees between
+    the runs (within ``rtol``/``atol``; exactly for integers and booleans) -- otherwise a
+    row's answer would depend on which other requests shared its batch.
+    """
+    one = dict(leaves(single))
+    many = dict(leaves(full))
+    batch = frozenset(n for n, a in one.items()
+                      if a.ndim and a.shape[0] == 1 and n in many and many[n].ndim
+                      and many[n].shape[0] == rows and many[n].shape[1:] == a.shape[1:])
+    if rows <= 1:  # a batch holds one row, so one request: nothing is ever split
+        return OutputLayout(batch, True)
+    other = sorted(set(one) - batch)
+    if other or set(many) != set(one):
+        shapes = ", ".join(f"{n} {list(one[n].shape)} at 1 row, "
+                           f"{list(many[n].shape) if n in many else 'absent'} at {rows}"
+                           for n in other) or "the outputs differ between the runs"
+        return OutputLayout(batch, False, f"output(s) that do not carry the batch on dim 0: "
+                                          f"{shapes}")
+    for name in sorted(batch):
+        a, b = one[name][0], many[name][0]
+        if a.dtype.kind in "fc":
+            same = bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+        else:
+            same = bool(np.array_equal(a, b))
+        if not same:
+            return OutputLayout(batch, False, f"output {name!r} of a row changes with its "
+                                              "batch mates")
+    return OutputLayout(batch, True)
 
 
 class ModelRunner:
@@ -95,6 +198,9 @@ class ModelRunner:
         self.device = device
         self.padding = padding
         self._on_failure = on_failure
+        #: set by warm-up; ``None`` until then (requests are then served alone, unchecked)
+        self.layout: OutputLayout | None = None
+        self._warned: set[str] = set()
 
     def tensors(self, requests: Sequence[Sequence[np.ndarray]]) -> list[torch.Tensor]:
         out = []
@@ -111,24 +217,81 @@ class ModelRunner:
             out.append(tensor)
         return out
 
+    def forward(self, requests: Sequence[Sequence[np.ndarray]]) -> Any:
+        """One forward pass over the joined requests; the output as a plain tree.
+
+        A ``BaseException`` that is not an ``Exception`` becomes :class:`ModelFault`, so
+        the worker thread survives a model that calls ``sys.exit``.
+        """
+        try:
+            with torch.inference_mode():
+                output = call_model(self.model, self.sig.rebuild(self.tensors(requests)))
+            dropped: list[str] = []
+            tree = to_tree(output, dropped)
+        except Exception as exc:
+            if self._on_failure is not None:
+                self._on_failure(exc)
+            raise
+        except BaseException as exc:
+            fault = ModelFault(exc)
+            if self._on_failure is not None:
+                self._on_failure(fault)
+            raise fault from exc
+        new = [name for name in dropped if name not in self._warned]
+        if new:
+            self._warned.update(new)
+            log.warning("output(s) %s are not tensors and are left out of responses "
+                        "(return tensors, or e.g. use_cache=False for a KV cache)",
+                        ", ".join(new))
+        return tree
+
     def __call__(self, batch: list[Work]) -> list[Any]:
         requests: Sequence[Sequence[np.ndarray]] = [w.inputs for w in batch]
         lengths: list[int] = []
         if self.padding is not None and len(batch) > 1:
             requests, lengths = pad_batch(requests, self.padding)
-        try:
-            with torch.inference_mode():
-                output = call_model(self.model, self.sig.rebuild(self.tensors(requests)))
-            tree = to_tree(output)
-        except BaseException as exc:
-            if self._on_failure is not None:
-                self._on_failure(exc)
-            raise
-        if len(batch) == 1:
-            return [tree]
-        parts = split_tree(tree, [w.rows for w in batch])
+        tree = self.forward(requests)
+        parts = self.split(tree, [w.rows for w in batch])
         if lengths and self.padding is not None:
             longest = max(lengths)
             parts = [unpad(part, self.padding.axis, longest, length)
                      for part, length in zip(parts, lengths, strict=True)]
         return parts
+
+    def split(self, tree: Any, rows: Sequence[int]) -> list[Any]:
+        """One tree per request, cutting the batch leaves by the requests' row counts.
+
+        Every batch leaf must hold exactly the batch's rows (checked for a lone request
+        too); a leaf not known to carry the batch may appear only when the request ran
+        alone. Raises :class:`OutputInvalid` (500, reason ``row_count``) naming the leaf.
+        """
+        layout = self.layout
+        total = sum(rows)
+        if layout is None:  # not learned (no warm-up): requests run alone, as they are
+            if len(rows) > 1:
+                raise OutputInvalid("outputs cannot be split by request before warm-up has "
+                                    "learned which carry the batch", "row_count")
+            return [tree]
+        for name, array in leaves(tree):
+            if name in layout.batch:
+                if array.ndim == 0 or array.shape[0] != total:
+                    got = array.shape[0] if array.ndim else "no batch dim"
+                    raise OutputInvalid(f"output {name!r} has {got} row(s) for "
+                                        f"{total} input row(s)", "row_count")
+            elif len(rows) > 1:
+                raise OutputInvalid(f"output {name!r} does not carry the batch; it cannot be "
+                                    "split between requests", "row_count")
+        if len(rows) == 1:
+            return [tree]
+        parts = []
+        start = 0
+        for count in rows:
+            stop = start + count
+            parts.append(map_leaves(tree, _cut(layout.batch, start, stop)))
+            start = stop
+        return parts
+
+
+def _cut(batch: frozenset[str], start: int, stop: int
+         ) -> Callable[[str, np.ndarray], np.ndarray]:
+    return lambda name, array: array[start:stop] if name in batch else array

@@ -23,22 +23,49 @@ from torchbridge.serving.logging import configure_json_logging
 log = logging.getLogger("torchbridge.serving")
 
 
+class WorkerDied(RuntimeError):
+    """The server stopped because its inference worker died; the process must exit
+    non-zero so that an orchestrator restarts it."""
+
+
 def _uvicorn_config(app: Any, host: str, port: int, ssl_certfile: str | None,
                     ssl_keyfile: str | None, grace_period_s: float | None,
                     log_level: str) -> Any:
+    """uvicorn's settings for ``app``, with the limits of its ``ServerConfig``: the guarded
+    protocol (header deadline, connection limit, JSON 400s), forwarded headers believed
+    only from ``trusted_proxies``."""
     try:
         import uvicorn
     except ImportError:
         raise ConfigError("serving needs uvicorn: pip install 'pytest-torchbridge[serve]'") \
             from None
+    state = getattr(getattr(app, "state", None), "tb", None)
+    config = state.config if state is not None else None
     if grace_period_s is None:
-        state = getattr(getattr(app, "state", None), "tb", None)
-        grace_period_s = state.config.grace_period_s if state is not None else 30.0
+        grace_period_s = config.grace_period_s if config is not None else 30.0
+    read_timeout = config.read_timeout_s if config is not None else 10.0
+    connections = config.max_connections if config is not None else 1024
+    proxies = list(config.trusted_proxies) if config is not None else []
     return uvicorn.Config(
         app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
         timeout_graceful_shutdown=int(max(1, round(grace_period_s))), lifespan="on",
+        http=_protocol(read_timeout, connections),
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, which lets any local
+        # client rotate its address past the rate limit.
+        proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
+        timeout_keep_alive=max(1, min(5, int(read_timeout))),
         # Our middleware writes one structured line per request; uvicorn's would repeat it.
         access_log=False, log_level=log_level, log_config=None, server_header=False)
+
+
+def _protocol(read_timeout_s: float, max_connections: int) -> Any:
+    try:
+        from torchbridge.serving.protocol import guarded
+    except ImportError:  # no httptools: uvicorn's h11 protocol, without these limits
+        log.warning("httptools is not installed: request header deadline and connection "
+                    "limit are off (pip install httptools)")
+        return "h11"
+    return guarded(read_timeout_s, max_connections)
 
 
 def tune_process(torch_threads: int | None = None, switch_interval_s: float = 2e-4) -> None:
@@ -85,8 +112,20 @@ def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000,
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: the server is reachable from other machines; keep API keys "
                     "on", host)
-    uvicorn.Server(_uvicorn_config(app, host, port, ssl_certfile, ssl_keyfile,
-                                   grace_period_s, log_level)).run()
+    server = uvicorn.Server(_uvicorn_config(app, host, port, ssl_certfile, ssl_keyfile,
+                                            grace_period_s, log_level))
+    state = getattr(getattr(app, "state", None), "tb", None)
+    fatal: list[str] = []
+    if state is not None:
+        def stop(reason: str) -> None:  # from the worker thread; uvicorn polls the flag
+            fatal.append(reason)
+            log.critical("%s; shutting down so that the process can be restarted", reason)
+            server.should_exit = True
+
+        state.on_fatal = stop
+    server.run()
+    if fatal:
+        raise WorkerDied(fatal[0])
 
 
 class ServerThread:

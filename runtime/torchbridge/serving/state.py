@@ -21,13 +21,13 @@ import orjson
 import torch
 
 from torchbridge.core.subject import named_inputs
-from torchbridge.serving.batcher import Batcher, Dropped, QueueFull, Work
+from torchbridge.serving.batcher import Batcher, Dropped, QueueFull, Work, WorkerDied
 from torchbridge.serving.config import ServerConfig
-from torchbridge.serving.errors import ApiError, KeyRing, RateLimiter, overloaded
-from torchbridge.serving.logging import AuditLog
+from torchbridge.serving.errors import ApiError, KeyRing, OutputInvalid, RateLimiter, overloaded
+from torchbridge.serving.logging import AuditLog, log_exception
 from torchbridge.serving.metrics import ServerMetrics
 from torchbridge.serving.padding import Padding
-from torchbridge.serving.runner import ModelRunner, leaves
+from torchbridge.serving.runner import ModelRunner, OutputLayout, check_finite, learn_layout, leaves
 from torchbridge.serving.schemas import V2_DATATYPES, Signature, group_key, rows_of
 
 log = logging.getLogger("torchbridge.serving")
@@ -52,7 +52,17 @@ class ServingState:
         self.runner = ModelRunner(model, sig, config.device, self.metrics.on_failure, padding)
         self.batcher = Batcher(self.runner, max_rows=config.max_batch_size,
                                max_delay_s=config.max_batch_delay_s,
-                               max_queue=config.max_queue_size, hooks=self.metrics)
+                               max_queue=config.max_queue_size, hooks=self.metrics,
+                               on_death=self._worker_died)
+        # Requests run alone until warm-up has learned which outputs carry the batch.
+        self.batcher.max_requests = 1
+        #: why requests are not batched together ("" when they are)
+        self.unbatched_reason = "not warmed up"
+        #: set when the inference worker died: the server is not live any more
+        self.failed = ""
+        #: called (from any thread) when the server cannot serve any more; ``run_server``
+        #: makes it end the process with a non-zero status
+        self.on_fatal: Callable[[str], None] | None = None
         self.audit: AuditLog | None = None
         self.generator = ThreadPoolExecutor(1, thread_name_prefix="tb-generate",
                                             initializer=self._thread_setup) \
@@ -64,8 +74,14 @@ class ServingState:
         self.outputs: list[dict[str, Any]] = []
         self._warmup_task: asyncio.Task[None] | None = None
         version = config.model_version
-        self.encode_predict: Callable[[Any], bytes] = \
-            lambda tree: orjson.dumps({"outputs": tree, "model_version": version}, option=_NUMPY)
+
+        def encode_predict(tree: Any) -> bytes:
+            check_finite(tree)
+            return orjson.dumps({"outputs": tree, "model_version": version}, option=_NUMPY)
+
+        self.encode_predict: Callable[[Any], bytes] = encode_predict
+        #: extra encoders (the v2 route's) that warm-up must prove on the sample's outputs
+        self.encoders: list[Callable[[Any], Any]] = [encode_predict]
 
     def _thread_setup(self) -> None:
         if self._torch_threads:
@@ -90,25 +106,73 @@ class ServingState:
         if self.sample is None or not self.config.warmup:
             self.ready = True
             self.not_ready_reason = ""
-            log.warning("ready without warm-up (%s)", "warm-up disabled" if self.config.warmup
-                        is False else "no sample input to warm up with")
+            self.unbatched_reason = "no warm-up, so which outputs carry the batch is unknown"
+            log.warning("ready without warm-up (%s); requests are served one at a time, "
+                        "unbatched, and their outputs are not checked for row counts",
+                        "warm-up disabled" if self.config.warmup is False
+                        else "no sample input to warm up with")
             return
         self.not_ready_reason = "warming up"
         try:
-            for rows in sorted({1, self.config.max_batch_size}):
-                arrays = sample_arrays(self.sample, self.sig, rows)
-                tree = await self.infer(arrays, time.monotonic() + 600.0, encode=None)
-                if rows == 1:
-                    self.outputs = output_metadata(tree)
+            layout = await self._learn()
         except Exception as exc:
             root = exc.__cause__ if isinstance(exc, ApiError) and exc.__cause__ else exc
             self.not_ready_reason = f"warm-up failed: {type(root).__name__}: {root}"
             log.error("warm-up failed; the server stays not ready", exc_info=True)
             return
+        self.runner.layout = layout
+        if layout.batched:
+            self.batcher.max_requests = None
+            self.unbatched_reason = ""
+        else:
+            self.unbatched_reason = layout.reason
+            log.warning("serving unbatched (each request in its own forward pass): %s",
+                        layout.reason)
         self.ready = True
         self.not_ready_reason = ""
         log.info("model %s version %s warmed up and ready", self.config.model_name,
                  self.config.model_version)
+
+    async def _learn(self) -> OutputLayout:
+        """Run the full request path at 1 and at ``max_batch_size`` rows: forward pass,
+        every encoder; learn which outputs carry the batch."""
+        rows = self.config.max_batch_size
+        single = await self._warm_run(sample_arrays(self.sample, self.sig, 1))
+        self.outputs = output_metadata(single)
+        if rows == 1:
+            return learn_layout(single, single, 1)
+        try:
+            full = await self._warm_run(sample_arrays(self.sample, self.sig, rows, True))
+        except ApiError:
+            log.info("warm-up at %d varied rows failed; trying the sample's rows repeated",
+                     rows)
+            full = await self._warm_run(sample_arrays(self.sample, self.sig, rows))
+        return learn_layout(single, full, rows)
+
+    async def _warm_run(self, arrays: list[np.ndarray]) -> Any:
+        tree = await self.infer(arrays, time.monotonic() + 600.0, encode=None)
+        try:
+            check_finite(tree)
+        except OutputInvalid as exc:
+            log.warning("warm-up: %s (such requests will get a 500)", exc.message)
+        finite = _zero_nonfinite(tree)
+        for name, array in leaves(finite):
+            try:
+                orjson.dumps(array, option=_NUMPY)
+            except orjson.JSONEncodeError as exc:
+                raise ValueError(f"output {name!r} ({array.dtype}) cannot be encoded as "
+                                 f"JSON: {exc}") from None
+        for encode in self.encoders:
+            encode(finite)
+        return tree
+
+    def _worker_died(self, exc: BaseException) -> None:
+        """On the worker thread: the server cannot compute any more."""
+        self.failed = f"inference worker died: {type(exc).__name__}"
+        self.ready = False
+        self.not_ready_reason = self.failed
+        if self.on_fatal is not None:
+            self.on_fatal(self.failed)
 
     async def stop(self) -> None:
         self.ready = False
@@ -149,10 +213,15 @@ class ServingState:
                 raise ApiError(504, "deadline passed before the result was ready (timeout "
                                     f"{self.config.timeout_seconds:g} s)") from None
             raise ApiError(499, "client disconnected") from None
+        except OutputInvalid as exc:
+            log.error("answer refused: %s", exc.message)
+            raise
+        except WorkerDied as exc:
+            raise overloaded(str(exc)) from None
         except Exception as exc:
-            log.error("inference failed", exc_info=exc)
-            raise ApiError(500, f"inference failed ({type(exc).__name__}); see the server "
-                                "log") from exc
+            name = getattr(exc, "reason", None) or type(exc).__name__
+            log_exception(log, "inference failed", exc, self.config.log_payloads)
+            raise ApiError(500, f"inference failed ({name}); see the server log") from exc
         finally:
             timer.cancel()
             if not work.future.done():  # cancelled while waiting: nobody wants the result
@@ -192,20 +261,47 @@ def has_generate(model: Any) -> bool:
     return callable(getattr(model, "stream", None)) or callable(getattr(model, "generate", None))
 
 
-def sample_arrays(sample: Any, sig: Signature, rows: int) -> list[np.ndarray]:
-    """The sample input as numpy arrays with ``rows`` rows (repeating its rows)."""
+def sample_arrays(sample: Any, sig: Signature, rows: int, vary: bool = False
+                  ) -> list[np.ndarray]:
+    """The sample input as numpy arrays with ``rows`` rows (repeating its rows).
+
+    ``vary``: rows after the first differ from one another (floats scaled by 1 + i/2n,
+    integers rolled along the last axis), so that a model whose rows depend on their batch
+    mates shows it even when the sample has a single row; row 0 is the sample's row 0.
+    """
     arrays = []
     for (_, value), spec in zip(named_inputs(sample), sig.inputs, strict=True):
         tensor = value.detach().cpu()
         if tensor.dtype is torch.bfloat16:
             tensor = tensor.float()
         array = tensor.numpy()
-        if spec.batch_axis is not None:
-            have = array.shape[spec.batch_axis]
+        axis = spec.batch_axis
+        if axis is not None:
+            have = array.shape[axis]
             index = np.arange(rows) % max(have, 1)
-            array = np.take(array, index, axis=spec.batch_axis)
+            array = np.take(array, index, axis=axis)
+            if vary:
+                array = _varied(array, axis, rows)
         arrays.append(np.ascontiguousarray(array))
     return arrays
+
+
+def _varied(array: np.ndarray, axis: int, rows: int) -> np.ndarray:
+    moved = np.moveaxis(array.copy(), axis, 0)
+    for i in range(1, rows):
+        if moved.dtype.kind == "f":
+            moved[i] = moved[i] * (1.0 + i / (2.0 * rows))
+        elif moved.dtype.kind in "iu" and moved.ndim > 1:
+            moved[i] = np.roll(moved[i], i, axis=-1)
+    return np.moveaxis(moved, 0, axis)
+
+
+def _zero_nonfinite(tree: Any) -> Any:
+    """``tree`` with NaN and infinities replaced by 0, to prove the encoders on it."""
+    from torchbridge.serving.runner import map_leaves
+
+    return map_leaves(tree, lambda _, a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+                      if a.dtype.kind in "fc" else a)
 
 
 def output_metadata(tree: Any) -> list[dict[str, Any]]:
