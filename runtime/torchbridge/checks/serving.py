@@ -1,33 +1,49 @@
 """``serving``: the serving checklist against the real server on loopback.
 
 Starts the TorchBridge server (uvicorn in a thread, 127.0.0.1, ephemeral port) with the
-model under test and verifies, each as a listed sub-check: liveness and readiness,
-``/metrics`` parses as Prometheus text, ``/predict`` matches eager PyTorch (one request
-and concurrent single-row requests that get batched), malformed input gets a 4xx and
-never a 5xx, an oversized body gets 413, API keys and roles are enforced, a request's
-deadline is enforced (504, and the expired request is dropped before compute), a full
-queue answers 503 with Retry-After while every queued request still completes, and the
-server still answers afterwards.
+model under test and verifies, each as a listed sub-check: liveness and readiness (the
+smoke test's probes), ``/metrics`` parses as Prometheus text, ``/predict`` matches eager
+PyTorch (one request, single-row requests the server ran as one batch, and — for a model
+that declares ``serving_padding`` — requests of mixed lengths in one padded batch),
+malformed input gets a 4xx and never a 5xx, an oversized body gets 413, API keys and
+roles are enforced, a request's deadline is enforced (504, and the expired request is
+dropped before compute), a full queue answers 503 with Retry-After while every queued
+request still completes, and the server still answers afterwards.
+
+Sub-checks are :class:`~torchbridge.smoke.result.Step` records, the type the post-deployment
+smoke test reports. A sub-check that could not run (no batch formed, a dim with one
+length) is reported as *not exercised* and fails the item: it is never listed as passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
+from torchbridge.checks._serving_parity import (
+    Gate,
+    ParityTolerance,
+    batched_parity,
+    like,
+    on_cpu,
+    padded_parity,
+    padding_of,
+    rows_counter,
+)
+from torchbridge.checks._serving_parity import body as request_body
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import compare_outputs
 from torchbridge.core.result import CheckResult, Status
-from torchbridge.core.subject import Subject, named_inputs
+from torchbridge.core.subject import Subject
+from torchbridge.core.variants import distinct_rows
 from torchbridge.errors import CheckSkipped, ConfigError
+from torchbridge.smoke.result import Step
 from torchbridge.units import parse_bytes, parse_duration
 
 _HINT = "pip install 'pytest-torchbridge[serve]'"
@@ -40,6 +56,8 @@ class ServingConfig(CheckConfig):
     ``timeout`` is the server's request timeout; ``deadline_probe`` the shorter deadline
     the timeout sub-check asks for. ``auth`` runs the server with generated API keys and
     checks 401/403; ``overload`` fills the queue (``max_queue_size``) and expects 503.
+    ``concurrent_requests`` single-row requests (at most ``max_batch_size``) are served as
+    one batch for batched parity; a sample with fewer rows is grown with changed copies.
     """
 
     max_batch_size: int = 8
@@ -69,30 +87,12 @@ class ServingConfig(CheckConfig):
             raise ConfigError("max_batch_delay_ms must be >= 0")
 
 
-class _Gate:
-    """Wraps the model so the check can hold the worker inside a forward pass."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.open = threading.Event()
-        self.open.set()
-        self.entered = threading.Event()
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.entered.set()
-        self.open.wait(60.0)
-        return self.model(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
-
-
 @dataclass
 class _Report:
-    subchecks: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
 
     def add(self, name: str, ok: bool, detail: str) -> None:
-        self.subchecks.append({"name": name, "ok": bool(ok), "detail": detail})
+        self.steps.append(Step(name, bool(ok), detail))
 
     def run(self, name: str, fn: Callable[[], tuple[bool, str]]) -> None:
         try:
@@ -100,6 +100,12 @@ class _Report:
         except Exception as exc:  # a sub-check that crashes is a failed sub-check
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         self.add(name, ok, detail)
+
+    def step(self, name: str, fn: Callable[[], Step]) -> None:
+        try:
+            self.steps.append(fn())
+        except Exception as exc:  # a sub-check that crashes is a failed sub-check
+            self.add(name, False, f"{type(exc).__name__}: {exc}")
 
 
 @register
@@ -120,7 +126,7 @@ class ServingCheck(Check[ServingConfig]):
         except ImportError as exc:
             raise CheckSkipped(f"serving needs {exc.name}: {_HINT}") from None
         model, inputs = subject.placed()
-        gate = _Gate(model)
+        gate = Gate(model, rows_counter(subject))
         admin, infer_only = secrets.token_hex(16), secrets.token_hex(16)
         keys = {admin: ("infer", "admin"), infer_only: ("infer",)} if config.auth else None
         server_config = ServerConfig(
@@ -139,8 +145,8 @@ class ServingCheck(Check[ServingConfig]):
                                subject.device)
         report.add("readiness", True, f"ready after {time.perf_counter() - start:.2f} s")
         try:
-            _probes(server, report)
-            _parity(server, subject, model, inputs, config, report)
+            _probes(server, admin if config.auth else None, report)
+            _parity(server, gate, subject, model, config, report)
             _bad_requests(server, config, report)
             if config.auth:
                 _auth(server, admin, infer_only, report)
@@ -152,20 +158,17 @@ class ServingCheck(Check[ServingConfig]):
         return _result(self.name, subject.device, report)
 
 
-def _body(inputs: Any) -> dict[str, Any]:
-    pairs = named_inputs(inputs)
-    if len(pairs) == 1:
-        return {"inputs": pairs[0][1].detach().cpu().tolist()}
-    return {"inputs": {k if isinstance(k, str) else f"input_{k}": v.detach().cpu().tolist()
-                       for k, v in pairs}}
-
-
-def _probes(server: Any, report: _Report) -> None:
+def _probes(server: Any, api_key: str | None, report: _Report) -> None:
+    """Liveness and readiness as the smoke test probes them, then the v2 probe and
+    ``/metrics``."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    from torchbridge.smoke.client import Client
+    from torchbridge.smoke.probe import check_probes
+
+    with Client(server.url, api_key) as smoke_client:
+        report.steps += check_probes(smoke_client)
     client = server.client
-    report.run("health", lambda: _status(client.get("/health"), 200))
-    report.run("ready", lambda: _status(client.get("/ready"), 200))
     report.run("v2_ready", lambda: _status(client.get("/v2/health/ready"), 200))
 
     def metrics() -> tuple[bool, str]:
@@ -188,104 +191,38 @@ def _status(response: Any, want: int) -> tuple[bool, str]:
                f"{response.status_code}" + ("" if ok else f" (expected {want})")
 
 
-def _like(expected: Any, value: Any) -> Any:
-    """The JSON output rebuilt in the structure of the eager output, as tensors."""
-    if isinstance(expected, torch.Tensor):
-        return torch.tensor(value, dtype=expected.dtype)
-    if isinstance(expected, Mapping):
-        return {k: _like(v, value[str(k)]) for k, v in expected.items()}
-    if hasattr(expected, "_fields"):
-        return {k: _like(getattr(expected, k), value[k]) for k in expected._fields}
-    if isinstance(expected, list | tuple):
-        return type(expected)(_like(e, v) for e, v in zip(expected, value, strict=True))
-    return value
-
-
-def _cpu(tree: Any) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().cpu()
-    if isinstance(tree, Mapping):
-        return {k: _cpu(v) for k, v in tree.items()}
-    if hasattr(tree, "_fields"):
-        return {k: _cpu(getattr(tree, k)) for k in tree._fields}
-    if isinstance(tree, list | tuple):
-        return type(tree)(_cpu(v) for v in tree)
-    return tree
-
-
-def _parity(server: Any, subject: Subject, model: Any, inputs: Any, config: ServingConfig,
+def _parity(server: Any, gate: Gate, subject: Subject, model: Any, config: ServingConfig,
             report: _Report) -> None:
-    expected = _cpu(subject.run(inputs, model=model))
+    """One whole-sample request, single-row requests in one batch, and (for a model that
+    declares ``serving_padding``) mixed lengths in one padded batch, against eager."""
+    tol = ParityTolerance(config.rtol, config.atol)
+    # One batch must hold them, and the queue must hold them while the worker is held.
+    count = min(config.concurrent_requests, max(config.max_batch_size, subject.batch_size),
+                config.max_queue_size)
+    grown = dataclasses.replace(subject, inputs=distinct_rows(subject.inputs, subject.spec,
+                                                               max(2, subject.batch_size)))
 
     def whole() -> tuple[bool, str]:
-        response = server.client.post("/predict", json=_body(inputs))
+        try:
+            expected = on_cpu(grown.run(model=model))
+        except Exception as exc:
+            return False, (f"the eager reference raised on the {grown.batch_size}-row sample: "
+                           f"{type(exc).__name__}: {exc}")
+        response = server.client.post("/predict", json=request_body(grown.inputs))
         if response.status_code != 200:
             return False, f"/predict answered {response.status_code}: {response.text[:200]}"
-        actual = _like(expected, response.json()["outputs"])
+        actual = like(expected, response.json()["outputs"])
         comparison = compare_outputs(actual, expected, rtol=config.rtol, atol=config.atol)
         return comparison.ok, _agreement(comparison)
 
     report.run("predict_parity", whole)
-    rows = subject.batch_size
-    if rows < 2:
-        return
-    report.run("batched_parity", lambda: _batched_parity(server, subject, model, config, rows))
-
-
-#: Rounds of concurrent requests tried until the server groups at least two of them.
-BATCHING_ROUNDS = 3
-
-
-def _batched_parity(server: Any, subject: Subject, model: Any, config: ServingConfig,
-                    rows: int) -> tuple[bool, str]:
-    """Send single-row requests at once and compare each answer with eager PyTorch.
-
-    Only rows that the server ran together with others can show a batch dependency, so a
-    round in which every request ran alone does not count; after ``BATCHING_ROUNDS`` such
-    rounds the step fails as not exercised rather than passing untested."""
-    count = min(rows, config.concurrent_requests)
-    bodies = [_body(subject.row(i)) for i in range(count)]
-    for _ in range(BATCHING_ROUNDS):
-        batches, grouped_rows = _batch_counts(server.state)
-        responses = asyncio.run(_post_all(server, "/predict", bodies))
-        batches_after, rows_after = _batch_counts(server.state)
-        failures = []
-        for index, response in enumerate(responses):
-            if response.status_code != 200:
-                failures.append(f"row {index}: {response.status_code}")
-                continue
-            want = _cpu(subject.run(subject.row(index), model=model))
-            comparison = compare_outputs(_like(want, response.json()["outputs"]), want,
-                                         rtol=config.rtol, atol=config.atol)
-            if not comparison.ok:
-                failures.append(f"row {index}: {comparison.describe()}")
-        if failures:
-            return False, "; ".join(failures)
-        ran = int(batches_after - batches)
-        if rows_after - grouped_rows > ran:  # some batch held two rows or more
-            return True, (f"{count} concurrent single-row requests, served in {ran} "
-                          f"batch{'es' if ran != 1 else ''}, matched eager outputs")
-    return False, (f"the server ran each of {count} concurrent request(s) alone in "
-                   f"{BATCHING_ROUNDS} rounds (concurrent_requests="
-                   f"{config.concurrent_requests}, max_batch_delay_ms="
-                   f"{config.max_batch_delay_ms:g}), so batched parity was not exercised")
-
-
-def _batch_counts(state: Any) -> tuple[float, float]:
-    """(batches run, rows run) so far, from the server's batch-size histogram."""
-    registry = state.metrics.registry
-    return (registry.get_sample_value("torchbridge_batch_size_count") or 0.0,
-            registry.get_sample_value("torchbridge_batch_size_sum") or 0.0)
-
-
-async def _post_all(server: Any, path: str, bodies: list[Any],
-                    headers: Mapping[str, str] | None = None) -> list[Any]:
-    import httpx
-
-    async with httpx.AsyncClient(base_url=server.url, headers=server.client.headers,
-                                 timeout=30.0) as client:
-        return list(await asyncio.gather(*(client.post(path, json=b, headers=headers)
-                                           for b in bodies)))
+    report.step("batched_parity",
+                lambda: batched_parity(server, gate, subject, model, count, tol))
+    declared = padding_of(model)
+    if declared is not None:
+        report.step("padded_parity",
+                    lambda: padded_parity(server, gate, subject, model, declared, tol,
+                                          limit=count))
 
 
 def _agreement(comparison: Any) -> str:
@@ -340,11 +277,11 @@ def _auth(server: Any, admin: str, infer_only: str, report: _Report) -> None:
     report.run("auth", enforced)
 
 
-def _deadline_and_overload(server: Any, gate: _Gate, inputs: Any, config: ServingConfig,
+def _deadline_and_overload(server: Any, gate: Gate, inputs: Any, config: ServingConfig,
                            report: _Report) -> None:
     """Hold the worker in a forward pass, then probe the deadline and the queue limit."""
     state = server.state
-    body = _body(inputs)
+    body = request_body(inputs)
     dropped_before = _dropped(state)
 
     async def scenario() -> None:
@@ -412,18 +349,25 @@ def _dropped(state: Any) -> float:
 
 def _survives(server: Any, inputs: Any) -> tuple[bool, str]:
     health = server.client.get("/health")
-    predict = server.client.post("/predict", json=_body(inputs))
+    predict = server.client.post("/predict", json=request_body(inputs))
     ok = health.status_code == 200 and predict.status_code == 200
     return ok, f"after all probes: /health {health.status_code}, /predict {predict.status_code}"
 
 
 def _result(name: str, device: str, report: _Report) -> CheckResult:
-    failed = [s for s in report.subchecks if not s["ok"]]
-    result = CheckResult(name, Status.FAILED if failed else Status.PASSED, "", device,
-                         details={"subchecks": report.subchecks})
-    result.metric("subchecks", len(report.subchecks), "1")
+    """Passed only when every sub-check ran and passed; the message names each failed and
+    each not exercised sub-check, or lists the passed ones."""
+    failed = [s for s in report.steps if s.exercised and not s.passed]
+    unexercised = [s for s in report.steps if not s.exercised]
+    status = Status.FAILED if failed or unexercised else Status.PASSED
+    result = CheckResult(name, status, "", device, details={
+        "subchecks": [dataclasses.asdict(s) | {"status": s.status} for s in report.steps]})
+    result.metric("subchecks", len(report.steps), "1")
     result.metric("subchecks_failed", len(failed), "1")
-    result.message = ("; ".join(f"{s['name']}: {s['detail']}" for s in failed) if failed
-                      else f"all {len(report.subchecks)} serving sub-checks passed: "
-                           + ", ".join(s["name"] for s in report.subchecks))
+    result.metric("subchecks_not_exercised", len(unexercised), "1")
+    parts = [f"{s.name}: {s.detail}" for s in failed]
+    parts += [f"{s.name}: not exercised: {s.detail}" for s in unexercised]
+    result.message = "; ".join(parts) if parts else (
+        f"all {len(report.steps)} serving sub-checks passed: "
+        + ", ".join(s.name for s in report.steps))
     return result
