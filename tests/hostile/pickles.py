@@ -355,6 +355,24 @@ def _joblib(directory: Path, marker: Path) -> Path:
     return path
 
 
+def _joblib_objects(directory: Path, marker: Path) -> Path:
+    import joblib
+
+    path = directory / "objects.joblib"
+    joblib.dump({"o": np.array([1, "a", None], dtype=object), "t": np.arange(4)}, path)
+    return path
+
+
+def _joblib_object_payload(directory: Path, marker: Path) -> Path:
+    # An object array is a nested pickle inside joblib's stream, after raw array bytes.
+    import joblib
+
+    path = directory / "evil.joblib"
+    joblib.dump({"head": np.arange(6.0),
+                 "o": np.array([1, Reduce(os.system, _touch(marker))], dtype=object)}, path)
+    return path
+
+
 def _tb_export(fmt: str, name: str) -> Callable[[Path, Path], Path]:
     def build(directory: Path, marker: Path) -> Path:
         from torchbridge.core.subject import Subject
@@ -443,7 +461,12 @@ def _cases() -> list[Case]:
         cases.append(Case("yaml_unsafe_load", gadget, True, UNSAFE,
                           _reduce_file("yaml.pkl", _yaml)))
     if _importable("joblib"):
-        cases.append(Case("joblib_arrays", "12.9 false positives", False, SAFE, _joblib))
+        cases += [
+            Case("joblib_arrays", "12.9 false positives", False, SAFE, _joblib),
+            Case("joblib_object_array", "12.9 false positives", False, SAFE,
+                 _joblib_objects),
+            Case("joblib_object_array_payload", gadget, True, UNSAFE, _joblib_object_payload),
+        ]
     return cases
 
 

@@ -506,13 +506,13 @@ class _Walker:
                                                    for d in shape):
             raise PickleError("joblib NumpyArrayWrapper with a shape the scanner cannot read")
         itemsize = _dtype_itemsize(dtype)
-        if state.get("numpy_array_alignment_bytes") is not None:
-            padding = self.reader.read(1)[0]
-            self.reader.skip(padding)
-        if itemsize is None:  # object array: joblib calls pickle.load on what follows
+        if itemsize is None:  # object array: joblib unpickles a nested pickle here
             inner = _Walker(self.reader, self.findings, self.limits)
             _walk_one(inner, self.reader.next_byte())
             return
+        if state.get("numpy_array_alignment_bytes") is not None:
+            padding = self.reader.read(1)[0]
+            self.reader.skip(padding)
         self.reader.skip(math.prod(shape) * itemsize)
 
 
