@@ -1,0 +1,218 @@
+"""Right verdicts on real Hugging Face models built from tiny configs (hidden 32, 2 layers).
+
+Text models take dict inputs with ``seq`` declared on ``input_ids`` (the mask and token
+types share it); GPT-2, T5 and BART return their KV caches (``DynamicCache`` /
+``EncoderDecoderCache``), which are compared tensor by tensor. HF raises on an empty batch
+(a reshape with ``-1`` over zero elements), so the text suites declare
+``empty_batch="rejects"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+import hf_models as hf
+
+from torchbridge.checks import Status, Subject, run
+from torchbridge.checks.base import RunContext
+
+Build = Callable[[], torch.nn.Module]
+MAKERS: dict[str, tuple[Build, Callable[[], Any], Any]] = {
+    "bert": (hf.bert, hf.text_inputs, hf.TEXT_SPEC),
+    "distilbert": (hf.distilbert, lambda: hf.text_inputs(token_types=False), hf.TEXT_SPEC),
+    "gpt2": (hf.gpt2, lambda: hf.text_inputs(token_types=False), hf.TEXT_SPEC),
+    "t5": (hf.t5, hf.seq2seq_inputs, hf.TEXT_SPEC),
+    "bart": (hf.bart, hf.seq2seq_inputs, hf.TEXT_SPEC),
+    "resnet": (hf.resnet, hf.image_inputs, None),
+    "vit": (hf.vit, hf.image_inputs, None),
+    "convnext": (hf.convnext, hf.image_inputs, None),
+}
+TEXT = ["bert", "distilbert", "gpt2", "t5", "bart"]
+WITH_CACHE = ["gpt2", "t5", "bart"]
+
+
+def subject(name: str, **spec_changes: Any) -> Subject:
+    build, inputs, spec = MAKERS[name]
+    if spec_changes:
+        spec = {"dims": {"seq": {**spec["dims"]["seq"], **spec_changes}}}
+    return Subject(build(), inputs(), spec=spec, factory=build)
+
+
+def compared_paths(result: Any) -> list[str]:
+    return [leaf["path"] for leaf in result.details["comparison"]]
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_deterministic_model_passes_determinism_with_a_fresh_instance(name: str) -> None:
+    result = run("determinism", subject(name))
+    assert result.status is Status.PASSED, result.message
+    assert "and a fresh instance identical (bitwise)" in result.message
+
+
+@pytest.mark.parametrize("name", WITH_CACHE)
+def test_determinism_compares_the_cache_tensors(name: str) -> None:
+    paths = compared_paths(run("determinism", subject(name)))
+    assert any(".cache." in p and p.endswith(".layers[1].values") for p in paths), paths
+
+
+@pytest.mark.parametrize("name", TEXT)
+def test_text_edge_cases_pass_with_every_seq_input_resized(name: str) -> None:
+    result = run("edge_cases", subject(name), empty_batch="rejects")
+    assert result.status is Status.PASSED, result.message
+    cases = {c["case"]: c for c in result.details["cases"]}
+    assert cases["batch invariance"]["ok"]
+    for size in (1, hf.MAX_LEN):
+        assert cases[f"seq={size}"]["input_shapes"]["attention_mask"] == [2, size]
+    if name == "bert":
+        assert cases["seq=1"]["input_shapes"]["token_type_ids"] == [2, 1]
+    assert "shared with 'attention_mask'" in result.message
+
+
+@pytest.mark.parametrize(("name", "empty_batch"), [
+    ("resnet", "must_work"), ("convnext", "must_work"), ("vit", "rejects")])
+def test_vision_edge_cases_pass(name: str, empty_batch: str) -> None:
+    result = run("edge_cases", subject(name), empty_batch=empty_batch)
+    assert result.status is Status.PASSED, result.message
+
+
+def test_seq_on_input_ids_alone_fails_where_the_mask_keeps_its_length() -> None:
+    result = run("edge_cases", subject("bert", input={"input_ids": 1}),
+                 empty_batch="rejects", batch_invariance=False)
+    assert result.status is Status.FAILED
+    assert f"seq={hf.MAX_LEN}: raised" in result.message
+
+
+@pytest.mark.parametrize("name", WITH_CACHE)
+def test_safetensors_reload_matches_outputs_with_caches(name: str) -> None:
+    result = run("export", subject(name), "safetensors")
+    assert result.status is Status.PASSED, result.message
+    leaves = result.details["validations"][0]["leaves"]
+    assert any(".layers[0].keys" in leaf["path"] for leaf in leaves)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "t5"])
+def test_golden_round_trip_stores_and_checks_cache_tensors(name: str, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    write = RunContext(golden_dir=tmp_path, update_golden=True)
+    run("accuracy", subject(name), "golden.safetensors", context=write)
+    with safe_open(str(tmp_path / "golden.safetensors"), framework="pt") as handle:
+        keys = set(handle.keys())
+    assert any(k.endswith(".layers[1].values") for k in keys), keys
+
+    result = run("accuracy", subject(name), "golden.safetensors",
+                 context=RunContext(golden_dir=tmp_path))
+    assert result.status is Status.PASSED, result.message
+    assert result.metrics["outputs"].value == len(keys)
+
+
+def test_bert_onnx_export_with_one_shared_seq_passes_at_both_ends() -> None:
+    pytest.importorskip("onnxscript")
+    result = run("export", subject("bert"), "onnx")
+    assert result.status is Status.PASSED, result.message
+    labels = [v["label"] for v in result.details["validations"]]
+    assert {"seq min", "seq max"} <= set(labels)
+    graph_inputs = result.details["details"]["inputs"]
+    assert graph_inputs["input_ids"][1] == graph_inputs["attention_mask"][1] == "seq"
+
+
+class OpaqueState:
+    """A state object with no flattener and no pytree registration."""
+
+
+class ReturnsOpaque(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, Any]:
+        return {"logits": self.inner(**inputs).logits, "state": OpaqueState()}
+
+
+def test_an_object_that_cannot_be_flattened_fails_with_a_hint_not_equality() -> None:
+    model = ReturnsOpaque(hf.gpt2())
+    result = run("determinism", Subject(model, hf.text_inputs(token_types=False)))
+    assert result.status is Status.FAILED
+    assert "output.state: cannot compare a" in result.message
+    assert "register_flattener" in result.message
+
+
+def test_use_cache_false_drops_the_cache_from_the_output() -> None:
+    model = hf.gpt2()
+    model.config.use_cache = False
+    result = run("determinism", Subject(model, hf.text_inputs(token_types=False)))
+    assert result.status is Status.PASSED, result.message
+    assert compared_paths(result) == ["output.logits"]
+
+
+@pytest.mark.parametrize("package", ["torchvision", "timm"])
+def test_torchvision_and_timm_models_pass_determinism(package: str) -> None:
+    pytest.importorskip(package, reason=f"{package} is not importable here")
+    if package == "torchvision":
+        import torchvision
+
+        model = torchvision.models.resnet18(num_classes=10).eval()
+    else:
+        import timm
+
+        model = timm.create_model("resnet10t", num_classes=10).eval()
+    result = run("determinism", Subject(model, torch.rand(2, 3, 64, 64)))
+    assert result.status is Status.PASSED, result.message
+
+
+# --------------------------------------------------------------------------- inner sessions
+
+CONFTEST = """
+import pytest
+import hf_models as hf
+
+@pytest.fixture
+def model():
+    return hf.{name}()
+
+@pytest.fixture
+def model_factory():
+    return hf.{name}
+
+@pytest.fixture
+def sample_input():
+    return hf.{inputs}
+
+@pytest.fixture
+def input_spec():
+    return hf.TEXT_SPEC
+"""
+
+SUITE = """
+import pytest_torchbridge as tb
+
+@tb.forward
+@tb.determinism
+@tb.accuracy(golden="goldens/{name}.safetensors")
+@tb.edge_cases(empty_batch="rejects")
+@tb.export("safetensors")
+def test_{name}_ready(model, sample_input):
+    assert model(**sample_input).logits.shape[0] == 2
+"""
+
+
+@pytest.mark.parametrize(("name", "inputs"), [("gpt2", "text_inputs(token_types=False)"),
+                                              ("t5", "seq2seq_inputs()")])
+def test_suite_with_every_correctness_marker_passes_on_a_model_with_a_cache(
+        pytester: pytest.Pytester, name: str, inputs: str) -> None:
+    pytester.makeconftest(CONFTEST.format(name=name, inputs=inputs))
+    pytester.makepyfile(**{f"test_{name}": SUITE.format(name=name)})
+    pytester.runpytest("-q", "--tb-update-golden").assert_outcomes(passed=6)
+    pytester.runpytest("-q", "--tb-json=report.json").assert_outcomes(passed=6)
+    report = json.loads((pytester.path / "report.json").read_text())
+    messages = {r["check"]: r["message"] for r in report["results"]}
+    assert messages["accuracy"].startswith(f"matches golden goldens/{name}.safetensors")
+    assert "seq=1, seq=32, batch invariance" in messages["edge_cases"]
