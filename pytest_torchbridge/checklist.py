@@ -13,7 +13,7 @@ import pytest
 from pytest_torchbridge.devices import runtime_device, session_devices
 from pytest_torchbridge.execution import conclude, record, run_context
 from pytest_torchbridge.expansion import CheckCase, ensure_mark
-from pytest_torchbridge.options import settings
+from pytest_torchbridge.settings import settings
 
 CHECKLIST_FILE = "torchbridge.toml"
 COLLECTED_KEY = pytest.StashKey[set[Path]]()
@@ -29,8 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _pyproject_enabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("--tb-checklist-pyproject")
-                or config.getini("tb_checklist_pyproject"))
+    return settings(config).checklist_pyproject
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_torchbridge.options import settings
+from pytest_torchbridge.settings import settings
 
 DEVICES_KEY = pytest.StashKey[list[str]]()
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from pytest_torchbridge import base_ref
 from pytest_torchbridge.devices import runtime_device
 from pytest_torchbridge.expansion import CheckCase
-from pytest_torchbridge.options import Settings, settings
+from pytest_torchbridge.settings import Settings, settings
 
 RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 
@@ -59,12 +60,16 @@ def build_subject(request: pytest.FixtureRequest, device: str, fixtures: dict[st
 
 
 def run_context(item: pytest.Item, opts: Settings) -> Any:
+    """The typed run context of ``item``: the runtime sees settings, never pytest."""
     from torchbridge.checks import RunContext
+    from torchbridge.measure.baseline import BaselineSettings
 
+    baseline = BaselineSettings(opts.baseline, opts.regression_threshold) \
+        if opts.baseline else None
     return RunContext(test_id=item.nodeid, golden_dir=Path(str(item.path)).parent,
                       update_golden=opts.update_golden,
-                      seed=item_seed(opts.seed, item.nodeid),
-                      options={"config": item.config})
+                      seed=item_seed(opts.seed, item.nodeid), baseline=baseline,
+                      compare_with=base_ref.paired_baseline(item.config))
 
 
 def record(item: pytest.Item, result: Any) -> None:
@@ -100,6 +105,12 @@ def run_case(item: pytest.Function, case: CheckCase) -> None:
     opts = settings(item.config)
     device = runtime_device(item.config, case.device)
     subject = build_subject(item._request, device, case.fixtures, opts)
+    served = base_ref.reporter(item.config)
+    if served is not None:  # this session is a --tb-baseline-ref base worker
+        from pytest_torchbridge.base_worker import serve
+
+        serve(item, subject, served)
+        return
     result = execute(registry.get(case.check), subject, case.config, run_context(item, opts))
     record(item, result)
     conclude(result)

@@ -16,7 +16,7 @@ from pytest_torchbridge.execution import (
 )
 from pytest_torchbridge.expansion import check_case
 from pytest_torchbridge.markers import FIXTURE_KEYWORDS
-from pytest_torchbridge.options import settings
+from pytest_torchbridge.settings import settings
 
 
 @pytest.fixture

@@ -1,13 +1,11 @@
-"""Command-line and ini options. Precedence: marker > command line > environment > ini."""
+"""The general command-line and ini options; :mod:`pytest_torchbridge.settings` resolves
+them (precedence: marker > command line > environment > ini)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import pytest
 
-HARDWARE_ENV = "TB_HARDWARE"
+from pytest_torchbridge.settings import HARDWARE_ENV
 
 
 def addoption(parser: pytest.Parser) -> None:
@@ -35,35 +33,3 @@ def addoption(parser: pytest.Parser) -> None:
                   default="model_factory")
     parser.addini("tb_spec_fixture", "optional fixture giving the input spec",
                   default="input_spec")
-
-
-@dataclass(frozen=True)
-class Settings:
-    hardware: str
-    hardware_explicit: bool
-    fail_on_skip: bool
-    update_golden: bool
-    seed: int
-    gpu_pinning: bool
-    model_fixture: str
-    input_fixture: str
-    factory_fixture: str
-    spec_fixture: str
-
-
-def settings(config: pytest.Config) -> Settings:
-    cli = config.getoption("--tb-hardware")
-    env = os.environ.get(HARDWARE_ENV)
-    ini = str(config.getini("tb_hardware"))
-    return Settings(
-        hardware=cli or env or ini or "auto",
-        hardware_explicit=bool(cli or env or ini not in ("", "auto")),
-        fail_on_skip=bool(config.getoption("--tb-fail-on-skip")),
-        update_golden=bool(config.getoption("--tb-update-golden")),
-        seed=config.getoption("--tb-seed") or 0,
-        gpu_pinning=config.getoption("--tb-gpu-pinning") == "auto",
-        model_fixture=str(config.getini("tb_model_fixture")),
-        input_fixture=str(config.getini("tb_input_fixture")),
-        factory_fixture=str(config.getini("tb_factory_fixture")),
-        spec_fixture=str(config.getini("tb_spec_fixture")),
-    )

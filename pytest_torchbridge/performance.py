@@ -7,6 +7,8 @@ Options::
     --tb-save-baseline PATH           save this run's performance results as a baseline
     --tb-baseline PATH                compare with a saved baseline (or any --tb-json report)
     --tb-regression-threshold PCT     regression threshold, '10%' or 0.1 (default 10 %)
+    --tb-baseline-ref REF             also measure each item on git REF, interleaved
+    --tb-baseline-pythonpath PATHS    import paths of the base side (see ``base_ref``)
 
 **Exclusivity under xdist.** The controller creates one lock directory per session and
 hands its path to every worker (``workerinput["tb_lock_dir"]``). Every test holds a
@@ -19,6 +21,7 @@ are not exclusive; use the markers for numbers you gate on.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import tempfile
 from collections.abc import Generator
@@ -26,25 +29,14 @@ from typing import Any
 
 import pytest
 
+from pytest_torchbridge import base_ref
 from pytest_torchbridge.expansion import check_case
 from pytest_torchbridge.results import collected, is_controller
+from pytest_torchbridge.settings import BASELINE_REF_ENV, settings
 
 LOCK_DIR_KEY = "tb_lock_dir"
 _LOCK_DIR = pytest.StashKey[str]()
 PERFORMANCE_CHECKS_KEY = pytest.StashKey[frozenset[str]]()
-
-
-def _threshold(text: str) -> float:
-    value = text.strip()
-    try:
-        number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        raise pytest.UsageError(f"--tb-regression-threshold: cannot read {text!r}; write "
-                                "e.g. '10%' or 0.1") from None
-    if not 0 < number < 10:
-        raise pytest.UsageError(f"--tb-regression-threshold: {text!r} must be a positive "
-                                "fraction such as 0.1 or '10%'")
-    return number
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,12 +51,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tb-baseline", default=None, metavar="PATH",
                     help="compare performance results with a saved baseline: an item fails "
                          "only on a regression beyond the threshold that is also significant")
-    group.addoption("--tb-regression-threshold", default=None, type=_threshold,
-                    metavar="PCT", help="relative change counted as a regression (default 10%%)")
+    group.addoption("--tb-regression-threshold", default=None, metavar="PCT",
+                    help="relative change counted as a regression (default 10%%)")
+    group.addoption("--tb-baseline-ref", default=None, metavar="REF",
+                    help="also measure every latency/throughput item on the code at git REF, "
+                         "interleaved in this run; a regression is a paired ratio above the "
+                         f"threshold whose lower bound is above 1 (default: ${BASELINE_REF_ENV}, "
+                         "then ini tb_baseline_ref)")
+    group.addoption("--tb-baseline-pythonpath", action="append", default=[], metavar="PATHS",
+                    help="import paths for the base side, relative to its worktree's root "
+                         "(os.pathsep-separated, repeatable); src/ and the root follow")
+    group.addoption("--tb-ab-serve", default=None, help=argparse.SUPPRESS)
+    parser.addini("tb_baseline_ref", "default for --tb-baseline-ref", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    baseline = config.getoption("--tb-baseline")
+    baseline = settings(config).baseline
     if baseline:
         from torchbridge.errors import ConfigError
         from torchbridge.measure.baseline import load_baseline
@@ -94,6 +96,7 @@ class _XdistController:
         if _LOCK_DIR not in self.config.stash:
             self.config.stash[_LOCK_DIR] = tempfile.mkdtemp(prefix="torchbridge-lock-")
         node.workerinput[LOCK_DIR_KEY] = self.config.stash[_LOCK_DIR]
+        base_ref.configure_node(self.config, node)
 
 
 def is_exclusive(item: pytest.Item) -> bool:
@@ -130,19 +133,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not is_controller(config):
         return
-    outputs = {key: config.getoption(key) for key in (
-        "--tb-benchmark-json", "--tb-github-benchmark-json", "--tb-save-baseline")}
-    if not any(outputs.values()):
+    opts = settings(config)
+    if not (opts.benchmark_json or opts.github_benchmark_json or opts.save_baseline):
         return
     from torchbridge.measure import benchmark_json
     from torchbridge.reporting.document import build_report, write_json
 
     results = _performance(collected(config))
-    if outputs["--tb-benchmark-json"]:
-        write_json(outputs["--tb-benchmark-json"],
-                   benchmark_json.pytest_benchmark_document(results))
-    if outputs["--tb-github-benchmark-json"]:
-        write_json(outputs["--tb-github-benchmark-json"],
+    if opts.benchmark_json:
+        write_json(opts.benchmark_json, benchmark_json.pytest_benchmark_document(results))
+    if opts.github_benchmark_json:
+        write_json(opts.github_benchmark_json,
                    benchmark_json.github_benchmark_entries(results))  # type: ignore[arg-type]
-    if outputs["--tb-save-baseline"]:
-        write_json(outputs["--tb-save-baseline"], build_report(results))
+    if opts.save_baseline:
+        write_json(opts.save_baseline, build_report(results))

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from pytest_torchbridge import devices, expansion, options, results
+from pytest_torchbridge import base_ref, devices, expansion, options, results
 from pytest_torchbridge.markers import CASE_FIXTURE, mark_lines
 from pytest_torchbridge.results import pytest_runtest_makereport
+from pytest_torchbridge.settings import settings
 
 # Feature modules register their own hooks, options and fixtures; none imports torch.
 pytest_plugins = [
@@ -40,11 +41,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    settings(config)  # every option read once, here; bad values are usage errors now
     if results.is_controller(config):
         config.pluginmanager.register(results.Gatherer(config), "torchbridge-gatherer")
     for line in mark_lines():
         config.addinivalue_line("markers", line)
     devices.validate_at_startup(config)
+    base_ref.configure(config)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [settings(config).header()]
+    tree = base_ref.header(config)
+    return [*lines, tree] if tree else lines
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -76,22 +85,20 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     return True
 
 
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not results.is_controller(config):
         return
     results.write_reports(config)
     skips = config.stash.get(results.SKIPS_KEY, [])
-    if options.settings(config).fail_on_skip and skips:
+    if settings(config).fail_on_skip and skips:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
                             ) -> None:
     skips = config.stash.get(results.SKIPS_KEY, [])
-    if skips and options.settings(config).fail_on_skip:
+    if skips and settings(config).fail_on_skip:
         terminalreporter.write_line(
             f"TorchBridge: {len(skips)} item(s) skipped for hardware reasons and "
             "--tb-fail-on-skip is set; failing the session.", red=True)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_torchbridge.execution import RESULTS_KEY
+from pytest_torchbridge.settings import settings
 
 COLLECTED_KEY = pytest.StashKey[list[dict[str, Any]]]()
 SKIPS_KEY = pytest.StashKey[list[str]]()
@@ -60,7 +61,7 @@ def collected(config: pytest.Config) -> list[dict[str, Any]]:
 
 
 def write_reports(config: pytest.Config) -> None:
-    path = config.getoption("--tb-json")
+    path = settings(config).json_path
     if not path:
         return
     from torchbridge.reporting.document import build_report, write_json

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from pytest_torchbridge.execution import optional_fixture, required_fixture
-from pytest_torchbridge.options import settings
+from pytest_torchbridge.settings import settings
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_torchbridge.results import collected, is_controller
+from pytest_torchbridge.settings import settings
 
 WRITTEN_KEY = pytest.StashKey[list[str]]()
 
@@ -29,14 +30,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    markdown, html = config.getoption("--tb-markdown"), config.getoption("--tb-html")
+    opts = settings(config)
+    markdown, html = opts.markdown, opts.html
     if not is_controller(config) or not (markdown or html):
         return
     from torchbridge.hardware import detect
     from torchbridge.reporting import GatePolicy, Outputs, from_results, publish
 
     report = from_results(collected(config), job="pytest", machine=detect().to_dict())
-    policy = GatePolicy(fail_on_skip=bool(config.getoption("--tb-fail-on-skip")))
+    policy = GatePolicy(fail_on_skip=opts.fail_on_skip)
     published = publish(report, Outputs(markdown=markdown, html=html,
                                         step_summary=bool(markdown)), policy)
     config.stash[WRITTEN_KEY] = [str(path) for path in published.files]

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import CheckSkipped, ConfigError
+from torchbridge.measure.ab import PairedBaseline
+from torchbridge.measure.baseline import BaselineSettings
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,10 @@ class RunContext:
     """Where and how a check runs, beyond the subject itself.
 
     ``golden_dir`` is where relative golden/artifact paths resolve (the test file's folder
-    under pytest); ``work_dir`` is a scratch folder for exports; ``options`` carries
-    front-end options a check may read (e.g. ``baseline``).
+    under pytest); ``work_dir`` is a scratch folder for exports. The front end resolves
+    its options and passes them here typed: ``baseline`` compares performance results
+    with a saved report, ``compare_with`` measures the same item on another side (the
+    code at a git ref, another model) interleaved with this one.
     """
 
     test_id: str = ""
@@ -64,7 +68,8 @@ class RunContext:
     work_dir: Path | None = None
     update_golden: bool = False
     seed: int | None = 0
-    options: dict[str, Any] = field(default_factory=dict)
+    baseline: BaselineSettings | None = None
+    compare_with: PairedBaseline | None = None
 
 
 C = TypeVar("C", bound=CheckConfig)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from torchbridge.core.result import CheckResult, Status
 from torchbridge.errors import ConfigError
+from torchbridge.measure.stats import parse_percentile
 
 DEFAULT_THRESHOLD = 0.10
 BOOTSTRAP_RESAMPLES = 1000
@@ -138,8 +140,6 @@ def compare_samples(old: Sequence[float], new: Sequence[float], statistic: str =
                     resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
     """Compare ``statistic`` (``"mean"`` or a percentile name like ``"p99"``) of two sample
     sets with a percentile bootstrap of the relative change."""
-    from torchbridge.measure.stats import parse_percentile
-
     if not old or not new:
         raise ConfigError("baseline comparison needs samples on both sides")
     p = None if statistic == "mean" else parse_percentile(statistic)
@@ -191,57 +191,38 @@ def load_baseline(path: str | Path) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class BaselineSettings:
+    """A saved report to compare with (``--tb-baseline``) and the regression threshold
+    (a fraction: 0.1 = 10 %)."""
+
     path: str
-    threshold: float
+    threshold: float = DEFAULT_THRESHOLD
 
 
-def settings_from(options: dict[str, Any]) -> BaselineSettings | None:
-    """Baseline path and threshold from a check's run options.
-
-    Front ends put ``baseline`` / ``regression_threshold`` into ``RunContext.options``;
-    under pytest the plugin's options are read through the ``config`` object there.
-    """
-    path = options.get("baseline")
-    threshold = options.get("regression_threshold")
-    config = options.get("config")
-    getoption = getattr(config, "getoption", None)
-    if path is None and callable(getoption):
-        try:
-            path = getoption("tb_baseline", None)
-            threshold = getoption("tb_regression_threshold", None)
-        except ValueError:  # the performance plugin module is not loaded
-            path = None
-    if not path:
-        return None
-    return BaselineSettings(str(path), DEFAULT_THRESHOLD if threshold is None
-                            else float(threshold))
-
-
-def apply_baseline(result: Any, context: Any, statistics: Sequence[str],
-                   samples_of: Any = None, higher_is_better: bool = False,
+def apply_baseline(result: CheckResult, test_id: str, chosen: BaselineSettings | None,
+                   statistics: Sequence[str],
+                   samples_of: Callable[[dict[str, Any]], Any] | None = None,
+                   higher_is_better: bool = False,
                    unit: str = "", scale: float = 1.0) -> None:
-    """Compare ``result`` with its entry in the baseline named by the run options.
+    """Compare ``result`` with its entry in the saved baseline ``chosen`` (none: no-op).
 
     ``samples_of(details)`` picks the raw samples from a result's details (default:
     ``samples_ns``). A significant regression beyond the threshold fails a passing result;
     the comparison is added to the message and to ``details["baseline"]`` either way.
     """
-    from torchbridge.core.result import Status
-
-    chosen = settings_from(context.options)
     if chosen is None:
         return
     pick = samples_of or (lambda details: details.get("samples_ns"))
-    entry = load_baseline(chosen.path).get(result_key(context.test_id, result.check,
-                                                      result.device))
+    entry = load_baseline(chosen.path).get(result_key(test_id, result.check, result.device))
     old = pick(entry.get("details", {})) if entry else None
     new = pick(result.details)
     if not old or not new:
         result.details["baseline"] = {"path": chosen.path, "found": False}
         result.message += f"; baseline {chosen.path}: no samples for this item, not compared"
         return
+    # dict.fromkeys: a p50 budget must not compare (and report) p50 twice
     comparisons = [compare_samples(old, new, stat, chosen.threshold,
-                                   higher_is_better=higher_is_better) for stat in statistics]
+                                   higher_is_better=higher_is_better)
+                   for stat in dict.fromkeys(statistics)]
     result.details["baseline"] = {"path": chosen.path, "found": True,
                                   "comparisons": [c.to_dict() for c in comparisons]}
     regressions = [c for c in comparisons if c.regression]
