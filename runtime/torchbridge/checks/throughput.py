@@ -19,6 +19,7 @@ from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
+from torchbridge.measure import ab
 from torchbridge.measure.baseline import apply_baseline
 from torchbridge.measure.runner import ModelRejected, bind, positive_int
 from torchbridge.units import PerDevice, parse_duration, parse_rate
@@ -93,8 +94,15 @@ class ThroughputCheck(Check[ThroughputConfig]):
                 result.message = f"{exc}; pass batch_sizes the model accepts"
                 return result
         self._record(result, sweep, config, sampler.samples, threads)
-        apply_baseline(result, context, ["p50"], samples_of=_round_rates,
-                       higher_is_better=True, unit=" samples/s")
+        apply_baseline(result, context.test_id, context.baseline, ["p50"],
+                       samples_of=_round_rates, higher_is_better=True, unit=" samples/s")
+        if sweep.by_batch and context.compare_with is not None:
+            size = sweep.by_batch[-1].batch_size  # the gated row
+            with timing.threads(config.threads) as threads:
+                ab.compare_into(result, context.compare_with,
+                                ab.SideRequest(context.test_id, subject.device, size, threads),
+                                ab.LocalSide(bind(subject, size).fn, subject.device),
+                                ab.paired_seconds(config.max_time), "time per batch")
         return result
 
     def _record(self, result: CheckResult, sweep: Any, config: ThroughputConfig,
