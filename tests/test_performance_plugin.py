@@ -94,7 +94,26 @@ def test_budget_too_close_to_call_fails_as_inconclusive(suite: pytest.Pytester) 
     """)
     result = suite.runpytest("-q")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*inconclusive*only 50 samples*p99 needs at least 662*"])
+    result.stdout.fnmatch_lines(["*inconclusive, a pass needs 299 kept samples at 95 % for "
+                                 "p99 and 50 were kept: max_samples=50 stopped the run; raise "
+                                 "it to 299 or more*"])
+
+
+def test_too_short_max_time_says_the_samples_a_pass_needs_and_the_max_time_that_would_do(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TB_TEST_DELAY", "0.02")  # ~20 ms a call: ~25 calls in 0.5 s
+    suite.makepyfile("""
+        import pytest_torchbridge as tb
+
+        @tb.latency(p99="10s", max_time="0.5s")
+        def test_clf(model):
+            pass
+    """)
+    result = suite.runpytest("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.re_match_lines([r".*inconclusive, a pass needs 299 kept samples at 95 % for "
+                                  r"p99 and \d+ were kept in max_time=500 ms; "
+                                  r'max_time="\d+s" would do at .* a call'])
 
 
 def test_cuda_budget_on_a_cpu_run_is_measured_not_gated(suite: pytest.Pytester) -> None:
