@@ -124,6 +124,23 @@ def test_bert_onnx_export_with_one_shared_seq_passes_at_both_ends() -> None:
     assert graph_inputs["input_ids"][1] == graph_inputs["attention_mask"][1] == "seq"
 
 
+def test_server_accepts_every_seq_input_at_a_length_the_sample_did_not_have() -> None:
+    import httpx
+
+    from torchbridge.serving import ServerConfig
+    from torchbridge.serving.live import LiveServer
+
+    model, longer = hf.bert(), hf.text_inputs(batch=1, seq=12)
+    body = {"inputs": {k: v.tolist() for k, v in longer.items()}}
+    with LiveServer(model, hf.text_inputs(), ServerConfig(max_batch_size=4),
+                    input_spec=hf.TEXT_SPEC) as live:
+        response = httpx.post(f"{live.url}/predict", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    expected = model(**longer).last_hidden_state
+    got = torch.tensor(response.json()["outputs"]["last_hidden_state"])
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-4, atol=1e-5)
+
+
 class OpaqueState:
     """A state object with no flattener and no pytree registration."""
 

@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from torchbridge import __version__
-from torchbridge.core.subject import InputSpec
+from torchbridge.core.subject import InputSpec, resolve_dims
 from torchbridge.serving import openapi, routes, v2
 from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.errors import ApiError, error_body, error_response
@@ -72,6 +72,8 @@ def create_fastapi_server(model: Any, config: ServerConfig | None = None, *,
     if isinstance(model, torch.nn.Module):
         model = model.to(config.device).eval()
     spec = InputSpec.coerce(input_spec)
+    if sample_input is not None:  # a dim on input_ids is shared by the mask, as in checks
+        spec, _ = resolve_dims(spec, sample_input)
     sig = signature(sample_input, spec, config.max_batch_size)
     padding = declared_padding(model, spec, sig) if sample_input is not None else None
     state = ServingState(model, config, sig, sample_input, padding)

@@ -7,8 +7,8 @@ mask can declare padding instead, as an attribute::
     class Encoder(nn.Module):
         serving_padding = {"dim": "seq", "value": 0, "mask": "attention_mask"}
 
-``dim`` is a named dynamic dim of the input spec; every input that has it (the input the
-spec names and the mask) is padded along its axis to the longest request in the batch,
+``dim`` is a named dynamic dim of the input spec; every input that has it (the inputs the
+spec names, and the mask) is padded along its axis to the longest request in the batch,
 with ``value`` (the mask with 0). Outputs that carry the padded length on that axis are
 cut back to each request's own length.
 """
@@ -54,17 +54,24 @@ def declared_padding(model: Any, spec: InputSpec, sig: Signature) -> Padding | N
                           f"spec (declared: {', '.join(spec.dims) or 'none'})")
     dim = spec.dims[name]
     names = sig.names()
-    target = dim.input if isinstance(dim.input, str) else f"input_{dim.input}"
+    # every input the dim lives on is padded, and the mask even when the spec omits it
+    axes = {key if isinstance(key, str) else f"input_{key}": axis
+            for key, axis in dim.axes.items()}
     mask = declared["mask"]
-    for label in (target, mask):
+    axes.setdefault(mask, dim.first[1])
+    for label in axes:
         if label not in names:
             raise ConfigError(f"serving_padding: {label!r} is not one of the model's inputs "
                               f"{names}")
-    indices = tuple(sorted({names.index(target), names.index(mask)}))
+    if len(set(axes.values())) > 1:
+        raise ConfigError(f"serving_padding pads along one axis, but dim {name!r} lives on "
+                          f"several ({dim.describe()})")
+    axis = next(iter(axes.values()))
+    indices = tuple(sorted(names.index(label) for label in axes))
     for index in indices:
-        if len(sig.inputs[index].shape) <= dim.axis:
-            raise ConfigError(f"serving_padding: input {names[index]!r} has no axis {dim.axis}")
-    return Padding(dim.axis, indices, float(declared.get("value", 0)), names.index(mask))
+        if len(sig.inputs[index].shape) <= axis:
+            raise ConfigError(f"serving_padding: input {names[index]!r} has no axis {axis}")
+    return Padding(axis, indices, float(declared.get("value", 0)), names.index(mask))
 
 
 def pad_batch(batches: Sequence[Sequence[np.ndarray]], padding: Padding

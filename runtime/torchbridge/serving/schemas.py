@@ -115,9 +115,9 @@ def signature(sample: Any, spec: InputSpec | Mapping[str, Any] | None, max_rows:
             shape[axis] = -1
             ranges[axis] = (1, max_rows)
         for dim in input_spec.dims.values():
-            if dim.input == key:
-                shape[dim.axis] = -1
-                ranges[dim.axis] = (dim.min, dim.max)
+            if key in dim.axes:  # a dim shared by several inputs is variable on each
+                shape[dim.axes[key]] = -1
+                ranges[dim.axes[key]] = (dim.min, dim.max)
         name = key if isinstance(key, str) else f"input_{key}"
         specs.append(TensorSpec(name, key, value.dtype, tuple(shape), axis, ranges))
     return Signature(kind, tuple(specs), max_rows)
