@@ -109,3 +109,14 @@ def test_edge_cases_resize_the_mask_with_the_ids() -> None:
     assert seq_cases["seq=12"]["attention_mask"] == [2, 12]
     assert seq_cases["seq=1"]["attention_mask"] == [2, 1]
     assert "shared with 'attention_mask'" in result.message
+
+
+def test_checklist_file_declares_a_dim_on_several_inputs(tmp_path) -> None:
+    from torchbridge.checklist import load_checklist
+
+    path = tmp_path / "torchbridge.toml"
+    path.write_text('[model]\nfactory = "models:build"\n[input]\nshapes = [[2, 8], [2, 8]]\n'
+                    'dims = { seq = { input = { "0" = 1, "1" = 1 }, max = 64 } }\n'
+                    "[checks]\nforward = true\n")
+    spec = InputSpec.coerce(load_checklist(path).inputs.spec)
+    assert spec.dims["seq"].axes == {0: 1, 1: 1}

@@ -229,10 +229,23 @@ def _dims(ctx: _Context, raw: Any) -> dict[str, dict[str, Any]]:
     dims = {}
     for name, value in raw.items():
         data = ctx.table(value, ("input", "dims", name), DIM_KEYS)
-        if isinstance(data.get("input"), str) and data["input"].isdigit():
-            data["input"] = int(data["input"])
+        if "input" in data:  # one input, a list sharing `axis`, or a table input -> axis
+            data["input"] = _input_keys(data["input"])
         dims[str(name)] = data
     return dims
+
+
+def _input_key(key: Any) -> Any:
+    # TOML keys are strings; positional inputs are named by their index
+    return int(key) if isinstance(key, str) and key.isdigit() else key
+
+
+def _input_keys(raw: Any) -> Any:
+    if isinstance(raw, Mapping):
+        return {_input_key(k): v for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_input_key(k) for k in raw]
+    return _input_key(raw)
 
 
 def _validate_spec(ctx: _Context, spec: dict[str, Any]) -> None:
