@@ -107,13 +107,19 @@ def test_unchanged_code_passes_with_the_ratio_in_the_message_and_no_worktree_lef
     assert isinstance(metrics, dict) and metrics["baseline_pairs"]["value"] >= 6
 
 
-def test_a_much_slower_model_is_a_regression_named_in_the_message(
+def test_a_much_slower_model_is_a_regression_in_the_message_and_every_report(
         repo: pytest.Pytester) -> None:
     repo.makepyfile(tinymodel=MODEL.format(repeats=4))  # ~4x the work of the base
-    result = run(repo)
+    result = run(repo, "--tb-markdown=summary.md", "--tb-benchmark-json=bench.json",
+                 "--junitxml=junit.xml")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.re_match_lines([r".*regression: p50 \+\d+\.\d % against base \(95 % bounds "
                                   r"\+\d+\.\d…\+\d+\.\d %, \d+ interleaved pairs\).*"])
+    summary = (repo.path / "summary.md").read_text()
+    assert "### Against the base, interleaved" in summary and "❌ regression" in summary
+    bench = json.loads((repo.path / "bench.json").read_text())["benchmarks"][0]["extra_info"]
+    assert bench["baseline_ref"] == "base" and bench["baseline_ratio"] > 1.5
+    assert 'name="tb.latency.baseline_ratio"' in (repo.path / "junit.xml").read_text()
 
 
 def test_an_item_absent_at_the_ref_is_reported_not_compared(repo: pytest.Pytester) -> None:

@@ -86,6 +86,17 @@ def benchmark_stats(seconds: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def _paired(details: dict[str, Any]) -> dict[str, Any]:
+    """The interleaved comparison against a base ref, when one was made."""
+    data = details.get("baseline_ref")
+    if not isinstance(data, dict) or data.get("compared") is False or "ratio" not in data:
+        return {}
+    low, high = (data.get("ratio_ci") or [None, None])[:2]
+    return {"baseline_ref": data.get("against"), "baseline_ratio": data["ratio"],
+            "baseline_ratio_low": low, "baseline_ratio_high": high,
+            "baseline_pairs": data.get("pairs")}
+
+
 def _entry(result: dict[str, Any]) -> dict[str, Any] | None:
     details = result.get("details") or {}
     samples = details.get("samples_ns")
@@ -103,7 +114,8 @@ def _entry(result: dict[str, Any]) -> dict[str, Any] | None:
                        "batch_size": details.get("batch_size"),
                        "threads": details.get("threads"), "decision": details.get("decision"),
                        "confidence": details.get("confidence"), "clock": details.get("clock"),
-                       "set_aside": (details.get("host_interference") or {}).get("set_aside")},
+                       "set_aside": (details.get("host_interference") or {}).get("set_aside"),
+                       **_paired(details)},
         "options": {"disable_gc": True, "timer": "torch.cuda.Event" if str(
             result.get("device", "")).startswith("cuda") else "time.perf_counter_ns",
                     "min_rounds": 1, "max_time": None, "warmup": True},

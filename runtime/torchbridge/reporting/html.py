@@ -13,11 +13,13 @@ from torchbridge.reporting.tables import (
     BUDGET_HEADER,
     JOB_HEADER,
     PROBLEM_HEADER,
+    RATIO_HEADER,
     amount,
     baseline_rows,
     budget_rows,
     job_rows,
     problem_rows,
+    ratio_rows,
 )
 
 STYLE = """
@@ -106,6 +108,10 @@ def render_html(report: MergedReport, verdict: GateVerdict, title: str = "TorchB
     if baselines:
         parts.append(_section("baselines", "Against the baseline",
                               _table(BASELINE_HEADER, baselines)))
+    ratios = ratio_rows(report, icons=False)
+    if ratios:
+        parts.append(_section("ratios", "Against the base, interleaved",
+                              _table(RATIO_HEADER, ratios)))
     parts.append(_section("jobs", "Jobs and machines", _table(JOB_HEADER, job_rows(report))))
     parts.append(_results_table(report))
     parts.append("</body></html>\n")

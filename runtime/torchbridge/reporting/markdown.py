@@ -16,10 +16,12 @@ from torchbridge.reporting.tables import (
     BUDGET_HEADER,
     JOB_HEADER,
     PROBLEM_HEADER,
+    RATIO_HEADER,
     baseline_rows,
     budget_rows,
     job_rows,
     problem_rows,
+    ratio_rows,
 )
 
 MAX_ROWS = 50
@@ -52,6 +54,7 @@ def render_markdown(report: MergedReport, verdict: GateVerdict) -> str:
         ("Failed and errored checks", PROBLEM_HEADER, problem_rows(report)),
         ("Budgets", BUDGET_HEADER, budget_rows(report)),
         ("Against the baseline", BASELINE_HEADER, baseline_rows(report)),
+        ("Against the base, interleaved", RATIO_HEADER, ratio_rows(report)),
     ]
     for heading, header, rows in sections:
         if rows:

@@ -16,6 +16,7 @@ BUDGET_HEADER = ["Test", "Check", "Device", "Job", "Metric", "Measured", "Budget
 BASELINE_HEADER = ["Test", "Device", "Job", "Statistic", "Baseline", "Current", "Change",
                    "Significant", "Verdict"]
 JOB_HEADER = ["Job", "Machine", "Results", "Passed", "Failed", "Errors", "Skipped"]
+RATIO_HEADER = ["Test", "Device", "Job", "Against", "Change", "Bounds", "Pairs", "Verdict"]
 
 
 def amount(metric: Any) -> str:
@@ -68,6 +69,29 @@ def baseline_rows(report: MergedReport, icons: bool = True) -> list[list[str]]:
                          f"{c.old:.4g} {c.unit}".strip(), f"{c.new:.4g} {c.unit}".strip(),
                          f"{c.change_pct:+.1f} %" if c.change_pct is not None else "",
                          "yes" if c.significant else "no", verdict])
+    return rows
+
+
+def ratio_rows(report: MergedReport, icons: bool = True) -> list[list[str]]:
+    """One row per item measured interleaved against a base (``--tb-baseline-ref``):
+    the median paired time ratio as a change, its bounds, the pair count, the verdict
+    (or why it was not compared)."""
+    rows = []
+    for result in report.results:
+        data = result["details"].get("baseline_ref")
+        if not isinstance(data, dict):
+            continue
+        head = [result["key"], result["device"], result["job"], str(data.get("against", ""))]
+        if data.get("compared") is False:
+            rows.append([*head, "", "", "", f"not compared: {data.get('reason', '')}"])
+            continue
+        low, high = (data.get("ratio_ci") or [None, None])[:2]
+        bounds = "…".join("?" if v is None else f"{(v - 1) * 100:+.1f} %" for v in (low, high))
+        verdict = str(data.get("verdict", ""))
+        if icons and verdict == "regression":
+            verdict = "❌ regression"
+        rows.append([*head, f"{(float(data['ratio']) - 1) * 100:+.1f} %", bounds,
+                     str(data.get("pairs", "")), verdict])
     return rows
 
 
