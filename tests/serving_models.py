@@ -82,3 +82,109 @@ class TinyGenerator(nn.Module):
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)
             if eos_token_id is not None and bool((next_token == eos_token_id).all()):
                 return
+
+
+NAN_TRIGGER = 7777.0  # a row whose first feature is this makes NanMLP answer NaN there
+
+
+class SummaryMLP(nn.Module):
+    """Per-row logits plus a batch-level summary, as in the issue: ``summary`` is the mean
+    over the batch, so it must never be split between requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.inner(x)
+        return {"logits": logits, "summary": logits.mean(0)}
+
+
+class CenteredMLP(nn.Module):
+    """Rows depend on their batch mates (centred on the batch mean): right shape, wrong
+    values when batched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        return out - out.mean(0, keepdim=True)
+
+
+class NanMLP(nn.Module):
+    """NaN in column 2 of a row whose first feature is NAN_TRIGGER."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x).clone()
+        out[x[:, 0] == NAN_TRIGGER, 2] = float("nan")
+        return out
+
+
+class RowDroppingMLP(nn.Module):
+    """Loses the last row of a batch that holds a POISON row: the wrong row count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        return out[:-1] if bool((x[:, 0] == POISON).any()) else out
+
+
+class ExitingMLP(nn.Module):
+    """Calls ``sys.exit`` on a POISON row, as a model wrapper that gives up might."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] == POISON).any()):
+            raise SystemExit(3)
+        return self.inner(x)
+
+
+class LeakyErrorMLP(nn.Module):
+    """Raises an error whose message quotes the input, as many libraries' errors do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] == POISON).any()):
+            raise ValueError(f"cannot handle row {x[0].tolist()}")
+        return self.inner(x)
+
+
+class ComplexMLP(nn.Module):
+    """Answers complex numbers, which no response encoding can carry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).to(torch.complex64)
+
+
+class ShortContextGenerator(TinyGenerator):
+    """TinyGenerator whose context holds 8 positions (as a config's n_positions says)."""
+
+    max_position_embeddings = 8
+
+
+class ExitingGenerator(TinyGenerator):
+    """A generator whose stream raises SystemExit at its first step."""
+
+    def stream(self, input_ids: torch.Tensor, max_new_tokens: int,
+               eos_token_id: int | None = None) -> Iterator[torch.Tensor]:
+        raise SystemExit(4)
+        yield input_ids  # pragma: no cover - makes this a generator

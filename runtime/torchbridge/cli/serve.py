@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from torchbridge.cli.common import EXIT_OK, parser
+from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, parser
 from torchbridge.errors import ConfigError
 
 
@@ -22,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from torchbridge.serving import ServerConfig, run_server
         from torchbridge.serving.loader import build_app, parse_shape
+        from torchbridge.serving.server import WorkerDied
     except ImportError as exc:
         raise ConfigError(f"tb-serve needs {exc.name}: pip install "
                           "'pytest-torchbridge[serve]'") from None
@@ -33,7 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_version=args.model_version, warmup=not args.no_warmup,
         grace_period_s=args.grace_period, log_payloads=args.log_payloads,
         audit_log=args.audit_log, host=args.host, port=args.port,
-        ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, device=args.device)
+        ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, device=args.device,
+        allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
+        trusted_proxies=tuple(args.trusted_proxy), read_timeout_s=args.read_timeout,
+        max_connections=args.max_connections)
     config.check_device()
     exposed = config.host not in ("127.0.0.1", "localhost", "::1")
     if exposed and not args.insecure_no_auth and not config.load_api_keys():
@@ -50,9 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "model": config.model_name, "version": config.model_version,
                           "max_batch_size": config.max_batch_size,
                           "auth": bool(config.load_api_keys())}), flush=True)
-    run_server(app, host=config.host, port=config.port, ssl_certfile=config.ssl_certfile,
-               ssl_keyfile=config.ssl_keyfile, grace_period_s=config.grace_period_s,
-               torch_threads=args.torch_threads)
+    try:
+        run_server(app, host=config.host, port=config.port, ssl_certfile=config.ssl_certfile,
+                   ssl_keyfile=config.ssl_keyfile, grace_period_s=config.grace_period_s,
+                   torch_threads=args.torch_threads)
+    except WorkerDied as exc:  # non-zero, so that an orchestrator restarts the server
+        print(f"tb-serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -95,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-threads", type=int,
                    help="intra-op threads (default: CPU count - 1, leaving the event loop a "
                         "core)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name clients may use besides loopback names and --host "
+                        "(repeat; '*' allows any). Checked when no API keys are set, or "
+                        "whenever given")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                   help="a proxy address (or CIDR) whose X-Forwarded-For is believed "
+                        "(repeat; default: nobody's)")
+    p.add_argument("--read-timeout", default="10s",
+                   help="time allowed to send the request headers, and the body (408)")
+    p.add_argument("--max-connections", type=int, default=1024,
+                   help="open connections at most; more get a 503 and are closed")
     p.add_argument("--json", action="store_true", help="print the serving URL as JSON first")
     return p
 

@@ -251,7 +251,12 @@ class ModelRunner:
         if self.padding is not None and len(batch) > 1:
             requests, lengths = pad_batch(requests, self.padding)
         tree = self.forward(requests)
-        parts = self.split(tree, [w.rows for w in batch])
+        try:
+            parts = self.split(tree, [w.rows for w in batch])
+        except OutputInvalid as exc:
+            if self._on_failure is not None:
+                self._on_failure(exc)
+            raise
         if lengths and self.padding is not None:
             longest = max(lengths)
             parts = [unpad(part, self.padding.axis, longest, length)
