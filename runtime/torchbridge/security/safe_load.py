@@ -149,7 +149,7 @@ def _refusal(path: Path, verdict: FileVerdict, allow_code: bool) -> str | None:
 def _pt2_verdict(path: Path, names: list[str], limits: ScanLimits) -> FileVerdict | None:
     """An ``unsafe`` verdict when ``path`` is a ``.pt2`` archive holding a member torch
     would unpickle that is not allowlist-safe (or AOTInductor native code)."""
-    if not zipfile.is_zipfile(path):
+    if not path.is_file() or not zipfile.is_zipfile(path):
         return None
     with zipfile.ZipFile(path) as archive:
         if not any(tail(i.filename) == "archive_format" for i in archive.infolist()):
@@ -169,6 +169,7 @@ def check_file(path: str | Path, *, allowed_globals: Iterable[Any] = (),
     Secrets do not block loading (the file is still safe to read); they are in the verdict.
     """
     path = Path(path)
+    _regular_file(path)
     names = global_names(allowed_globals)
     verdict = scan_file(path, limits=limits, secrets=False, allowed_globals=names)
     reason = _refusal(path, verdict, allow_code)
@@ -181,11 +182,21 @@ def check_file(path: str | Path, *, allowed_globals: Iterable[Any] = (),
     return verdict
 
 
+def _regular_file(path: Path) -> None:
+    """Raise :class:`UnsafeModelError` unless ``path`` is a regular file: opening a FIFO
+    or a device named like a model would block or read forever."""
+    if not path.is_file():
+        what = "no such file" if not path.exists() else "not a regular file"
+        verdict = FileVerdict(str(path), "unknown", Verdict.INVALID, [f"{path}: {what}"])
+        raise UnsafeModelError(f"refused {path}: {what}", verdict)
+
+
 def load_safetensors(path: str | Path, device: str = "cpu",
                      limits: ScanLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Tensors of a safetensors file, after validating its header against the file."""
     from safetensors.torch import load_file
 
+    _regular_file(Path(path))
     try:
         read_header(path, limits)
     except InvalidArtifact as exc:
@@ -312,7 +323,7 @@ def load_pt2(path: str | Path, *, allowed_globals: Iterable[Any] = (),
 
 
 def _is_pt2(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+    if not path.is_file() or not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
         return any(tail(n) == "archive_format" for n in archive.namelist())
@@ -335,6 +346,7 @@ def load_state_dict(path: str | Path, *, device: str = "cpu",
                     allowed_globals: Iterable[Any] = ()) -> Mapping[str, Any]:
     """A state dict from safetensors (preferred) or a ``torch.save`` file, loaded safely."""
     path = Path(path)
+    _regular_file(path)
     with open(path, "rb") as handle:
         head = handle.read(9)
     if path.suffix == ".safetensors" or looks_like_safetensors(head, path.stat().st_size):
