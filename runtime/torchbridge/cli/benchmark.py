@@ -5,6 +5,7 @@ Examples::
     tb-benchmark --model model.pt2 --quick
     tb-benchmark --model mypkg.models:build --input-shape 1,256 --stress --batch-sizes 1,4,8,16,32
     tb-benchmark --model model.pt2 --json > bench.json
+    tb-benchmark --model optimized.pt2 --compare-with model.pt2 --regression-threshold 5%
 """
 
 from __future__ import annotations
@@ -50,8 +51,34 @@ def build_parser() -> Any:
     p.add_argument("--keep-host-noise", action="store_true",
                    help="keep calls that the host slowed down (by default they are set "
                         "aside and counted after the '+' in the n column)")
+    p.add_argument("--compare-with", default=None, metavar="MODEL",
+                   help="also time --model against this model on the same inputs, "
+                        "interleaved in short blocks; exit 1 on a regression (a median "
+                        "paired ratio above the threshold whose lower bound is above 1)")
+    p.add_argument("--compare-weights", default=None,
+                   help="weights for a --compare-with factory model")
+    p.add_argument("--regression-threshold", default="10%",
+                   help="with --compare-with: the slowdown counted as a regression "
+                        "(default 10%%)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
+
+
+def _compare(args: Any, model: Any, inputs: Any, sizes: list[int] | None,
+             seconds: float) -> Any:
+    """``--model`` against ``--compare-with``, interleaved, at the largest batch size."""
+    import argparse
+
+    from torchbridge.loading import load_from_args
+    from torchbridge.measure.ab import compare_models, parse_threshold
+
+    other = load_from_args(argparse.Namespace(**{**vars(args), "model": args.compare_with,
+                                                 "weights": args.compare_weights}),
+                           device=args.device)
+    return compare_models(model, other.model, inputs, device=args.device,
+                          batch_size=max(sizes) if sizes else None, threads=args.threads,
+                          seconds=seconds, label=args.compare_with,
+                          threshold=parse_threshold(args.regression_threshold))
 
 
 def _table(report: Any) -> Any:
@@ -118,8 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = benchmark_model(loaded.model, inputs, device=args.device, batch_sizes=sizes,
                                  stress=args.stress, threads=args.threads, settings=settings,
                                  on_batch=lambda row: progress.advance(task))
+    compared = _compare(args, loaded.model, inputs, sizes, settings.latency_time) \
+        if args.compare_with else None
     if args.json:
-        print_json({"model": args.model, **report.to_dict()})
+        print_json({"model": args.model, **report.to_dict(),
+                    **({"compare": compared.to_dict()} if compared else {})})
     else:
         Console().print(_table(report))
         if report.stopped:
@@ -129,4 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not report.rows:
         err.print(f"[red]no batch size could run: {report.stopped}[/red]")
         return EXIT_USAGE
+    if compared is not None:
+        if not args.json:
+            print(f"{compared.describe()}: {compared.verdict}")
+        if compared.regression:
+            return EXIT_FAILED
     return EXIT_FAILED if report.stopped and not args.stress else EXIT_OK

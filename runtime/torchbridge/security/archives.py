@@ -283,12 +283,35 @@ class _Walk:
             self.result.add_global(name, location)
         for text in found.strings:
             self.text(location, text)
+        if self.secrets and self._strings_cut(found):
+            self._raw_text(f, start, f.tell(), location)
         self.result.notes.extend(f"{location}: {n}" for n in dict.fromkeys(found.notes))
         if found.error:
             self.result.invalid.append(f"{location}: not a complete pickle ({found.error})")
         elif head == LEGACY_MAGIC and found.pickles < 5:
             self.result.invalid.append(f"{location}: legacy torch.save file with "
                                        f"{found.pickles} of its 5 pickles (truncated)")
+
+    def _strings_cut(self, found: Any) -> bool:
+        """Whether the walker kept only part of the pickle's strings (each is cut at
+        ``max_string_chars``, and only ``max_strings`` are kept)."""
+        return bool(getattr(found, "strings_dropped", 0)) or \
+            len(found.strings) >= self.limits.max_strings or \
+            any(len(t) >= self.limits.max_string_chars for t in found.strings)
+
+    def _raw_text(self, f: IO[bytes], start: int, end: int, location: str) -> None:
+        """The printable runs of a pickle's bytes ``start..end``, for secrets the walker
+        did not keep whole (a key at character 5,000 of a docstring, or in string
+        #300,000); charged to ``max_secret_bytes`` like any text."""
+        f.seek(start)
+        overlap = b""
+        while start < end:
+            chunk = f.read(min(MiB, end - start))
+            if not chunk:
+                break
+            start += len(chunk)
+            self.text_bytes(location, overlap + chunk)
+            overlap = chunk[-256:]
 
     # ------------------------------------------------------------------ members
 
@@ -355,6 +378,13 @@ class _Walk:
             self.result.invalid.append(f"{location}: declares {declared} uncompressed bytes "
                                        f"> max_archive_bytes {self.limits.max_archive_bytes}"
                                        ": zip bomb")
+            return False
+        packed = sum(i.compress_size for i in infos)
+        ratio = declared / max(packed, 1)
+        if declared > self.limits.ratio_min_bytes and ratio > self.limits.max_ratio:
+            self.result.invalid.append(f"{location}: its members expand {packed} bytes to "
+                                       f"{declared} (ratio {ratio:.0f} > max_ratio "
+                                       f"{self.limits.max_ratio:.0f}): zip bomb")
             return False
         return True
 

@@ -29,7 +29,8 @@ class ScanLimits:
     * ``max_member_bytes``: declared uncompressed size of one archive member that has to
       be decompressed to be scanned (pickles, nested archives, text).
     * ``max_archive_bytes``: declared uncompressed size of a whole archive (zip bombs).
-    * ``max_ratio``: declared compression ratio above which a large member is a bomb.
+    * ``max_ratio``: declared compression ratio above which a large member, or a whole
+      archive declaring more than ``ratio_min_bytes``, is a bomb.
     * ``max_depth``: containers nested inside containers (``outer.zip`` → ``inner.zip``
       = 1; a ``.tar.gz`` is a tar inside a gzip stream = 1).
     * ``max_members``: entries in one archive (zip or tar).
@@ -58,7 +59,7 @@ class ScanLimits:
     max_text_bytes: int = 1 * MiB
     max_header_bytes: int = 100 * MiB
     max_decoded_bytes: int = 1 * GiB
-    max_secret_bytes: int = 64 * MiB
+    max_secret_bytes: int = 32 * MiB
     max_seconds: float = 60.0
     sniff_bytes: int = 64 * 1024
 

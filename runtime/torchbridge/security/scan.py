@@ -73,7 +73,8 @@ def _judge(path: Path, content: ContentScan, secrets: bool, allowed: Iterable[st
            ) -> FileVerdict:
     """The verdict on a file whose content parsed as at least one format."""
     unsafe_globals, code = classify(content.globals, allowed)
-    found = (scan_strings(content.strings) + content.findings) if secrets else []
+    found = list(dict.fromkeys(scan_strings(content.strings) + content.findings)) \
+        if secrets else []
     unsafe = list(content.unsafe) + _global_reasons(content, unsafe_globals, [])
     verdict = _verdict(unsafe, content.invalid, found, code)
     reasons = unsafe + list(content.invalid) + [f.describe() for f in found] + \

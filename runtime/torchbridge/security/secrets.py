@@ -230,10 +230,15 @@ def decode_text(raw: bytes) -> str | None:
         if raw.startswith(bom):
             return raw[len(bom):].decode(codec, "replace")
     sample = raw[:4096]
-    if len(sample) >= 4 and sample.count(0) > len(sample) // 3:
+    half = len(sample) // 2
+    if half >= 4:
         even, odd = sample[0::2].count(0), sample[1::2].count(0)
-        codec = "utf-16-le" if odd > even else "utf-16-be"
-        return raw[: len(raw) // 2 * 2].decode(codec, "replace")
+        # UTF-16 text of mostly ASCII: one byte of each pair is NUL, the other is not
+        # (all-NUL or NUL-scattered binary is neither).
+        if odd > 0.9 * half and even < 0.1 * half:
+            return raw[: len(raw) // 2 * 2].decode("utf-16-le", "replace")
+        if even > 0.9 * half and odd < 0.1 * half:
+            return raw[: len(raw) // 2 * 2].decode("utf-16-be", "replace")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
