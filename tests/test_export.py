@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -322,3 +323,32 @@ def test_large_models_keep_external_data_covered_by_the_checksum(
     assert report.checksum_file is not None
     listed = [line.split("  ")[1] for line in report.checksum_file.read_text().splitlines()]
     assert listed == ["big.onnx", "big.onnx.data"]
+
+
+def tiny_t5_subject() -> Subject:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                                   num_decoder_layers=1, num_heads=2, use_cache=False)
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(0))
+    return Subject(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                           "decoder_input_ids": ids[:, :4]})
+
+
+def test_t5_conversion_error_names_the_module_the_line_and_the_legacy_exporter(
+        tmp_path: Path) -> None:
+    with pytest.raises(ExportFailed) as excinfo:
+        export_model(tiny_t5_subject(), "onnx", tmp_path / "t5.onnx",
+                     ExportOptions(dynamic=False))
+    message = str(excinfo.value)
+    assert "operator aten.view.default in encoder.block.0.layer.0.SelfAttention " \
+           "(T5Attention) at " in message
+    assert re.search(r"modeling_t5\.py:\d+ `attn_output = attn_output\.reshape", message)
+    assert 'exporter="legacy"' in message
+
+
+def test_t5_exports_with_the_legacy_onnx_exporter(tmp_path: Path) -> None:
+    report = export_model(tiny_t5_subject(), "onnx", tmp_path / "t5.onnx",
+                          ExportOptions(dynamic=False, exporter="legacy"))
+    assert report.ok, report.summary()

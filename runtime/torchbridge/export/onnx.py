@@ -10,6 +10,7 @@ available) run at every point of the validation plan and compared with eager PyT
 from __future__ import annotations
 
 import inspect
+import linecache
 import re
 import time
 from pathlib import Path
@@ -161,6 +162,11 @@ def _run(session: Any, inputs: Any) -> Any:
 
 _OP = re.compile(r"OpOverload\(op='([\w.]+)', overload='(\w+)'\)")
 _NODE = re.compile(r"translating node %(\w+) .*?target=torch\.ops\.([\w.]+)")
+_EXECUTING = re.compile(r"While executing %(\w+) .*?target=torch\.ops\.([\w.]+)")
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+#: Where to point users when the dynamo exporter cannot convert a graph.
+LEGACY_HINT = ("the legacy TorchScript-based exporter may export it: @tb.export(\"onnx\", "
+               "exporter=\"legacy\") or tb-export --exporter legacy")
 
 
 def explain_conversion_error(exc: BaseException, program: Any) -> str:
@@ -173,13 +179,47 @@ def explain_conversion_error(exc: BaseException, program: Any) -> str:
     elif node_match:
         op = node_match.group(2)
     else:
-        return f"ONNX conversion failed: {type(exc).__name__}: {_summary(text)}"
+        return _failed_while_executing(exc, text, program)
     where = _locate(program, node_match.group(1) if node_match else None, op)
     cause = "has no ONNX translation" if "No ONNX function found" in text else \
         f"could not be translated ({_summary(text)})"
     return (f"operator {op}{where} {cause} (onnxscript {_version('onnxscript')}). Replace it "
             "in the model, register a custom translation (torch.onnx.export(..., "
             "custom_translation_table=...)), or export to pt2 instead")
+
+
+def _failed_while_executing(exc: BaseException, text: str, program: Any) -> str:
+    """A failure inside the exporter's own passes (``ConversionError`` while decomposing):
+    the operator it was executing, the module and source line that produced it, and the
+    legacy exporter as the way out."""
+    executing = _EXECUTING.search(text)
+    frames = _FRAME.findall(text.split("Original traceback:", 1)[-1]) \
+        if "Original traceback:" in text else []
+    cause = _summary(text).split(" While executing ")[0]
+    if not executing and not frames:
+        return (f"ONNX conversion failed: {type(exc).__name__}: {cause}; {LEGACY_HINT}")
+    where = ""
+    if frames:
+        file, line = frames[-1]
+        where = _module_at(program, file, int(line)) + f" at {file}:{line}"
+        source = linecache.getline(file, int(line)).strip()
+        where += f" `{source}`" if source else ""
+    op = f"operator {executing.group(2)}" if executing else "the graph"
+    return (f"ONNX conversion of {op}{where} failed ({type(exc).__name__}: {cause}); "
+            f"{LEGACY_HINT}")
+
+
+def _module_at(program: Any, file: str, line: int) -> str:
+    """`` in <module path> (<class>)`` for the graph node traced from ``file:line``."""
+    needle = f'File "{file}", line {line}'
+    for node in program.graph.nodes:
+        trace = node.meta.get("stack_trace") or ""
+        stack = node.meta.get("nn_module_stack") or {}
+        if needle in trace and stack:
+            fqn, cls = list(stack.values())[-1]
+            name = _clean_fqn(str(fqn)) or "the top-level model"
+            return f" in {name} ({getattr(cls, '__name__', str(cls).split('.')[-1])})"
+    return ""
 
 
 def _summary(text: str) -> str:
