@@ -124,6 +124,13 @@ def test_bert_onnx_export_with_one_shared_seq_passes_at_both_ends() -> None:
     assert graph_inputs["input_ids"][1] == graph_inputs["attention_mask"][1] == "seq"
 
 
+def test_graph_export_of_an_output_holding_a_cache_fails_with_the_use_cache_hint() -> None:
+    result = run("export", subject("t5"), "pt2")
+    assert result.status is Status.FAILED
+    assert "returns a EncoderDecoderCache object" in result.message
+    assert "use_cache = False" in result.message
+
+
 def test_server_accepts_every_seq_input_at_a_length_the_sample_did_not_have() -> None:
     import httpx
 

@@ -84,6 +84,8 @@ def capture(model: Any, subject: Subject, *, dynamic: bool) -> Any:
     if not isinstance(model, torch.nn.Module):
         raise ExportFailed(f"torch.export needs an nn.Module, got {type(model).__name__}")
     args, kwargs = as_call(subject.inputs)
+    if isinstance(model, torch.jit.ScriptModule):
+        return _convert_script(model, args, kwargs)
     shapes = dynamic_shapes(subject, dynamic=dynamic)
     with quiet():
         try:
@@ -92,12 +94,37 @@ def capture(model: Any, subject: Subject, *, dynamic: bool) -> Any:
             raise ExportFailed(explain_capture_error(exc)) from None
 
 
+def _convert_script(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A TorchScript module (a ``model.pt`` archive) as an ExportedProgram, through torch's
+    TorchScript converter: torch.export cannot trace a ScriptModule itself."""
+    from torch._export.converter import TS2EPConverter
+
+    with quiet():
+        try:
+            return TS2EPConverter(model, args, kwargs or None).convert()
+        except Exception as exc:
+            raise ExportFailed(f"cannot convert the TorchScript module for torch.export: "
+                               f"{type(exc).__name__}: {condensed(str(exc), 500)}") from None
+
+
+_UNKNOWN_OUTPUT = re.compile(r"Found <class '([\w.]+)'> in output, which is not a known type")
+
+
 def explain_capture_error(exc: BaseException) -> str:
     """Why torch.export failed, in one actionable sentence plus the source line."""
     text = str(exc)
     where = _user_frame(text)
     at = f" at {where}" if where else ""
     kind = type(exc).__name__
+    unknown = _UNKNOWN_OUTPUT.search(text)
+    if unknown:
+        cls = unknown.group(1).rsplit(".", 1)[-1]
+        hint = ("export with the cache switched off (model.config.use_cache = False, or "
+                "use_cache=False in the inputs)" if "cache" in cls.lower() else
+                "return tensors, or register the type with torch.utils._pytree."
+                "register_pytree_node")
+        return f"torch.export cannot capture the model's output: it returns a {cls} object, " \
+               f"which is not a pytree type; {hint}"
     if "data-dependent" in text or "GuardOnDataDependent" in kind:
         return (f"torch.export cannot capture data-dependent control flow{at}: the model "
                 f"branches on tensor values ({condensed(text, 160)}). Rewrite the branch "
