@@ -65,12 +65,12 @@ def build_parser() -> Any:
 
 
 def _compare(args: Any, model: Any, inputs: Any, sizes: list[int] | None,
-             seconds: float) -> Any:
+             seconds: float, threshold: float) -> Any:
     """``--model`` against ``--compare-with``, interleaved, at the largest batch size."""
     import argparse
 
     from torchbridge.loading import load_from_args
-    from torchbridge.measure.ab import compare_models, parse_threshold
+    from torchbridge.measure.ab import compare_models
 
     other = load_from_args(argparse.Namespace(**{**vars(args), "model": args.compare_with,
                                                  "weights": args.compare_weights}),
@@ -78,7 +78,7 @@ def _compare(args: Any, model: Any, inputs: Any, sizes: list[int] | None,
     return compare_models(model, other.model, inputs, device=args.device,
                           batch_size=max(sizes) if sizes else None, threads=args.threads,
                           seconds=seconds, label=args.compare_with,
-                          threshold=parse_threshold(args.regression_threshold))
+                          threshold=threshold)
 
 
 def _table(report: Any) -> Any:
@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torchbridge.hardware import why_unavailable
     from torchbridge.inputs import inputs_from_args
     from torchbridge.loading import load_from_args
+    from torchbridge.measure.ab import parse_threshold
     from torchbridge.measure.bench import BenchmarkSettings, benchmark_model
     from torchbridge.units import parse_duration
 
@@ -136,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_time:
         settings.latency_time = parse_duration(args.max_time, "--max-time")
     settings.host_filter = not args.keep_host_noise
+    threshold = parse_threshold(args.regression_threshold)
     loaded = load_from_args(args, device=args.device)
     inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)
@@ -145,8 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = benchmark_model(loaded.model, inputs, device=args.device, batch_sizes=sizes,
                                  stress=args.stress, threads=args.threads, settings=settings,
                                  on_batch=lambda row: progress.advance(task))
-    compared = _compare(args, loaded.model, inputs, sizes, settings.latency_time) \
-        if args.compare_with else None
+    compared = _compare(args, loaded.model, inputs, sizes, settings.latency_time,
+                        threshold) if args.compare_with else None
     if args.json:
         print_json({"model": args.model, **report.to_dict(),
                     **({"compare": compared.to_dict()} if compared else {})})

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.errors import ConfigError
 from torchbridge.measure import stats
 from torchbridge.measure.timing import Timer, is_cuda, quiet_region
 
@@ -315,3 +316,35 @@ def paired_seconds(one_sided: float, floor: float = 0.5) -> float:
     """The paired phase's budget: as long as the one-sided measurement took (so an A/B
     item costs about twice a one-sided one), at least ``floor`` seconds."""
     return max(floor, one_sided) if math.isfinite(one_sided) else floor
+
+
+def parse_threshold(text: str | float, what: str = "--regression-threshold") -> float:
+    """``'5%'`` or ``0.05`` → 0.05; raises :class:`ConfigError` on anything else."""
+    value = str(text).strip()
+    try:
+        number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise ConfigError(f"{what}: cannot read {text!r}; write e.g. '5%' or 0.05") from None
+    if not 0 < number < 10:
+        raise ConfigError(f"{what}: {text!r} must be a positive fraction such as 0.05 or '5%'")
+    return number
+
+
+def compare_models(head_model: Any, base_model: Any, inputs: Any, *, device: str = "cpu",
+                   batch_size: int | None = None, threads: int | None = None,
+                   seconds: float = 2.0, threshold: float = 0.10, confidence: float = 0.95,
+                   label: str = "the other model") -> PairedComparison:
+    """Time ``head_model`` against ``base_model`` on the same ``inputs``, interleaved in
+    this process (an optimized artifact against its original, a canary against
+    production). ``ratio`` > 1: the head is slower. A model that rejects the inputs
+    raises :class:`~torchbridge.measure.runner.ModelRejected`."""
+    from torchbridge.core.subject import Subject
+    from torchbridge.measure.runner import bind
+    from torchbridge.measure.timing import threads as using_threads
+
+    with using_threads(threads):
+        head = bind(Subject(head_model, inputs, device=device), batch_size)
+        base = bind(Subject(base_model, inputs, device=device), batch_size)
+        return compare(LocalSide(head.fn, device), LocalSide(base.fn, device),
+                       seconds=seconds, label=label, threshold=threshold,
+                       confidence=confidence)
