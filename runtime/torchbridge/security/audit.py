@@ -12,7 +12,6 @@ Example::
 from __future__ import annotations
 
 import tempfile
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,9 @@ from torchbridge.security.checksum import ChecksumError, verify_checksums
 from torchbridge.security.safe_load import (
     UnsafeModelError,
     load_checkpoint,
+    load_pt2,
     load_safetensors,
+    load_torchscript,
 )
 from torchbridge.security.safetensors_header import read_header
 from torchbridge.security.scan import scan_file
@@ -49,11 +50,12 @@ class AuditReport:
 def open_safely(path: Path, verdict: FileVerdict, allowed_globals: Sequence[Any] = ()) -> str:
     """Open an artifact the safe way for its format; a short description of what it holds.
 
-    Raises :class:`~torchbridge.errors.ModelLoadError` (or the format's own error) when
-    it cannot be opened safely.
+    Raises :class:`~torchbridge.errors.ModelLoadError` or
+    :class:`~torchbridge.security.safe_load.UnsafeModelError` (or the format's own error)
+    when it cannot be opened safely. ``.pt2`` and TorchScript archives go through the
+    loaders that scan every member torch would unpickle first; nothing here calls
+    ``torch.export.load`` or ``torch.jit.load`` directly.
     """
-    import torch
-
     if verdict.format == "safetensors":
         return f"{len(load_safetensors(path))} tensors"
     if verdict.format in ("torch-zip", "torch-legacy", "pickle"):
@@ -65,12 +67,10 @@ def open_safely(path: Path, verdict: FileVerdict, allowed_globals: Sequence[Any]
         onnx.checker.check_model(str(path))
         return "ONNX model passes onnx.checker"
     if verdict.format == "pt2":
-        program = torch.export.load(str(path))
+        program = load_pt2(path, allowed_globals=allowed_globals)
         return f"ExportedProgram with {len(program.state_dict)} weights"
     if verdict.format == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.load(str(path), map_location="cpu")
+        load_torchscript(path)
         return "TorchScript archive"
     return f"{verdict.format}: scanned only"
 
