@@ -188,3 +188,15 @@ class ExitingGenerator(TinyGenerator):
                eos_token_id: int | None = None) -> Iterator[torch.Tensor]:
         raise SystemExit(4)
         yield input_ids  # pragma: no cover - makes this a generator
+
+
+class CumulativeMLP(nn.Module):
+    """Row i depends on the rows before it (a running sum over the batch): row 0 looks
+    right alone and batched; the others do not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).cumsum(0)

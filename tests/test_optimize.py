@@ -111,17 +111,40 @@ def test_compile_level_matches_the_original() -> None:
     assert result.max_abs_error < 1e-5
 
 
-def _timed(level: str, status: str, speedup: float) -> LevelResult:
-    model = mlp()
+def _timed(level: str, status: str, speedup: float,
+           model: torch.nn.Module | None = None) -> LevelResult:
+    model = model or mlp()
     return LevelResult(level, status, eager_ms=1.0, level_ms=1.0 / speedup,
                        transformed=lv.Transformed(level, model, model))
 
 
+class Repeated(torch.nn.Module):
+    """The MLP run ``times`` times: the eager model a much faster level beats."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.body, self.times = mlp(), times
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.times - 1):
+            self.body(x)
+        return self.body(x)
+
+
 def test_production_picks_the_fastest_level_that_passes_parity() -> None:
-    chosen = _choose([_timed("inference", "passed", 1.2), _timed("compile", "passed", 2.0),
-                      _timed("quantized", "failed", 5.0)], Subject(mlp(), torch.randn(2, 8)),
-                     1.0)
+    chosen = _choose([_timed("inference", "passed", 1.2),
+                      _timed("compile", "passed", 2.0, Repeated(1)),
+                      _timed("quantized", "failed", 5.0)],
+                     Subject(Repeated(6), torch.randn(2, 8)), 1.0, seconds=FAST, threads=1)
     assert chosen.level == "compile"
+    assert chosen.paired["verdict"] == "improvement"
+
+
+def test_production_keeps_eager_when_the_interleaved_comparison_finds_no_gain() -> None:
+    chosen = _choose([_timed("compile", "passed", 2.0)], Subject(mlp(), torch.randn(2, 8)),
+                     1.0, seconds=FAST, threads=1)  # the same model: timed 2x by chance
+    assert chosen.level == "eager"
+    assert "interleaved: time per call" in chosen.message
 
 
 def test_production_keeps_eager_when_no_level_is_faster() -> None:

@@ -24,6 +24,7 @@ from serving_models import (
     POISON,
     CenteredMLP,
     ComplexMLP,
+    CumulativeMLP,
     NanMLP,
     RowDroppingMLP,
     SummaryMLP,
@@ -73,9 +74,12 @@ def test_a_batch_level_output_is_never_split_between_requests() -> None:
                                    alone["summary"])
 
 
-def test_rows_that_depend_on_their_batch_mates_are_served_one_request_at_a_time() -> None:
-    model = CenteredMLP().eval()
-    with LiveServer(model, sample(1), ServerConfig(max_batch_size=4)) as live:
+@pytest.mark.parametrize("build", [CenteredMLP, CumulativeMLP])
+def test_rows_that_depend_on_their_batch_mates_are_served_one_request_at_a_time(
+        build: type[torch.nn.Module]) -> None:
+    model = build().eval()
+    zeros = torch.zeros(1, FEATURES)  # as tb-serve's --input-shape makes it
+    with LiveServer(model, zeros, ServerConfig(max_batch_size=4)) as live:
         assert "batch mates" in live.state.unbatched_reason
         bodies = [{"inputs": _rows(2, seed)} for seed in range(12)]
         responses = _concurrently(live, "/predict", bodies)
@@ -219,3 +223,16 @@ def test_every_200_equals_the_request_served_alone(tokens_server: LiveServer,
         for name in ("tokens", "pooled"):
             torch.testing.assert_close(torch.tensor(outputs[name]), alone[name],
                                        rtol=1e-4, atol=1e-5)
+
+
+class Pair(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b  # broadcasts a 1-row b over a: a wrong answer, not an error
+
+
+def test_inputs_with_different_row_counts_are_422_not_broadcast() -> None:
+    sample_pair = (torch.zeros(1, 4), torch.zeros(1, 4))
+    with LiveServer(Pair(), sample_pair, ServerConfig(max_batch_size=4)) as live:
+        response = live.client.post("/predict", json={"inputs": {
+            "input_0": [[1.0] * 4, [2.0] * 4], "input_1": [[3.0] * 4]}})
+    assert response.status_code == 422 and "same number of rows" in response.json()["error"]

@@ -151,15 +151,17 @@ class OutputLayout:
     reason: str = ""
 
 
-def learn_layout(single: Any, full: Any, rows: int, single_again: Any = None,
+def learn_layout(single: Any, full: Any, rows: int, flipped: Any = None,
                  rtol: float = 1e-3, atol: float = 1e-4) -> OutputLayout:
-    """The layout from the outputs of one forward pass at 1 row (``single``) and one at
-    ``rows`` rows (``full``, whose row 0 is the same input as ``single``).
+    """The layout from the outputs of one forward pass at 1 row (``single``), one at
+    ``rows`` rows (``full``, whose row 0 is the same input as ``single``) and optionally
+    one of the same rows in reverse order (``flipped``).
 
     A leaf carries the batch when its dim 0 is 1 in the first run and ``rows`` in the
-    second. Batching is allowed when every leaf does and row 0 of every leaf agrees between
-    the runs (within ``rtol``/``atol``; exactly for integers and booleans) -- otherwise a
-    row's answer would depend on which other requests shared its batch.
+    second. Batching is allowed when every leaf does, row 0 of every leaf agrees between
+    the first two runs, and the reversed run gives the same rows reversed (within
+    ``rtol``/``atol``; exactly for integers and booleans) -- otherwise a row's answer
+    would depend on which other requests shared its batch, or where it sat in it.
     """
     one = dict(leaves(single))
     many = dict(leaves(full))
@@ -175,16 +177,22 @@ def learn_layout(single: Any, full: Any, rows: int, single_again: Any = None,
                            for n in other) or "the outputs differ between the runs"
         return OutputLayout(batch, False, f"output(s) that do not carry the batch on dim 0: "
                                           f"{shapes}")
+    back = dict(leaves(flipped)) if flipped is not None else {}
     for name in sorted(batch):
-        a, b = one[name][0], many[name][0]
-        if a.dtype.kind in "fc":
-            same = bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
-        else:
-            same = bool(np.array_equal(a, b))
+        same = _close(one[name][0], many[name][0], rtol, atol)
+        if same and name in back:
+            same = back[name].shape == many[name].shape and \
+                _close(back[name][::-1], many[name], rtol, atol)
         if not same:
             return OutputLayout(batch, False, f"output {name!r} of a row changes with its "
                                               "batch mates")
     return OutputLayout(batch, True)
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
+    if a.dtype.kind in "fc":
+        return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+    return bool(np.array_equal(a, b))
 
 
 class ModelRunner:

@@ -229,11 +229,17 @@ def _one(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
 
 
 def rows_of(arrays: Sequence[np.ndarray], sig: Signature) -> int:
-    """How many batch rows a request carries (1 for models without a batch dim)."""
-    for array, spec in zip(arrays, sig.inputs, strict=False):
-        if spec.batch_axis is not None and array.ndim > spec.batch_axis:
-            return int(array.shape[spec.batch_axis])
-    return 1
+    """How many batch rows a request carries (1 for models without a batch dim).
+
+    Raises :class:`InvalidInput` (422) when the inputs disagree: their rows would be
+    joined with other requests' and split back at the wrong places."""
+    counts = {spec.name: int(array.shape[spec.batch_axis])
+              for array, spec in zip(arrays, sig.inputs, strict=False)
+              if spec.batch_axis is not None and array.ndim > spec.batch_axis}
+    if len(set(counts.values())) > 1:
+        raise InvalidInput(f"inputs must have the same number of rows on their batch dim; "
+                           f"got {counts}")
+    return next(iter(counts.values()), 1)
 
 
 def group_key(arrays: Sequence[np.ndarray], sig: Signature, padding: Any = None

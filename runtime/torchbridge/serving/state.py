@@ -134,20 +134,30 @@ class ServingState:
                  self.config.model_version)
 
     async def _learn(self) -> OutputLayout:
-        """Run the full request path at 1 and at ``max_batch_size`` rows: forward pass,
-        every encoder; learn which outputs carry the batch."""
+        """Run the full request path at 1 and at ``max_batch_size`` rows (and the latter
+        with its rows reversed): forward pass, every encoder; learn which outputs carry the
+        batch and whether rows depend on their batch mates."""
         rows = self.config.max_batch_size
         single = await self._warm_run(sample_arrays(self.sample, self.sig, 1))
         self.outputs = output_metadata(single)
         if rows == 1:
             return learn_layout(single, single, 1)
+        modulus = _vocab(self.model)
         try:
-            full = await self._warm_run(sample_arrays(self.sample, self.sig, rows, True))
+            varied = sample_arrays(self.sample, self.sig, rows, True, modulus)
+            full = await self._warm_run(varied)
         except ApiError:
             log.info("warm-up at %d varied rows failed; trying the sample's rows repeated",
                      rows)
-            full = await self._warm_run(sample_arrays(self.sample, self.sig, rows))
-        return learn_layout(single, full, rows)
+            varied = sample_arrays(self.sample, self.sig, rows)
+            full = await self._warm_run(varied)
+        layout = learn_layout(single, full, rows)
+        if layout.batched:
+            reversed_rows = [_reverse(a, s.batch_axis) for a, s in zip(varied, self.sig.inputs,
+                                                                        strict=True)]
+            flipped = await self._warm_run(reversed_rows)
+            layout = learn_layout(single, full, rows, flipped)
+        return layout
 
     async def _warm_run(self, arrays: list[np.ndarray]) -> Any:
         tree = await self.infer(arrays, time.monotonic() + 600.0, encode=None)
@@ -261,13 +271,14 @@ def has_generate(model: Any) -> bool:
     return callable(getattr(model, "stream", None)) or callable(getattr(model, "generate", None))
 
 
-def sample_arrays(sample: Any, sig: Signature, rows: int, vary: bool = False
-                  ) -> list[np.ndarray]:
+def sample_arrays(sample: Any, sig: Signature, rows: int, vary: bool = False,
+                  modulus: int | None = None) -> list[np.ndarray]:
     """The sample input as numpy arrays with ``rows`` rows (repeating its rows).
 
-    ``vary``: rows after the first differ from one another (floats scaled by 1 + i/2n,
-    integers rolled along the last axis), so that a model whose rows depend on their batch
-    mates shows it even when the sample has a single row; row 0 is the sample's row 0.
+    ``vary``: rows after the first differ from one another (floats scaled by 1 + i/2n and
+    shifted by i/2n; integers shifted by i modulo ``modulus`` -- the vocabulary -- or, with
+    no modulus, rolled along the last axis), so that a model whose rows depend on their
+    batch mates shows it even when the sample is one row of zeros; row 0 is the sample's.
     """
     arrays = []
     for (_, value), spec in zip(named_inputs(sample), sig.inputs, strict=True):
@@ -281,19 +292,32 @@ def sample_arrays(sample: Any, sig: Signature, rows: int, vary: bool = False
             index = np.arange(rows) % max(have, 1)
             array = np.take(array, index, axis=axis)
             if vary:
-                array = _varied(array, axis, rows)
+                array = _varied(array, axis, rows, modulus)
         arrays.append(np.ascontiguousarray(array))
     return arrays
 
 
-def _varied(array: np.ndarray, axis: int, rows: int) -> np.ndarray:
+def _varied(array: np.ndarray, axis: int, rows: int, modulus: int | None) -> np.ndarray:
     moved = np.moveaxis(array.copy(), axis, 0)
     for i in range(1, rows):
         if moved.dtype.kind == "f":
-            moved[i] = moved[i] * (1.0 + i / (2.0 * rows))
+            moved[i] = moved[i] * (1.0 + i / (2.0 * rows)) + i / (2.0 * rows)
+        elif moved.dtype.kind in "iu" and modulus is not None and moved.min() >= 0 and \
+                moved.max() < modulus:
+            moved[i] = (moved[i] + i) % modulus
         elif moved.dtype.kind in "iu" and moved.ndim > 1:
             moved[i] = np.roll(moved[i], i, axis=-1)
     return np.moveaxis(moved, 0, axis)
+
+
+def _reverse(array: np.ndarray, axis: int | None) -> np.ndarray:
+    return array if axis is None else np.ascontiguousarray(np.flip(array, axis))
+
+
+def _vocab(model: Any) -> int | None:
+    from torchbridge.serving.generate import vocab_size
+
+    return vocab_size(model)
 
 
 def _zero_nonfinite(tree: Any) -> Any:
