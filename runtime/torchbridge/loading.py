@@ -365,7 +365,7 @@ def _load_weights_checkpoint(weights: Path, allow_pickle: bool,
                              allowed: Sequence[str]) -> Any:
     """A ``torch.save`` weights file, scanned; a refusal says what the file holds and
     which option lets it in."""
-    from torchbridge.security.policy import describe_globals
+    from torchbridge.security.policy import UNRESOLVED, denylisted_path, describe_globals
     from torchbridge.security.safe_load import UnsafeModelError
 
     try:
@@ -373,14 +373,16 @@ def _load_weights_checkpoint(weights: Path, allow_pickle: bool,
                                 allowed_globals=allowed)
     except UnsafeModelError as exc:
         names = exc.globals
-        if exc.verdict.verdict.value != "code" or not names:
+        if not names or exc.verdict.verdict.value not in ("code", "unsafe") or \
+                any(denylisted_path(n) or n == UNRESOLVED for n in names):
             raise ModelLoadError(f"--weights {weights}: {exc}") from None
         flags = " ".join(f"--allow-global {n}" for n in names[:4])
+        rebuild = " (or --allow-pickle to rebuild the classes)" \
+            if exc.verdict.verdict.value == "code" else ""
         raise ModelLoadError(
             f"--weights {weights} is not a plain state dict: besides tensors it holds "
-            f"{describe_globals(names)}. If you trust them, pass {flags} (or --allow-pickle "
-            "to rebuild the classes); better, save model.state_dict() as safetensors"
-            ) from None
+            f"{describe_globals(names)}. If you trust them, pass {flags}{rebuild}; "
+            "better, save model.state_dict() as safetensors") from None
     except ModelLoadError as exc:
         raise ModelLoadError(f"--weights {weights}: {exc}") from None
 
