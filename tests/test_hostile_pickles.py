@@ -156,3 +156,60 @@ def test_benign_files_load_through_the_product_loaders(built: BUILT) -> None:
         assert load_checkpoint(built[name][1]), name
     assert load_model(str(built["whole_torch_module"][1]), allow_pickle=True).source == \
         "pickle"
+
+
+_EXTRA_MODULE = '''
+import torch
+
+
+class Settings:
+    def __init__(self, width):
+        self.width = width
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 2)
+
+    def get_extra_state(self):
+        return Settings(3)
+
+    def set_extra_state(self, state):
+        self.settings = state
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+def build():
+    return Net()
+'''
+
+
+def test_tb_export_weights_says_what_the_file_holds_and_takes_allow_global(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 12.10: the refusal names the objects and a way out the CLI has.
+    import importlib
+    import sys
+
+    from torchbridge.cli.export import main as export_main
+    from torchbridge.errors import ModelLoadError
+
+    module_file = tmp_path / "tb_extra_mod.py"
+    module_file.write_text(_EXTRA_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tb_extra_mod", raising=False)
+    torch.save(importlib.import_module("tb_extra_mod").build().state_dict(),
+               tmp_path / "w.pt")
+    argv = ["--model", f"{module_file}:build", "--weights", str(tmp_path / "w.pt"),
+            "--input-shape", "1,4", "--format", "safetensors", "--no-validate",
+            "--output-dir", str(tmp_path / "out"), "--json"]
+    with pytest.raises(ModelLoadError, match=r"holds other objects \(tb_extra_mod\.Settings\)"
+                       r".*--allow-global tb_extra_mod\.Settings"):
+        export_main(argv)
+    from torchbridge.cli.export import build_parser
+    from torchbridge.loading import load_from_args
+
+    args = build_parser().parse_args([*argv, "--allow-global", "tb_extra_mod.Settings"])
+    assert load_from_args(args).model.settings.width == 3

@@ -290,19 +290,23 @@ def is_trusted_class(qualified: str, extra_allowed: Iterable[str] = ()) -> bool:
     return False
 
 
-def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = ()
-             ) -> tuple[list[str], list[str]]:
+def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = (), *,
+             torchscript: bool = True) -> tuple[list[str], list[str]]:
     """Split globals into (unsafe, code); safe ones are dropped. Sorted.
 
     ``unsafe``: every global that is neither on the allowlist (:func:`safe_names`) nor a
     trusted class (:func:`is_trusted_class`); ``code``: trusted classes that are not
     allowlisted. ``extra_allowed``: the user's ``module.Name`` / ``module.*`` entries.
+    ``torchscript``: accept TorchScript's ``__torch__.*`` classes, which only
+    TorchScript's own unpickler resolves; pass ``False`` for pickles Python unpickles
+    (there ``__torch__`` would be imported from a ``__torch__.py`` beside the file).
     """
     extra = tuple(extra_allowed)
     allowed = safe_names(extra)
     unsafe, code = [], []
     for name in sorted(set(globals_)):
-        if name in allowed or (name.startswith("__torch__.") and not dunder_segment(name)):
+        if name in allowed or (torchscript and name.startswith("__torch__.")
+                               and not dunder_segment(name)):
             continue
         if is_trusted_class(name, extra):
             code.append(name)

@@ -147,7 +147,7 @@ def check_archive(archive: zipfile.ZipFile, allowed: Iterable[str] = (),
             if findings.error:
                 problems.append(f"{name}: torch would unpickle it, but it is not a "
                                 f"complete pickle ({findings.error})")
-            unsafe, code = classify(findings.globals, allowed)
+            unsafe, code = classify(findings.globals, allowed, torchscript=False)
             problems += [f"{name}: {explain(g)}" for g in unsafe]
             problems += [f"{name}: rebuilds class {g} (torch.export.load would run it)"
                          for g in code]

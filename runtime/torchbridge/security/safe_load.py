@@ -218,7 +218,7 @@ class _GuardedUnpickler(pickle.Unpickler):
         candidates = {global_name(module, name, 2)}
         if importlib.util.find_spec(module.split(".")[0]) is not None:
             candidates.add(f"{module}.{name}")
-        unsafe, _ = classify(candidates, self.allowed)
+        unsafe, _ = classify(candidates, self.allowed, torchscript=False)
         if unsafe:
             raise pickle.UnpicklingError(f"refused global {unsafe[0]}: {explain(unsafe[0])}")
         return super().find_class(module, name)
