@@ -58,7 +58,8 @@ def test_every_format_passes_as_its_own_item_under_w_error(suite: pytest.Pyteste
     xml = (suite.path / "out.xml").read_text()
     for metric in ("max_abs_error", "export_s", "file_bytes", "validation_runs"):
         assert f'name="tb.export.{metric}"' in xml
-    assert 'name="tb.export.validation_runs" value="4.0"' in xml
+    # batch 4, its two fresh inputs, batch 1, an odd batch and max_batch 32
+    assert 'name="tb.export.validation_runs" value="6.0"' in xml
 
 
 def test_unknown_format_is_a_collection_error_naming_the_choices(
@@ -138,7 +139,72 @@ def test_tb_checks_fixture_runs_an_export_imperatively(suite: pytest.Pytester) -
         def test_export(tb_checks, model, sample_input):
             result = tb_checks.export(model, sample_input, "pt2", batch_sizes=[1, 5])
             runs = result.details["validations"]
-            assert [r["sizes"]["batch"] for r in runs] == [4, 1, 5]
+            # the export batch, its two fresh inputs, then the batch sizes asked for
+            assert [r["sizes"]["batch"] for r in runs] == [4, 4, 4, 1, 5]
             assert result.metrics["max_abs_error"].value < 1e-5
     """)
     suite.runpytest("-q").assert_outcomes(passed=1)
+
+
+def test_traced_data_dependent_branch_fails_naming_the_line(suite: pytest.Pytester) -> None:
+    suite.makepyfile("""
+        import pytest, torch
+        import pytest_torchbridge as tb
+
+        class Rescale(torch.nn.Module):
+            def forward(self, x):
+                if x.max() > 1:
+                    x = x / 255
+                return x * 2
+
+        @pytest.fixture
+        def model():
+            return Rescale().eval()
+
+        @pytest.fixture
+        def sample_input():
+            return torch.randn(3, 4) * 10
+
+        @tb.export("torchscript", method="trace")
+        def test_clf(model):
+            pass
+    """)
+    result = suite.runpytest("-q", "-W", "error",
+                             "-W", "ignore::pytest.PytestAssertRewriteWarning")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*export [[]cpu[]]: the trace may be incorrect*"
+                                 "test_traced_data_dependent_branch_fails_naming_the_line.py:6 "
+                                 "`if x.max() > 1:`*allow_tracer_warnings=True*"])
+
+
+def test_allow_tracer_warnings_is_for_torchscript_only(suite: pytest.Pytester) -> None:
+    suite.makepyfile("""
+        import pytest_torchbridge as tb
+
+        @tb.export("onnx", allow_tracer_warnings=True)
+        def test_clf(model):
+            pass
+    """)
+    result = suite.runpytest("-q")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*allow_tracer_warnings applies to format 'torchscript' "
+                                 "only*"])
+
+
+def test_eager_reference_raising_is_a_failure_naming_the_point() -> None:
+    import torch
+
+    from torchbridge.checks import Status, Subject, run
+
+    class NeedsTwoTokens(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[1] < 2:
+                raise ValueError("needs two tokens or more")
+            return x[:, 1:] - x[:, :-1]
+
+    subject = Subject(NeedsTwoTokens().eval(), torch.randn(2, 4, 8),
+                      spec={"dims": {"seq": {"input": 0, "axis": 1, "min": 1, "max": 8}}})
+    result = run("export", subject, format="torchscript", method="script")
+    assert result.status is Status.FAILED
+    assert "seq min (batch=2, seq=1): the eager reference raised: ValueError: needs two " \
+           "tokens or more" in result.message
