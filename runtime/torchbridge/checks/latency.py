@@ -6,13 +6,17 @@ Example::
 
 A failure reads like ``p99 23.1 ms > budget 20 ms (n=812, 95 % bounds 21.9-24.6 ms,
 cpu, 1 thread, batch 1)``. See :mod:`torchbridge.measure.sequential` for the decision.
+Without ``max_time`` the measuring time is sized from the call time so that a pass is
+possible (:mod:`torchbridge.checks._latency_sizing`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from torchbridge.checks._latency_sizing import Sizing, inconclusive_reason, size
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
@@ -29,7 +33,11 @@ UNGATED_SAMPLES = 1000
 
 @dataclass(frozen=True)
 class LatencyConfig(CheckConfig):
-    """Percentile budgets (durations, per device if a dict), batch size, threads, caps."""
+    """Percentile budgets (durations, per device if a dict), batch size, threads, caps.
+
+    ``max_time``: how long to measure; by default (``None``) at least 5 s and long enough
+    for the kept samples a pass needs (299 for p99 at 95 %), at most 120 s.
+    """
 
     p50: Any = None
     p90: Any = None
@@ -37,7 +45,7 @@ class LatencyConfig(CheckConfig):
     p99: Any = None
     batch_size: Any = None
     threads: Any = None
-    max_time: Any = "5s"
+    max_time: Any = None
     max_samples: Any = 100_000
     confidence: Any = 0.95
     warmup: Any = None
@@ -49,7 +57,8 @@ class LatencyConfig(CheckConfig):
                                                            name))
         object.__setattr__(self, "batch_size", positive_int(self.batch_size, "batch_size"))
         object.__setattr__(self, "threads", positive_int(self.threads, "threads"))
-        object.__setattr__(self, "max_time", parse_duration(self.max_time, "max_time"))
+        if self.max_time is not None:
+            object.__setattr__(self, "max_time", parse_duration(self.max_time, "max_time"))
         object.__setattr__(self, "max_samples",
                            positive_int(self.max_samples, "max_samples", allow_none=False))
         object.__setattr__(self, "confidence",
@@ -117,8 +126,10 @@ class LatencyCheck(Check[LatencyConfig]):
                                              "; check the sample_input fixture")
                 return result
             stopper = sequential.Stopper(budgets_ns, config.confidence)
+            sizing = size(config.max_time, budgets_ns, config.confidence,
+                          timing.Timer(call.fn, subject.device).sample)
             measured = timing.measure(
-                call.fn, subject.device, max_time=config.max_time,
+                call.fn, subject.device, max_time=sizing.max_time_s,
                 max_samples=config.max_samples if budgets_ns else
                 min(config.max_samples, UNGATED_SAMPLES),
                 batch_size=call.batch_size, stop=stopper if budgets_ns else None,
@@ -127,9 +138,13 @@ class LatencyCheck(Check[LatencyConfig]):
         decision = sequential.final(measured.samples_ns, budgets_ns, config.confidence)
         summary = self._record(result, measured, budgets_ns, decision, config)
         result.details["looks"] = stopper.looks
+        result.details["sizing"] = sizing.to_dict()
         where = describe_env(subject.device, measured.env.threads, call.batch_size)
+        if sizing.call_s is None and summary.n:
+            sizing = dataclasses.replace(sizing, call_s=summary.percentiles["p50"] / 1e9)
         result.status, result.message = self._verdict(decision, config, summary.n, where,
-                                                      subject.device, summary.percentiles)
+                                                      subject.device, summary.percentiles,
+                                                      sizing, measured.stop_reason)
         result.message += unsteady_note(result.details["median_drift"])
         result.message += set_aside_note(measured.interference)
         apply_baseline(result, context.test_id, context.baseline, ["p50", *budgets_ns],
@@ -176,9 +191,8 @@ class LatencyCheck(Check[LatencyConfig]):
         return summary
 
     def _verdict(self, decision: Any, config: LatencyConfig, n: int, where: str, device: str,
-                 values: dict[str, float]) -> tuple[Status, str]:
-        from torchbridge.measure import sequential
-
+                 values: dict[str, float], sizing: Sizing, stopped_by: str
+                 ) -> tuple[Status, str]:
         pct = f"{config.confidence * 100:g} %"
         if not decision.gates:
             others = config.devices_with_budgets()
@@ -196,7 +210,8 @@ class LatencyCheck(Check[LatencyConfig]):
                     f"{format_duration(gate.budget / 1e9)} (n={n}, {pct} bounds {lo}–{hi}, "  # noqa: RUF001
                     f"{where})")
             if gate.state == "undecided":
-                text += f": inconclusive, {sequential.why_inconclusive(gate, config.confidence)}"
+                text += ": inconclusive, " + inconclusive_reason(
+                    gate, config.confidence, sizing, n, stopped_by, config.max_samples)
             parts.append((gate.state, text))
         if decision.verdict == "pass":
             return Status.PASSED, "; ".join(text for _, text in parts)
