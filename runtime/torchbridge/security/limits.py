@@ -59,7 +59,7 @@ class ScanLimits:
     max_text_bytes: int = 1 * MiB
     max_header_bytes: int = 100 * MiB
     max_decoded_bytes: int = 1 * GiB
-    max_secret_bytes: int = 32 * MiB
+    max_secret_bytes: int = 16 * MiB
     max_seconds: float = 60.0
     sniff_bytes: int = 64 * 1024
 

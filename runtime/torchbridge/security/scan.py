@@ -31,7 +31,7 @@ from torchbridge.security.archives import (
 )
 from torchbridge.security.limits import DEFAULT_LIMITS, ScanLimits
 from torchbridge.security.policy import classify
-from torchbridge.security.secrets import scan_onnx, scan_strings
+from torchbridge.security.secrets import redact_secrets, scan_onnx, scan_strings
 from torchbridge.security.verdict import FileVerdict, SecretFinding, Verdict
 
 MODEL_SUFFIXES = PICKLE_SUFFIXES | TORCH_SUFFIXES | ZIP_SUFFIXES | \
@@ -183,6 +183,7 @@ def scan_file(path: str | Path, *, limits: ScanLimits = DEFAULT_LIMITS, secrets:
         verdict = _judge(path, content, secrets, tuple(allowed_globals))
     else:
         verdict = _unparsed(path, content, secrets)
+    verdict.reasons = [redact_secrets(r) for r in verdict.reasons]
     verdict.size = size
     verdict.duration_s = time.perf_counter() - start
     return verdict

@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,8 +141,7 @@ def is_digest(value: str) -> bool:
     return match is not None and len(match.group(1)) in _DIGEST_LENGTHS
 
 
-def _high_entropy(text: str, location: str, taken: set[str]) -> list[SecretFinding]:
-    found = []
+def _high_entropy(text: str, taken: set[str]) -> Iterator[tuple[str, str, int]]:
     for match in _HEX_TOKEN.finditer(text):
         token = match.group(0)
         # A hex secret mixes digits and letters; digit-only ids (torch's serialization
@@ -152,7 +151,7 @@ def _high_entropy(text: str, location: str, taken: set[str]) -> list[SecretFindi
         if token not in taken and re.search(r"[a-fA-F]", token) and re.search(r"\d", token) \
                 and shannon_entropy(token) > HEX_ENTROPY:
             taken.add(token)
-            found.append(SecretFinding("high-entropy-hex", location, redact(token)))
+            yield "high-entropy-hex", token, 0
     for match in _BASE64_TOKEN.finditer(text):
         token = match.group(0)
         if any(token in t or t in token for t in taken) or _PLACEHOLDERS.search(token):
@@ -160,20 +159,13 @@ def _high_entropy(text: str, location: str, taken: set[str]) -> list[SecretFindi
         classes = sum(bool(re.search(p, token)) for p in ("[a-z]", "[A-Z]", "[0-9]"))
         if classes == 3 and shannon_entropy(token) > BASE64_ENTROPY:
             taken.add(token)
-            found.append(SecretFinding("high-entropy-string", location, redact(token)))
-    return found
+            yield "high-entropy-string", token, 0
 
 
-def find_secrets(text: str, location: str, *, entropy: bool = True,
-                 context: str = "") -> list[SecretFinding]:
-    """Secrets in one string. ``location`` says where the string came from; ``context``
-    is the dict key it is stored under (or the string just before it in a pickle), if
-    known. Known credential shapes (AWS, GitHub, ...) are always reported; high-entropy
-    strings are not when the context names a hash / id / fingerprint or the whole value
-    is a hex digest of a standard length (a git sha, a ``uuid4().hex``, a sha256)."""
+def _matches(text: str, entropy: bool, context: str) -> Iterator[tuple[str, str, int]]:
+    """(kind, secret value, public prefix length) of every secret in ``text``."""
     if len(text) < 8:
-        return []
-    findings: list[SecretFinding] = []
+        return
     taken: set[str] = set()
     lower = text.lower()
     for detector in DETECTORS:
@@ -186,11 +178,28 @@ def find_secrets(text: str, location: str, *, entropy: bool = True,
             if detector.kind == "url-credentials" and _PLACEHOLDERS.search(value):
                 continue
             taken.add(value)
-            findings.append(SecretFinding(detector.kind, location,
-                                          redact(value, detector.public_prefix)))
+            yield detector.kind, value, detector.public_prefix
     if entropy and not (context and is_identifier_key(context)) and not is_digest(text):
-        findings.extend(_high_entropy(text, location, taken))
-    return findings
+        yield from _high_entropy(text, taken)
+
+
+def find_secrets(text: str, location: str, *, entropy: bool = True,
+                 context: str = "") -> list[SecretFinding]:
+    """Secrets in one string. ``location`` says where the string came from; ``context``
+    is the dict key it is stored under (or the string just before it in a pickle), if
+    known. Known credential shapes (AWS, GitHub, ...) are always reported; high-entropy
+    strings are not when the context names a hash / id / fingerprint or the whole value
+    is a hex digest of a standard length (a git sha, a ``uuid4().hex``, a sha256)."""
+    return [SecretFinding(kind, location, redact(value, prefix))
+            for kind, value, prefix in _matches(text, entropy, context)]
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every credential-shaped substring replaced by its redacted form:
+    the last guard on reasons and locations, which quote names and library messages."""
+    for _, value, prefix in list(_matches(text, False, "")):
+        text = text.replace(value, redact(value, prefix))
+    return text
 
 
 def scan_strings(pairs: Iterable[tuple[str, str]]) -> list[SecretFinding]:
