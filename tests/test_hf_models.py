@@ -114,40 +114,6 @@ def test_golden_round_trip_stores_and_checks_cache_tensors(name: str, tmp_path: 
     assert result.metrics["outputs"].value == len(keys)
 
 
-def test_bert_onnx_export_with_one_shared_seq_passes_at_both_ends() -> None:
-    pytest.importorskip("onnxscript")
-    result = run("export", subject("bert"), "onnx")
-    assert result.status is Status.PASSED, result.message
-    labels = [v["label"] for v in result.details["validations"]]
-    assert {"seq min", "seq max"} <= set(labels)
-    graph_inputs = result.details["details"]["inputs"]
-    assert graph_inputs["input_ids"][1] == graph_inputs["attention_mask"][1] == "seq"
-
-
-def test_graph_export_of_an_output_holding_a_cache_fails_with_the_use_cache_hint() -> None:
-    result = run("export", subject("t5"), "pt2")
-    assert result.status is Status.FAILED
-    assert "returns a EncoderDecoderCache object" in result.message
-    assert "use_cache = False" in result.message
-
-
-def test_server_accepts_every_seq_input_at_a_length_the_sample_did_not_have() -> None:
-    import httpx
-
-    from torchbridge.serving import ServerConfig
-    from torchbridge.serving.live import LiveServer
-
-    model, longer = hf.bert(), hf.text_inputs(batch=1, seq=12)
-    body = {"inputs": {k: v.tolist() for k, v in longer.items()}}
-    with LiveServer(model, hf.text_inputs(), ServerConfig(max_batch_size=4),
-                    input_spec=hf.TEXT_SPEC) as live:
-        response = httpx.post(f"{live.url}/predict", json=body, timeout=30)
-    assert response.status_code == 200, response.text
-    expected = model(**longer).last_hidden_state
-    got = torch.tensor(response.json()["outputs"]["last_hidden_state"])
-    torch.testing.assert_close(got, expected.detach(), rtol=1e-4, atol=1e-5)
-
-
 class OpaqueState:
     """A state object with no flattener and no pytree registration."""
 
@@ -240,3 +206,23 @@ def test_suite_with_every_correctness_marker_passes_on_a_model_with_a_cache(
     messages = {r["check"]: r["message"] for r in report["results"]}
     assert messages["accuracy"].startswith(f"matches golden goldens/{name}.safetensors")
     assert "seq=1, seq=32, batch invariance" in messages["edge_cases"]
+
+
+def _guide_block(first_line: str) -> str:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text()
+    return guide.split(f"```python\n{first_line}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_user_guides_suite_passes_on_bert_with_onnx_sharing_one_seq_dim(
+        pytester: pytest.Pytester) -> None:
+    pytest.importorskip("onnxscript")
+    pytester.makeconftest(CONFTEST.format(name="bert", inputs="text_inputs()"))
+    pytester.makepyfile(test_encoder_ready=_guide_block("# test_encoder_ready.py"))
+    pytester.runpytest("-q", "--tb-update-golden", "-k", "accuracy").assert_outcomes(
+        passed=1, deselected=5)
+    pytester.runpytest("-q", "--tb-json=report.json").assert_outcomes(passed=6)
+    report = json.loads((pytester.path / "report.json").read_text())
+    onnx = next(r for r in report["results"] if r["test_id"].endswith("[tb-export-onnx]"))
+    assert {"seq min", "seq max"} <= {v["label"] for v in onnx["details"]["validations"]}
+    graph_inputs = onnx["details"]["details"]["inputs"]
+    assert graph_inputs["input_ids"][1] == graph_inputs["attention_mask"][1] == "seq"

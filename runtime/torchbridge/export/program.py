@@ -119,8 +119,8 @@ def explain_capture_error(exc: BaseException) -> str:
     unknown = _UNKNOWN_OUTPUT.search(text)
     if unknown:
         cls = unknown.group(1).rsplit(".", 1)[-1]
-        hint = ("export with the cache switched off (model.config.use_cache = False, or "
-                "use_cache=False in the inputs)" if "cache" in cls.lower() else
+        hint = ("export with the cache switched off (model.config.use_cache = False)"
+                if "cache" in cls.lower() else
                 "return tensors, or register the type with torch.utils._pytree."
                 "register_pytree_node")
         return f"torch.export cannot capture the model's output: it returns a {cls} object, " \
