@@ -204,3 +204,86 @@ def test_serving_check_reports_a_model_that_cannot_warm_up() -> None:
     result = run("serving", Subject(Broken(), sample(2)))
     assert result.status.value == "failed"
     assert "warm-up failed: RuntimeError: weights missing" in result.message
+
+
+PADDED_SUITE = """
+    import pytest, torch
+    import pytest_torchbridge as tb
+
+    class Encoder(torch.nn.Module):
+        serving_padding = {"dim": "seq", "value": 0, "mask": "attention_mask"}
+
+        def __init__(self, masked):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed = torch.nn.Embedding(32, 4)
+            self.masked = masked
+
+        def forward(self, input_ids, attention_mask):
+            tokens = self.embed(input_ids)
+            if not self.masked:  # pooling that ignores the mask: padding leaks in
+                return {"pooled": tokens.mean(1)}
+            mask = attention_mask[..., None].to(tokens.dtype)
+            return {"pooled": (tokens * mask).sum(1) / mask.sum(1)}
+
+    @pytest.fixture
+    def model():
+        return Encoder(masked=MASKED).eval()
+
+    @pytest.fixture
+    def sample_input():
+        ids = torch.tensor([[3, 5, 7, 9, 11, 13]])
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    @pytest.fixture
+    def input_spec():
+        return {"dims": {"seq": {"input": ["input_ids", "attention_mask"], "axis": 1,
+                                 "min": 1, "max": 16}}}
+
+    @tb.serving(auth=False, overload=False)
+    def test_encoder(model, sample_input):
+        pass
+"""
+
+
+def test_padding_leak_fails_naming_the_row_and_its_length(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_leak=PADDED_SUITE.replace("MASKED", "False"))
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*serving*padded_parity: row 0 (seq=1): output.pooled: "
+                                 "4/4 elements differ*"])
+    assert "(seq=16): output.pooled" not in result.stdout.str()  # the longest is unpadded
+
+
+def test_masked_model_passes_padded_parity_over_mixed_lengths(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_masked=PADDED_SUITE.replace("MASKED", "True"))
+    result = pytester.runpytest("-q", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=2)
+    assert 'name="tb.serving.subchecks_not_exercised" value="0.0"' in \
+        (pytester.path / "junit.xml").read_text()
+
+
+class MaskedMean(torch.nn.Module):
+    serving_padding = {"dim": "seq", "value": 0, "mask": "attention_mask"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(32, 4)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask[..., None].to(torch.float32)
+        return (self.embed(input_ids) * mask).sum(1) / mask.sum(1)
+
+
+def test_padded_parity_serves_the_dims_range_as_one_padded_batch() -> None:
+    ids = torch.tensor([[3, 5, 7, 9, 11, 13]])
+    subject = Subject(MaskedMean().eval(), {"input_ids": ids, "attention_mask": ids * 0 + 1},
+                      spec={"dims": {"seq": {"input": ["input_ids", "attention_mask"],
+                                             "axis": 1, "min": 1, "max": 16}}})
+    result = run("serving", subject, auth=False, overload=False)
+    step = next(s for s in result.details["subchecks"] if s["name"] == "padded_parity")
+    assert step["status"] == "passed", step["detail"]
+    assert step["data"]["batch_rows"] == 4
+    assert "seq lengths [1, 6, 8, 16]" in step["detail"]
