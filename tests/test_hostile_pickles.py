@@ -213,3 +213,16 @@ def test_tb_export_weights_says_what_the_file_holds_and_takes_allow_global(
 
     args = build_parser().parse_args([*argv, "--allow-global", "tb_extra_mod.Settings"])
     assert load_from_args(args).model.settings.width == 3
+
+
+@pytest.mark.parametrize(("data", "stand_in"), [
+    # collections.OrderedDict() called, then its result called: a gadget-chain shape.
+    (b"\x80\x02ccollections\nOrderedDict\n)R)R.", "<call of a computed value>"),
+    # BUILD on the class object itself sets attributes on argparse.Namespace.
+    (b"\x80\x02cargparse\nNamespace\n}\x8c\x08__init__K\x01sb.",
+     "<BUILD on a class or function>"),
+])
+def test_operations_no_saved_model_performs_are_unsafe(data: bytes, stand_in: str) -> None:
+    found = scan_pickle_stream(io.BytesIO(data))
+    assert stand_in in found.globals
+    assert classify(found.globals)[0] == [stand_in]

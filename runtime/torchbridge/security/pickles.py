@@ -42,6 +42,10 @@ from torchbridge.security.limits import DEFAULT_LIMITS, LimitExceeded, ScanLimit
 
 #: Stand-in for a global that cannot be resolved statically.
 UNRESOLVED = "<unresolved>"
+#: Stand-ins for two operations no saved model performs, judged ``unsafe``: calling a
+#: value the pickle computed (not a global), and BUILD on a global (monkeypatching it).
+COMPUTED_CALL = "<call of a computed value>"
+BUILD_ON_GLOBAL = "<BUILD on a class or function>"
 
 _CHUNK = 1 << 16
 _OPS: dict[str, pickletools.OpcodeInfo] = {op.code: op for op in pickletools.opcodes}
@@ -283,7 +287,10 @@ class _Walker:
 
     def _call(self, callee: Any, args: Any, new: bool) -> _Made | _Opaque:
         if not isinstance(callee, _Global):
-            return _OPAQUE  # calling a value built by the pickle: judged by its global
+            # Real pickles only call globals; calling what an earlier call returned is
+            # how gadget chains reach builtins (``numpy.__builtins__.get('exec')``).
+            self.findings.add_global(COMPUTED_CALL)
+            return _OPAQUE
         target = self.findings.rebuilt if new else self.findings.calls
         if callee.name not in target:
             target.append(callee.name)
@@ -489,6 +496,8 @@ class _Walker:
 
     def _build(self, state: Any) -> None:
         target = self.top()
+        if isinstance(target, _Global):  # setting attributes on a class or function
+            self.findings.add_global(BUILD_ON_GLOBAL)
         if isinstance(target, _Made):
             target.state = _small(state)
             if target.callee in JOBLIB_ARRAY_WRAPPERS:

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from torchbridge.security.pickles import UNRESOLVED
+from torchbridge.security.pickles import BUILD_ON_GLOBAL, COMPUTED_CALL, UNRESOLVED
 
 __all__ = ["UNRESOLVED", "classify", "denylist", "explain", "is_dangerous", "safe_names"]
 
@@ -317,6 +317,11 @@ def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = (), *,
 
 def explain(name: str) -> str:
     """Why ``name`` is not safe, in words a person can act on (the denylist words it)."""
+    if name == COMPUTED_CALL:
+        return ("calls a value an earlier call returned (a gadget chain: saved models only "
+                "call named reconstructors)")
+    if name == BUILD_ON_GLOBAL:
+        return "sets attributes on a class or function (BUILD on a global): monkeypatching"
     if name == UNRESOLVED or "<" in name:
         return ("imports a global the scanner cannot name statically (built at load "
                 "time, or through the copyreg extension registry)")

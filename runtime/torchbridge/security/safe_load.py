@@ -60,16 +60,18 @@ log = logging.getLogger("torchbridge.security")
 class UnsafeModelError(ModelLoadError):
     """A model file was refused before it was opened.
 
-    ``globals``: every global the file imports that ``weights_only=True`` does not allow
-    (what ``torch.serialization.get_unsafe_globals_in_checkpoint`` lists), ``dangerous``:
-    those on the denylist, ``verdict``: the full scan.
+    ``globals``: every global the file imports that is not allowlisted (what
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` lists, without the ``<…>``
+    stand-ins for unnamed operations), ``dangerous``: those judged unsafe, ``verdict``:
+    the full scan.
     """
 
     def __init__(self, message: str, verdict: FileVerdict) -> None:
         super().__init__(message)
         self.verdict = verdict
         self.dangerous = list(verdict.dangerous_globals)
-        self.globals = sorted(set(verdict.dangerous_globals) | set(verdict.code_globals))
+        self.globals = sorted(g for g in set(verdict.dangerous_globals) |
+                              set(verdict.code_globals) if not g.startswith("<"))
 
 
 def qualified_name(obj: Any) -> str:
