@@ -66,6 +66,8 @@ class LevelResult:
     eager_ms: float | None = None
     level_ms: float | None = None
     transformed: lv.Transformed | None = field(default=None, repr=False)
+    #: The interleaved comparison with eager that confirmed (or not) a ``production`` pick.
+    paired: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -86,7 +88,7 @@ class LevelResult:
                 "notes": self.notes, "tolerance": self.tolerance,
                 "max_abs_error": self.max_abs_error, "accuracy": self.accuracy,
                 "eager_ms": self.eager_ms, "level_ms": self.level_ms, "speedup": self.speedup,
-                "parity": [v.to_dict() for v in self.parity]}
+                "parity": [v.to_dict() for v in self.parity], "paired": self.paired}
 
 
 @dataclass
@@ -259,7 +261,8 @@ def optimize(subject: Subject, level: str, *, seconds: float = 0.5,
     eager_ms = time_levels(results, eager_call(model), inputs, subject.device, seconds,
                            threads)
     eligible = [r for r in results if choose_from is None or r.level in choose_from]
-    chosen = _choose(eligible, subject, eager_ms) if level == "production" else results[0]
+    chosen = _choose(eligible, subject, eager_ms, seconds, threads) \
+        if level == "production" else results[0]
     return OptimizeReport(level, results, chosen, eager_ms)
 
 
@@ -284,16 +287,38 @@ def time_levels(results: Sequence[LevelResult], baseline: Callable[[Any], Any], 
 MIN_SPEEDUP = 1.10
 
 
-def _choose(results: list[LevelResult], subject: Subject, eager_ms: float) -> LevelResult:
+def confirm_faster(result: LevelResult, subject: Subject, seconds: float,
+                   threads: int | None) -> bool:
+    """Whether ``result``'s level is faster than eager by :data:`MIN_SPEEDUP` in an
+    interleaved A/B comparison (:mod:`torchbridge.measure.ab`): median paired time ratio
+    at most ``1 / MIN_SPEEDUP`` with its upper bound below 1. Recorded in ``paired``."""
+    from torchbridge.measure.ab import LocalSide, compare
+
+    assert result.transformed is not None
+    model, inputs = subject.placed()
+    level_call, eager = result.transformed.call, eager_call(model)
+    with thread_count(threads):
+        paired = compare(LocalSide(lambda: level_call(inputs), subject.device),
+                         LocalSide(lambda: eager(inputs), subject.device),
+                         seconds=seconds, label="eager", threshold=MIN_SPEEDUP - 1)
+    result.paired = {k: v for k, v in paired.to_dict().items() if k != "ratios"}
+    result.notes.append(f"{paired.describe('time per call')}: {paired.verdict}")
+    return paired.improvement
+
+
+def _choose(results: list[LevelResult], subject: Subject, eager_ms: float,
+            seconds: float = 0.5, threads: int | None = None) -> LevelResult:
     passing = [r for r in results if r.passed and r.speedup is not None]
     best = max(passing, key=lambda r: r.speedup or 0.0, default=None)
-    if best is not None and (best.speedup or 0.0) >= MIN_SPEEDUP:
+    if best is not None and (best.speedup or 0.0) >= MIN_SPEEDUP and \
+            confirm_faster(best, subject, seconds, threads):
         return best
     model, _ = subject.placed()
     keep = copy.deepcopy(model).eval() if isinstance(model, torch.nn.Module) else model
     why = "no level passed parity" if best is None else \
         f"the fastest passing level ({best.level}, {best.speedup:.2f}x) is not clearly " \
-        f"faster (needs {MIN_SPEEDUP:.2f}x)"
+        f"faster (needs {MIN_SPEEDUP:.2f}x" + \
+        (f"; interleaved: {best.notes[-1]})" if best.paired else ")")
     return LevelResult("eager", "passed", f"{why}; keeping the model as given (eval mode)",
                        notes=["no transformation"], eager_ms=eager_ms, level_ms=eager_ms,
                        transformed=lv.Transformed("eager", keep, eager_call(keep)))
