@@ -287,3 +287,24 @@ def test_padded_parity_serves_the_dims_range_as_one_padded_batch() -> None:
     assert step["status"] == "passed", step["detail"]
     assert step["data"]["batch_rows"] == 4
     assert "seq lengths [1, 6, 8, 16]" in step["detail"]
+
+
+def test_generative_model_reports_ttft_and_inter_token_percentiles() -> None:
+    from serving_models import TinyGenerator
+
+    result = run("serving", Subject(TinyGenerator().eval(), torch.tensor([[1, 2, 3, 4]])),
+                 auth=False, overload=False, token_requests=3, max_new_tokens=4)
+    assert result.passed, result.message
+    assert "token_latency" in result.message
+    assert {"ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms"} <= set(result.metrics)
+
+
+def test_ttft_budget_gates_the_token_latency_sub_check() -> None:
+    from serving_models import TinyGenerator
+
+    result = run("serving", Subject(TinyGenerator().eval(), torch.tensor([[1, 2, 3, 4]])),
+                 auth=False, overload=False, token_requests=2, max_new_tokens=2,
+                 ttft_p99="1ns")
+    assert not result.passed
+    assert re.search(r"token_latency: TTFT p99 .+ > budget 1 ns \(2 streamed requests",
+                     result.message)

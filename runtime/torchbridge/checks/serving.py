@@ -36,6 +36,8 @@ from torchbridge.checks._serving_parity import (
     rows_counter,
 )
 from torchbridge.checks._serving_parity import body as request_body
+from torchbridge.checks._serving_tokens import NAME as TOKENS
+from torchbridge.checks._serving_tokens import generates, token_latency
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import compare_outputs
@@ -58,6 +60,9 @@ class ServingConfig(CheckConfig):
     checks 401/403; ``overload`` fills the queue (``max_queue_size``) and expects 503.
     ``concurrent_requests`` single-row requests (at most ``max_batch_size``) are served as
     one batch for batched parity; a sample with fewer rows is grown with changed copies.
+    For models with ``stream``/``generate``, ``token_requests`` streamed generations of
+    ``max_new_tokens`` tokens measure TTFT and inter-token latency (p50/p99 metrics),
+    gated by ``ttft_p99``/``itl_p99`` when given.
     """
 
     max_batch_size: int = 8
@@ -71,9 +76,14 @@ class ServingConfig(CheckConfig):
     auth: bool = True
     overload: bool = True
     concurrent_requests: int = 8
+    ttft_p99: Any = None
+    itl_p99: Any = None
+    token_requests: int = 8
+    max_new_tokens: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_queue_size", "concurrent_requests"):
+        for name in ("max_batch_size", "max_queue_size", "concurrent_requests",
+                     "token_requests", "max_new_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -81,6 +91,9 @@ class ServingConfig(CheckConfig):
         object.__setattr__(self, "deadline_probe",
                            parse_duration(self.deadline_probe, "deadline_probe"))
         object.__setattr__(self, "max_body", parse_bytes(self.max_body, "max_body"))
+        for name in ("ttft_p99", "itl_p99"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, parse_duration(getattr(self, name), name))
         if self.deadline_probe >= self.timeout:
             raise ConfigError("deadline_probe must be shorter than timeout")
         if float(self.max_batch_delay_ms) < 0:
@@ -151,6 +164,11 @@ class ServingCheck(Check[ServingConfig]):
             if config.auth:
                 _auth(server, admin, infer_only, report)
             _deadline_and_overload(server, gate, inputs, config, report)
+            if generates(model):
+                report.step(TOKENS, lambda: token_latency(
+                    server, subject, requests=config.token_requests,
+                    max_new_tokens=config.max_new_tokens, ttft_p99=config.ttft_p99,
+                    itl_p99=config.itl_p99))
             report.run("survives", lambda: _survives(server, inputs))
         finally:
             gate.open.set()
@@ -365,6 +383,10 @@ def _result(name: str, device: str, report: _Report) -> CheckResult:
     result.metric("subchecks", len(report.steps), "1")
     result.metric("subchecks_failed", len(failed), "1")
     result.metric("subchecks_not_exercised", len(unexercised), "1")
+    for step in report.steps:
+        if step.name == TOKENS:
+            for key, value in step.data.items():
+                result.metric(key, value, "ms")
     parts = [f"{s.name}: {s.detail}" for s in failed]
     parts += [f"{s.name}: not exercised: {s.detail}" for s in unexercised]
     result.message = "; ".join(parts) if parts else (
