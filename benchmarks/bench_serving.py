@@ -4,8 +4,18 @@ Each server runs alone in its own process on 127.0.0.1, serving the same MLP
 (256 -> 1024 -> 1024 -> 10); ``wrk`` (Debian package ``wrk``) sends one JSON request of 256
 floats per call at 1 and 16 connections. The table gives requests/s, p50 and p99.
 
+TorchBridge is measured twice:
+
+* ``torchbridge-default``: started exactly as ``tb-serve`` starts it, with its default
+  settings (``tb-serve --model bench_serving:build_model --input-shape 1,256``): JSON
+  access log on (one line per request to stderr), batching 8 / 2 ms, queue 256;
+* ``torchbridge``: tuned for the benchmark: access log off, queue 1024.
+
     .venv/bin/python benchmarks/bench_serving.py                # everything, 10 s each
     .venv/bin/python benchmarks/bench_serving.py --duration 3 --only torchbridge plain
+
+Run it on a quiet machine: on a shared or loaded one the numbers say more about the
+neighbours than about the servers.
 
 This is a script, not a test: nothing here is asserted.
 """
@@ -26,7 +36,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-SERVERS = ("torchbridge", "plain", "litserve-batch", "litserve")
+SERVERS = ("torchbridge-default", "torchbridge", "plain", "litserve-batch", "litserve")
+HERE = Path(__file__).resolve().parent
 FEATURES = 256
 
 
@@ -51,6 +62,15 @@ def serve_torchbridge(port: int) -> None:
 
     logging.getLogger("torchbridge.serving.access").setLevel(logging.WARNING)
     run_server(app, port=port, log_level="warning")
+
+
+def serve_torchbridge_default(port: int) -> None:
+    """``tb-serve`` itself, with nothing but the model, its input shape and the port."""
+    sys.path.insert(0, str(HERE))
+    from torchbridge.cli.serve import main as tb_serve
+
+    raise SystemExit(tb_serve(["--model", "bench_serving:build_model", "--input-shape",
+                               f"1,{FEATURES}", "--port", str(port)]))
 
 
 def serve_plain(port: int) -> None:
@@ -208,7 +228,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        {"torchbridge": serve_torchbridge, "plain": serve_plain,
+        {"torchbridge": serve_torchbridge, "torchbridge-default": serve_torchbridge_default,
+         "plain": serve_plain,
          "litserve-batch": lambda p: serve_litserve(p, True),
          "litserve": lambda p: serve_litserve(p, False)}[args.serve](args.port)
         return 0

@@ -19,15 +19,23 @@ def _error(description: str) -> dict[str, Any]:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("Malformed request (not JSON, wrong structure)"),
+    400: _error("Malformed request (not JSON, wrong structure, unparsable HTTP), or a Host "
+                "header that does not name this server"),
     401: _error("Missing or invalid API key"),
     403: _error("The API key lacks the role this route needs"),
     404: _error("Unknown model name"),
+    408: _error("Request headers or body not received within read_timeout_s (the "
+                "connection is closed)"),
     413: _error("Body larger than the server's limit"),
+    415: _error("Body type refused: compressed bodies; without API keys anything but "
+                "application/json or a v2 binary request"),
     422: _error("Tensors do not match the model's input signature"),
     429: _error("Rate limit exceeded (see Retry-After)"),
-    500: _error("The model raised; the server keeps serving"),
-    503: _error("Queue full or model not ready (see Retry-After)"),
+    500: _error("The model raised, or its output cannot be answered truthfully (a "
+                "non-finite value in JSON, a wrong row count; the body names the output); "
+                "the server keeps serving"),
+    503: _error("Queue full, model not ready, inference worker died, or too many "
+                "connections (see Retry-After)"),
     504: _error("The request's deadline passed"),
 }
 PROBE: dict[int | str, dict[str, Any]] = {503: _error("Not ready")}
