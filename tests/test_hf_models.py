@@ -114,6 +114,41 @@ def test_golden_round_trip_stores_and_checks_cache_tensors(name: str, tmp_path: 
     assert result.metrics["outputs"].value == len(keys)
 
 
+def test_optimize_parity_compares_the_cache_and_passes() -> None:
+    from torchbridge.export.common import Tolerances
+    from torchbridge.optimize.core import run_level
+
+    result = run_level("quantized", subject("gpt2"), Tolerances())
+    assert result.status == "passed", result.message
+    paths = [leaf["path"] for leaf in result.parity[0].leaves]
+    assert "output.cache.layers[1].values" in paths
+    assert list(result.accuracy) == ["top1_agreement[output.logits]"]
+
+
+def test_graph_export_of_an_output_holding_a_cache_fails_with_the_use_cache_hint() -> None:
+    result = run("export", subject("t5"), "pt2")
+    assert result.status is Status.FAILED
+    assert "returns a EncoderDecoderCache object" in result.message
+    assert "use_cache = False" in result.message
+
+
+def test_server_accepts_every_seq_input_at_a_length_the_sample_did_not_have() -> None:
+    import httpx
+
+    from torchbridge.serving import ServerConfig
+    from torchbridge.serving.live import LiveServer
+
+    model, longer = hf.bert(), hf.text_inputs(batch=1, seq=12)
+    body = {"inputs": {k: v.tolist() for k, v in longer.items()}}
+    with LiveServer(model, hf.text_inputs(), ServerConfig(max_batch_size=4),
+                    input_spec=hf.TEXT_SPEC) as live:
+        response = httpx.post(f"{live.url}/predict", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    expected = model(**longer).last_hidden_state
+    got = torch.tensor(response.json()["outputs"]["last_hidden_state"])
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-4, atol=1e-5)
+
+
 class OpaqueState:
     """A state object with no flattener and no pytree registration."""
 
