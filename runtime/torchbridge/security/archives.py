@@ -302,7 +302,13 @@ class _Walk:
     def _raw_text(self, f: IO[bytes], start: int, end: int, location: str) -> None:
         """The printable runs of a pickle's bytes ``start..end``, for secrets the walker
         did not keep whole (a key at character 5,000 of a docstring, or in string
-        #300,000); charged to ``max_secret_bytes`` like any text."""
+        #300,000). A fallback, so it stops (with a note, not a refusal) where the
+        ``max_secret_bytes`` budget left by the rest of the scan runs out."""
+        left = self.limits.max_secret_bytes - self.budget.text
+        if end - start > left:
+            self.result.notes.append(f"{location}: pickle strings searched whole only in "
+                                     f"its first {max(left, 0)} bytes (max_secret_bytes)")
+            end = start + max(left, 0)
         f.seek(start)
         overlap = b""
         while start < end:
@@ -310,8 +316,11 @@ class _Walk:
             if not chunk:
                 break
             start += len(chunk)
-            self.text_bytes(location, overlap + chunk)
+            text = decode_text(overlap + chunk)
             overlap = chunk[-256:]
+            if text:
+                self.budget.text += len(chunk)
+                self.result.strings.append((location, text))
 
     # ------------------------------------------------------------------ members
 
@@ -325,7 +334,8 @@ class _Walk:
             counted = CountingReader(raw, self.budget)
             head = counted.read(self.limits.sniff_bytes)
             whole = len(head) >= declared
-            kinds = formats.sniff(head, None, declared, strict=storage)
+            strict = storage or suffix in TEXT_SUFFIXES
+            kinds = formats.sniff(head, None, declared, strict=strict)
             parsed = bool(kinds) or force_pickle or looks_like_safetensors(head, declared) \
                 or suffix == ".safetensors"
             if not parsed:
@@ -345,7 +355,7 @@ class _Walk:
             size = spool.seek(0, os.SEEK_END)
             spool.seek(0)
             self.blob(spool, size, location, depth + 1, suffix=suffix,
-                      strict=storage and not force_pickle, force_pickle=force_pickle)
+                      strict=strict and not force_pickle, force_pickle=force_pickle)
 
     def zip(self, f: IO[bytes], location: str, depth: int, top: bool, suffix: str) -> None:
         """Every member of a zip archive, checked against the limits before decoding."""
