@@ -69,7 +69,9 @@ def run_context(item: pytest.Item, opts: Settings) -> Any:
     return RunContext(test_id=item.nodeid, golden_dir=Path(str(item.path)).parent,
                       update_golden=opts.update_golden,
                       seed=item_seed(opts.seed, item.nodeid), baseline=baseline,
-                      compare_with=base_ref.paired_baseline(item.config))
+                      compare_with=base_ref.paired_baseline(item.config),
+                      size_for_threshold=opts.regression_threshold
+                      if opts.baseline or opts.save_baseline else None)
 
 
 def record(item: pytest.Item, result: Any) -> None:

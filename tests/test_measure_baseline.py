@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import random
 
-from torchbridge.measure.baseline import compare_samples, mann_whitney_p
+from torchbridge.measure.baseline import (
+    compare_samples,
+    mann_whitney_p,
+    precise_enough,
+    sized_stop,
+)
 
 
 def draw(n: int, seed: int, scale: float = 1.0) -> list[float]:
@@ -55,3 +60,21 @@ def test_higher_is_better_flips_the_direction() -> None:
 def test_mann_whitney_p_is_small_for_a_clear_shift_and_large_without_one() -> None:
     assert mann_whitney_p(draw(300, 1), draw(300, 2, scale=1.5)) < 1e-6
     assert mann_whitney_p(draw(300, 1), draw(300, 2)) > 0.01
+
+
+def test_the_median_of_299_noisy_samples_cannot_resolve_a_5_percent_change() -> None:
+    # lognormal sigma 0.3: the median's 95 % interval at n=299 spans ~7 % of it
+    assert not precise_enough(draw(299, 1), threshold=0.05)
+    assert precise_enough(draw(5000, 1), threshold=0.05)
+
+
+def test_a_wider_threshold_needs_fewer_samples() -> None:
+    assert precise_enough(draw(299, 1), threshold=0.2)
+
+
+def test_the_sized_rule_waits_for_both_the_budget_decision_and_the_precision() -> None:
+    many = [int(x * 1000) for x in draw(5000, 3)]
+    assert not sized_stop(lambda samples: False, 0.05)(many)
+    assert sized_stop(lambda samples: True, 0.05)(many)
+    assert sized_stop(None, 0.05)(many)
+    assert not sized_stop(None, 0.05)(many[:100])

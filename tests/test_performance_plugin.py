@@ -411,6 +411,25 @@ def test_baseline_fails_a_significant_regression_and_passes_noise(
     slower.stdout.fnmatch_lines(["*regression against baseline*p50*+*%*regression*"])
 
 
+def test_a_p50_budget_does_not_make_the_baseline_message_list_p50_twice(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite.makepyfile("""
+        import pytest_torchbridge as tb
+
+        @tb.latency(p50="1s", max_samples=60, max_time="2s")
+        def test_clf(model):
+            pass
+    """)
+    base = str(suite.path / "base.json")
+    monkeypatch.setenv("TB_TEST_DELAY", "0.001")
+    suite.runpytest("-q", f"--tb-save-baseline={base}").assert_outcomes(passed=2)
+    monkeypatch.setenv("TB_TEST_DELAY", "0.004")
+    slower = suite.runpytest("-q", f"--tb-baseline={base}", "--tb-regression-threshold=50%")
+    slower.assert_outcomes(passed=1, failed=1)
+    line = next(x for x in slower.stdout.lines if "regression against baseline" in x)
+    assert line.count("p50 ") == 1, line
+
+
 def test_missing_baseline_file_is_a_usage_error(suite: pytest.Pytester) -> None:
     suite.makepyfile("def test_a(): pass")
     result = suite.runpytest("--tb-baseline=nope.json")
@@ -506,3 +525,13 @@ def test_tb_checks_latency_gates_inside_a_test_body(suite: pytest.Pytester) -> N
     result = suite.runpytest("-q")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*latency [[]cpu[]]: p99 * > budget 1 ns*"])
+
+
+def test_the_report_header_shows_the_effective_settings(suite: pytest.Pytester,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TB_HARDWARE", "cpu")
+    suite.makepyfile("def test_nothing():\n    pass\n")
+    result = suite.runpytest("--co", "--tb-seed=7", "--tb-json=r.json",
+                             "--tb-regression-threshold=5%", "--tb-fail-on-skip")
+    result.stdout.fnmatch_lines(["torchbridge: hardware=cpu, seed=7, json=r.json, "
+                                 "fail-on-skip"])

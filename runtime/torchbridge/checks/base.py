@@ -70,6 +70,9 @@ class RunContext:
     seed: int | None = 0
     baseline: BaselineSettings | None = None
     compare_with: PairedBaseline | None = None
+    #: Measure until the median resolves a change of this size (a fraction); set when a
+    #: baseline is saved or compared with, so that both runs can show a change that big.
+    size_for_threshold: float | None = None
 
 
 C = TypeVar("C", bound=CheckConfig)

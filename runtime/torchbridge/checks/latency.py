@@ -22,7 +22,7 @@ from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.measure import ab
-from torchbridge.measure.baseline import apply_baseline
+from torchbridge.measure.baseline import apply_baseline, sized_stop
 from torchbridge.measure.runner import ModelRejected, bind, flag, fraction, positive_int
 from torchbridge.units import PerDevice, format_duration, parse_duration
 
@@ -103,6 +103,16 @@ def set_aside_note(split: Any) -> str:
             "the host slowed the machine around them (host_filter=False keeps them)")
 
 
+def _stop_rule(stopper: Any, budgets_ns: dict[str, float], context: RunContext) -> Any:
+    """The budgets' early decision; when a baseline is saved or compared with, measuring
+    also goes on until the median is precise enough to show a change of the threshold's
+    size (not just the 299 samples a p99 budget needs)."""
+    stop = stopper if budgets_ns else None
+    if context.size_for_threshold is None:
+        return stop
+    return sized_stop(stop, context.size_for_threshold, stopper.confidence)
+
+
 @register
 class LatencyCheck(Check[LatencyConfig]):
     name = "latency"
@@ -130,9 +140,9 @@ class LatencyCheck(Check[LatencyConfig]):
                           timing.Timer(call.fn, subject.device).sample)
             measured = timing.measure(
                 call.fn, subject.device, max_time=sizing.max_time_s,
-                max_samples=config.max_samples if budgets_ns else
+                max_samples=config.max_samples if budgets_ns or context.size_for_threshold else
                 min(config.max_samples, UNGATED_SAMPLES),
-                batch_size=call.batch_size, stop=stopper if budgets_ns else None,
+                batch_size=call.batch_size, stop=_stop_rule(stopper, budgets_ns, context),
                 next_look=sequential.look_schedule(budgets_ns, config.confidence),
                 warmup_seconds=config.warmup, host_filter=config.host_filter)
         decision = sequential.final(measured.samples_ns, budgets_ns, config.confidence)

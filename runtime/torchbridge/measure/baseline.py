@@ -159,6 +159,36 @@ def compare_samples(old: Sequence[float], new: Sequence[float], statistic: str =
                       p_value, threshold, higher_is_better)
 
 
+def precise_enough(samples: Sequence[float], threshold: float, confidence: float = 0.95
+                   ) -> bool:
+    """Whether the median of ``samples`` is pinned down well enough to compare with a
+    saved baseline at ``threshold``: its distribution-free interval (binomial order
+    statistics) spans at most half the threshold, relative to the median. Both runs'
+    uncertainties add up in the comparison, so each must be well inside the threshold
+    for a change of that size to show as significant."""
+    from torchbridge.measure.stats import interval_ranks
+
+    n = len(samples)
+    low, high = interval_ranks(n, 0.5, confidence)
+    if not n or low is None or high is None:
+        return False
+    ordered = sorted(samples)
+    middle = ordered[math.ceil(n / 2) - 1]
+    return middle > 0 and (ordered[high - 1] - ordered[low - 1]) <= threshold / 2 * middle
+
+
+def sized_stop(stop: Callable[[list[int]], bool] | None, threshold: float,
+               confidence: float = 0.95) -> Callable[[list[int]], bool]:
+    """A stopping rule for a run compared with a saved baseline: ``stop`` (the budgets'
+    decision, if any) *and* :func:`precise_enough` at ``threshold``, rather than the
+    fewest samples a budget needs (299 for p99)."""
+    def decide(samples: list[int]) -> bool:
+        return (stop is None or stop(samples)) and precise_enough(samples, threshold,
+                                                                   confidence)
+
+    return decide
+
+
 # ----------------------------------------------------------------------------- files
 
 def result_key(test_id: str, check: str, device: str) -> str:
