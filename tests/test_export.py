@@ -352,3 +352,18 @@ def test_t5_exports_with_the_legacy_onnx_exporter(tmp_path: Path) -> None:
     report = export_model(tiny_t5_subject(), "onnx", tmp_path / "t5.onnx",
                           ExportOptions(dynamic=False, exporter="legacy"))
     assert report.ok, report.summary()
+
+
+def test_an_export_matching_outputs_without_signal_says_so(tmp_path: Path) -> None:
+    def zero_head() -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)).eval()
+        torch.nn.init.zeros_(model[1].weight)
+        torch.nn.init.zeros_(model[1].bias)
+        return model
+
+    report = export_model(Subject(zero_head(), torch.randn(2, 4), factory=zero_head),
+                          "safetensors", tmp_path / "m.safetensors")
+    assert report.ok
+    assert "warning: no signal in output (eager outputs all within 1e-06 of 0)" \
+        in report.summary()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from torchbridge.core.compare import Tolerance, compare_outputs
+from torchbridge.core.signal import SIGNAL_FLOOR, silent_outputs
 from torchbridge.core.subject import InputKey, Subject, named_inputs
 from torchbridge.core.trees import Flat, flatten
 from torchbridge.core.variants import scaled_and_shuffled, uniform_noise
@@ -75,6 +76,8 @@ class Validation:
     max_rel: float = 0.0
     message: str = ""
     leaves: list[dict[str, Any]] = field(default_factory=list)
+    #: eager outputs at this point with no signal (all ~0), so matching them proves little
+    no_signal: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,8 +127,12 @@ class ExportReport:
             return (f"{self.format}: {len(bad)}/{len(self.validations)} validation runs "
                     f"failed; {first.label} {_sizes(first.sizes)}: {first.message}")
         runs = ", ".join(f"{v.label} {_sizes(v.sizes)}" for v in self.validations)
+        silent = list(dict.fromkeys(p for v in self.validations for p in v.no_signal))
+        warning = (f"; warning: no signal in {', '.join(silent[:3])} (eager outputs all "
+                   f"within {SIGNAL_FLOOR:g} of 0), so matching them proves little"
+                   if silent else "")
         return (f"{self.format}: matches eager PyTorch at {runs}; max abs error "
-                f"{self.max_abs_error:.3g}")
+                f"{self.max_abs_error:.3g}{warning}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "ok": self.ok, "path": str(self.path or ""),
@@ -278,7 +285,7 @@ def validate(run: Callable[[Any], Any], subject: Subject, points: Sequence[Point
                                      per_output=tolerances.per_output or None)
         results.append(Validation(point.label, point.sizes, comparison.ok, comparison.max_abs,
                                   comparison.max_rel, comparison.describe(),
-                                  comparison.to_dict()))
+                                  comparison.to_dict(), silent_outputs(expected)))
     return results
 
 
