@@ -226,3 +226,35 @@ def test_operations_no_saved_model_performs_are_unsafe(data: bytes, stand_in: st
     found = scan_pickle_stream(io.BytesIO(data))
     assert stand_in in found.globals
     assert classify(found.globals)[0] == [stand_in]
+
+
+def test_tb_check_and_checklists_take_allow_globals(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    from torchbridge.checklist import load_checklist
+    from torchbridge.checklist import load_model as checklist_model
+    from torchbridge.checklist.loader import ALLOW_GLOBALS_ENV
+    from torchbridge.cli.check import split_allow_globals
+    from torchbridge.errors import ModelLoadError
+
+    assert split_allow_globals(["--allow-global", "a.B", "-x", "--allow-global=c.*"]) == \
+        (["a.B", "c.*"], ["-x"])
+    (tmp_path / "tb_extra_mod.py").write_text(_EXTRA_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tb_extra_mod", raising=False)
+    torch.save(importlib.import_module("tb_extra_mod").build().state_dict(),
+               tmp_path / "w.pt")
+    toml = ('[model]\nfactory = "tb_extra_mod.py:build"\nweights = "w.pt"\n{extra}'
+            '[input]\nshape = [1, 4]\n[checks]\nforward = true\n')
+    (tmp_path / "torchbridge.toml").write_text(toml.format(extra=""))
+    plain = load_checklist(tmp_path / "torchbridge.toml")
+    with pytest.raises(ModelLoadError, match=r"--allow-global tb_extra_mod\.Settings"):
+        checklist_model(plain)
+    monkeypatch.setenv(ALLOW_GLOBALS_ENV, "tb_extra_mod.Settings")  # what tb-check sets
+    assert checklist_model(plain).settings.width == 3
+    monkeypatch.delenv(ALLOW_GLOBALS_ENV)
+    (tmp_path / "torchbridge.toml").write_text(
+        toml.format(extra='allow_globals = ["tb_extra_mod.Settings"]\n'))
+    assert checklist_model(load_checklist(tmp_path / "torchbridge.toml")).settings.width == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,24 @@ def load_model(checklist: Checklist, device: str = "cpu") -> Any:
 
     _importable(checklist)
     source = checklist.model
+    allowed = (*source.allow_globals, *allow_globals_from_env())
     if source.factory:
         weights = str(checklist.base_dir / source.weights) if source.weights else None
-        return load(_resolve(checklist, source.factory), weights, device=device).model
+        return load(_resolve(checklist, source.factory), weights, device=device,
+                    allow_pickle=source.allow_pickle, allowed_globals=allowed).model
     assert source.artifact is not None
     return load(_resolve(checklist, source.artifact), allow_pickle=source.allow_pickle,
-                device=device).model
+                device=device, allowed_globals=allowed).model
+
+
+#: How ``tb-check --allow-global NAME`` hands its names to the pytest run it starts.
+ALLOW_GLOBALS_ENV = "TORCHBRIDGE_ALLOW_GLOBALS"
+
+
+def allow_globals_from_env() -> tuple[str, ...]:
+    """The ``--allow-global`` names ``tb-check`` passed to this run (comma-separated)."""
+    return tuple(n.strip() for n in os.environ.get(ALLOW_GLOBALS_ENV, "").split(",")
+                 if n.strip())
 
 
 def sample_inputs(checklist: Checklist, model: Any) -> Any:

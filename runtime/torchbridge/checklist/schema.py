@@ -45,7 +45,7 @@ from torchbridge.checklist.locate import PathPart, line_of
 from torchbridge.errors import ConfigError
 
 TOP_KEYS = ("name", "model", "input", "tolerances", "checks")
-MODEL_KEYS = ("factory", "artifact", "weights", "allow_pickle")
+MODEL_KEYS = ("factory", "artifact", "weights", "allow_pickle", "allow_globals")
 INPUT_KEYS = ("shape", "shapes", "dtype", "dtypes", "int_high", "seed", "batch_dim",
               "batch_dims", "max_batch", "dims")
 DIM_KEYS = ("input", "axis", "min", "max")
@@ -72,6 +72,7 @@ class ModelSource:
     artifact: str | None = None
     weights: str | None = None
     allow_pickle: bool = False
+    allow_globals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,12 @@ def _model(ctx: _Context, raw: Any) -> ModelSource:
                                               "an artifact holds its own weights")
     if not isinstance(data.get("allow_pickle", False), bool):
         raise ctx.error(("model", "allow_pickle"), "expected true or false")
-    return ModelSource(factory, artifact, data.get("weights"), data.get("allow_pickle", False))
+    allowed = data.get("allow_globals", [])
+    if not isinstance(allowed, list) or not all(isinstance(n, str) and n for n in allowed):
+        raise ctx.error(("model", "allow_globals"), "expected a list of 'module.Name' "
+                                                    "strings (pickle globals to trust)")
+    return ModelSource(factory, artifact, data.get("weights"), data.get("allow_pickle", False),
+                       tuple(allowed))
 
 
 def _inputs(ctx: _Context, raw: Any) -> InputSource:
