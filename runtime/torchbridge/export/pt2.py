@@ -46,7 +46,9 @@ def export_pt2(subject: Subject, path: Path, options: ExportOptions) -> ExportRe
     report.details["range_constraints"] = {str(k): str(v) for k, v in
                                            program.range_constraints.items()}
     if options.validate:
-        with quiet():
-            loaded = torch.export.load(str(path)).module()
+        from torchbridge.security.safe_load import load_pt2
+
+        with quiet():  # read back through the same scanned loader as any .pt2
+            loaded = load_pt2(path).module()
         report.validations = validate_graph(lambda x: call_model(loaded, x), subject, options)
     return report
