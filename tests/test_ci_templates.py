@@ -126,7 +126,7 @@ def test_every_option_of_a_tb_command_in_the_templates_exists(
 def test_every_tb_pytest_option_in_the_templates_exists(pytester: pytest.Pytester) -> None:
     helptext = pytester.runpytest("--help").stdout.str()
     used = {opt for path in TEMPLATES for opt in PYTEST_OPTION.findall(path.read_text())}
-    assert {"--tb-hardware", "--tb-json", "--tb-baseline", "--tb-save-baseline"} <= used
+    assert {"--tb-hardware", "--tb-json", "--tb-baseline-ref", "--tb-save-baseline"} <= used
     assert sorted(opt for opt in used if opt not in helptext) == []
 
 
@@ -141,15 +141,27 @@ def test_github_gpu_job_runs_self_hosted_and_fails_without_a_gpu() -> None:
     assert "--tb-hardware=cuda" in commands and "--tb-fail-on-skip" in commands
 
 
-def test_github_performance_job_is_serial_and_compares_with_the_default_branch() -> None:
+def test_github_performance_job_is_serial_and_gates_a_pull_request_on_its_base_branch(
+        ) -> None:
     perf = _jobs(ROOT / "ci" / "github" / "torchbridge.yml")["performance"]
     run = " ".join(step.get("run", "") for step in perf["steps"])
     assert "-p no:xdist" in run and " -n " not in run
-    assert "--tb-baseline=" in run and "--tb-save-baseline=" in run
-    download = next(s for s in perf["steps"] if "download-artifact" in s.get("uses", ""))
-    assert download["with"]["branch"] == "${{ github.event.repository.default_branch }}"
+    assert '--tb-baseline-ref="origin/$GITHUB_BASE_REF"' in run
+    assert "--tb-save-baseline=" in run and "--tb-markdown=" in run
+    fetch = next(s for s in perf["steps"] if s.get("name") == "Fetch the base branch")
+    assert "refs/remotes/origin/$GITHUB_BASE_REF" in fetch["run"]
+    assert fetch["if"] == "${{ github.event_name == 'pull_request' }}"
     uses = {step.get("uses", "").split("@")[0] for step in perf["steps"]}
     assert {"benchmark-action/github-action-benchmark", "mikepenz/action-junit-report"} <= uses
+
+
+def test_gitlab_performance_job_gates_a_merge_request_on_its_target_branch() -> None:
+    config = yaml.safe_load((ROOT / "ci" / "gitlab" / "torchbridge.gitlab-ci.yml").read_text())
+    script = " ".join(config["torchbridge:performance"]["script"][1:])
+    assert "git fetch" in script and \
+        "--tb-baseline-ref=origin/$CI_MERGE_REQUEST_TARGET_BRANCH_NAME" in script
+    assert {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'} in \
+        config["workflow"]["rules"]
 
 
 def test_gitlab_jobs_publish_junit_and_metrics_reports() -> None:
