@@ -261,3 +261,4 @@ def test_the_user_guides_suite_passes_on_bert_with_onnx_sharing_one_seq_dim(
     assert {"seq min", "seq max"} <= {v["label"] for v in onnx["details"]["validations"]}
     graph_inputs = onnx["details"]["details"]["inputs"]
     assert graph_inputs["input_ids"][1] == graph_inputs["attention_mask"][1] == "seq"
+    assert "shared with 'attention_mask', 'token_type_ids'" in onnx["message"]

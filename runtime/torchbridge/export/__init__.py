@@ -64,6 +64,8 @@ def export_model(subject: Subject, fmt: str, path: Path,
     options = options or ExportOptions()
     report = exporter(fmt)(subject, path, options)
     report.details["validated"] = options.validate
+    if subject.notes:  # e.g. a dim found shared by several inputs: exported as one symbol
+        report.details["notes"] = list(subject.notes)
     return report
 
 

@@ -131,8 +131,9 @@ class ExportReport:
         warning = (f"; warning: no signal in {', '.join(silent[:3])} (eager outputs all "
                    f"within {SIGNAL_FLOOR:g} of 0), so matching them proves little"
                    if silent else "")
+        notes = "".join(f" ({note})" for note in self.details.get("notes", []))
         return (f"{self.format}: matches eager PyTorch at {runs}; max abs error "
-                f"{self.max_abs_error:.3g}{warning}")
+                f"{self.max_abs_error:.3g}{warning}{notes}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "ok": self.ok, "path": str(self.path or ""),
