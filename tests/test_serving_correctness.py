@@ -140,10 +140,8 @@ def test_a_lone_request_answered_with_too_few_rows_is_a_500_naming_the_output() 
 
 
 # ------------------------------------------------------------------ 4: objects in outputs
-def test_gpt2_with_its_default_cache_serves_logits_and_names_the_dropped_cache(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_gpt2_with_its_default_cache_is_ready_and_serves_logits_and_cache_tensors() -> None:
     transformers = pytest.importorskip("transformers")
-    caplog.set_level(logging.WARNING, logger="torchbridge.serving")
     config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32,
                                      n_positions=16, bos_token_id=0, eos_token_id=0)
     torch.manual_seed(0)
@@ -154,10 +152,33 @@ def test_gpt2_with_its_default_cache_serves_logits_and_names_the_dropped_cache(
         response = live.client.post("/predict", json={"inputs": [[5, 6, 7, 8]]})
     assert response.status_code == 200
     outputs = response.json()["outputs"]
-    assert set(outputs) == {"logits"}
-    expected = model(torch.tensor([[5, 6, 7, 8]])).logits
-    torch.testing.assert_close(torch.tensor(outputs["logits"]), expected, rtol=1e-4, atol=1e-5)
-    assert any("DynamicCache" in r.getMessage() for r in caplog.records)
+    expected = model(torch.tensor([[5, 6, 7, 8]]))
+    torch.testing.assert_close(torch.tensor(outputs["logits"]), expected.logits,
+                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(outputs["cache"]["layers"][0]["keys"]),
+                               expected.cache.layers[0].keys, rtol=1e-4, atol=1e-5)
+
+
+class _Handle:
+    """An object no encoder knows."""
+
+
+class WithHandle(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> dict[str, object]:
+        return {"scores": self.inner(x), "handle": _Handle()}
+
+
+def test_objects_that_are_not_tensors_are_dropped_and_named_at_start_up(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="torchbridge.serving")
+    with LiveServer(WithHandle().eval(), sample(1), ServerConfig(max_batch_size=2)) as live:
+        response = live.client.post("/predict", json={"inputs": _rows(1)})
+    assert response.status_code == 200 and set(response.json()["outputs"]) == {"scores"}
+    assert any("handle (_Handle)" in r.getMessage() for r in caplog.records)
 
 
 def test_a_model_whose_outputs_cannot_be_encoded_never_turns_ready() -> None:

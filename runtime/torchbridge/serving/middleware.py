@@ -246,7 +246,8 @@ def _body_type_refusal(headers: dict[bytes, bytes], keyless: bool) -> ApiError |
     if kind == b"application/json":
         return None
     return ApiError(415, "send Content-Type: application/json (or a v2 binary request with "
-                         "Inference-Header-Content-Length); without API keys other body "
+                         "Inference-Header-Content-Length; tritonclient does either with "
+                         "binary_data=True, its default); without API keys other body "
                          "types are refused so that web pages cannot post to the server")
 
 

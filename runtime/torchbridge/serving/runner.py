@@ -9,12 +9,14 @@ learned at warm-up (see :func:`learn_layout`), and only those leaves are split; 
 whose row count differs from the request's is a 500 naming it, never a 200.
 
 Output encoding rule (documented in ``docs/serving.md``): outputs are walked as a tree --
-mappings (Hugging Face ``ModelOutput`` included), named tuples, dataclasses, lists, tuples
-and any type registered with ``torch.utils._pytree``. Tensors (and numpy arrays) are
-encoded, Python numbers become 0-d arrays, ``None`` and strings are kept as they are, and
-any other object (a Hugging Face ``DynamicCache``, a PIL image) is *dropped*: left out of a
-mapping, ``null`` inside a list (so the other items keep their positions). Warm-up names
-every dropped output in a warning.
+mappings (Hugging Face ``ModelOutput`` included), named tuples, dataclasses, lists, tuples,
+any type registered with ``torch.utils._pytree``, and what
+:mod:`torchbridge.core.trees` knows how to expand (Hugging Face caches: a
+``DynamicCache`` becomes ``{"layers": [{"keys": ..., "values": ...}, ...]}``). Tensors
+(and numpy arrays) are encoded, Python numbers become 0-d arrays, ``None`` and strings are
+kept as they are, and any other object (a PIL image, an opaque handle) is *dropped*: left
+out of a mapping, ``null`` inside a list (so the other items keep their positions). Warm-up
+names every dropped output in a warning.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from torchbridge.core.subject import call_model
+from torchbridge.core.trees import to_plain
 from torchbridge.serving.batcher import Work
 from torchbridge.serving.errors import ModelFault, OutputInvalid
 from torchbridge.serving.padding import Padding, pad_batch, unpad
@@ -85,6 +88,12 @@ def to_tree(obj: Any, dropped: list[str] | None = None, prefix: str = "") -> Any
     if node is not None and type(obj) not in _STANDARD_NODES:
         children, _ = node.flatten_fn(obj)
         return to_tree(list(children), dropped, prefix)
+    try:  # objects the project's output trees can expand (Hugging Face caches)
+        plain = to_plain(obj, lambda tensor: tensor)
+    except TypeError:
+        plain = None
+    if isinstance(plain, dict | list):
+        return to_tree(plain, dropped, prefix)
     if dropped is not None:
         dropped.append(f"{prefix or 'output_0'} ({type(obj).__name__})")
     return _DROPPED
