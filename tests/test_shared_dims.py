@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -111,7 +113,7 @@ def test_edge_cases_resize_the_mask_with_the_ids() -> None:
     assert "shared with 'attention_mask'" in result.message
 
 
-def test_checklist_file_declares_a_dim_on_several_inputs(tmp_path) -> None:
+def test_checklist_file_declares_a_dim_on_several_inputs(tmp_path: Path) -> None:
     from torchbridge.checklist import load_checklist
 
     path = tmp_path / "torchbridge.toml"
@@ -120,3 +122,10 @@ def test_checklist_file_declares_a_dim_on_several_inputs(tmp_path) -> None:
                     "[checks]\nforward = true\n")
     spec = InputSpec.coerce(load_checklist(path).inputs.spec)
     assert spec.dims["seq"].axes == {0: 1, 1: 1}
+
+
+def test_a_negative_axis_shares_the_dim_with_inputs_of_the_same_length() -> None:
+    subject = Subject(None, text_inputs(), spec=InputSpec(dims={"seq": Dim(input="input_ids",
+                                                                           axis=-1)}))
+    assert subject.spec.dims["seq"].axes == {"input_ids": -1, "attention_mask": -1}
+    assert hash(Dim(input={"a": 1})) == hash(Dim(input={"a": 1}))

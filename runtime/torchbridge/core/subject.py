@@ -55,6 +55,9 @@ class Dim:
             raise ConfigError(f"dim max must be a whole number >= min ({self.min}), "
                               f"got {self.max!r}")
 
+    def __hash__(self) -> int:  # ``input`` may be a dict, which the generated hash rejects
+        return hash((tuple(self.axes.items()), self.min, self.max))
+
     @property
     def axes(self) -> dict[InputKey, int]:
         """Input → axis for every input the dim lives on, in declaration order."""
@@ -180,6 +183,16 @@ def _check_dim(name: str, dim: Dim, inputs: Inputs) -> int:
     return next(iter(lengths.values()))
 
 
+def _same_length(value: Any, axis: int, batch_axis: int | None, length: int) -> bool:
+    """Whether tensor ``value`` has ``length`` on ``axis`` (counted from the end when
+    negative), and that axis is not its batch axis."""
+    if not isinstance(value, torch.Tensor) or not -value.dim() <= axis < value.dim():
+        return False
+    own = axis % value.dim()
+    return own != (None if batch_axis is None else batch_axis % value.dim()) \
+        and value.shape[own] == length
+
+
 def resolve_dims(spec: InputSpec, inputs: Inputs) -> tuple[InputSpec, list[str]]:
     """``spec`` with every dim's inputs written out, and a note for each dim that the
     sample showed to be shared.
@@ -198,8 +211,7 @@ def resolve_dims(spec: InputSpec, inputs: Inputs) -> tuple[InputSpec, list[str]]
         key, axis = dim.first
         others = [] if dim.explicit or not isinstance(inputs, Mapping) else [
             other for other, value in inputs.items()
-            if other != key and isinstance(value, torch.Tensor) and value.dim() > axis >= 0
-            and spec.batch_axis(other) != axis and value.shape[axis] == length]
+            if other != key and _same_length(value, axis, spec.batch_axis(other), length)]
         if others:
             dims[name] = dataclasses.replace(dim, input=[key, *others])
             notes.append(f"dim {name!r} declared on {key!r} is shared with "
