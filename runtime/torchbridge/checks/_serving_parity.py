@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from torchbridge.core.compare import compare_outputs
@@ -116,16 +117,28 @@ def like(expected: Any, value: Any) -> Any:
     return value
 
 
-def on_cpu(tree: Any) -> Any:
-    """``tree`` with tensors on the CPU and named tuples as dicts (as JSON returns them)."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().cpu()
-    if isinstance(tree, Mapping):
-        return {k: on_cpu(v) for k, v in tree.items()}
-    if hasattr(tree, "_fields"):
-        return {k: on_cpu(getattr(tree, k)) for k in tree._fields}
-    if isinstance(tree, list | tuple):
-        return type(tree)(on_cpu(v) for v in tree)
+def served_form(output: Any) -> tuple[Any, list[str]]:
+    """The eager ``output`` as the server answers it (its own rule: mappings, named tuples
+    and dataclasses as dicts, tuples as lists, caches expanded), with tensors on the CPU,
+    and the names of the objects the server leaves out (not tensors)."""
+    from torchbridge.serving.runner import to_tree
+
+    dropped: list[str] = []
+    return _as_tensors(to_tree(output, dropped)), dropped
+
+
+def on_cpu(output: Any) -> Any:
+    """The eager ``output`` as the server answers it, tensors on the CPU."""
+    return served_form(output)[0]
+
+
+def _as_tensors(tree: Any) -> Any:
+    if isinstance(tree, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(tree))
+    if isinstance(tree, dict):
+        return {k: _as_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_as_tensors(v) for v in tree]
     return tree
 
 

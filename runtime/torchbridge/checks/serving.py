@@ -30,10 +30,10 @@ from torchbridge.checks._serving_parity import (
     ParityTolerance,
     batched_parity,
     like,
-    on_cpu,
     padded_parity,
     padding_of,
     rows_counter,
+    served_form,
 )
 from torchbridge.checks._serving_parity import body as request_body
 from torchbridge.checks._serving_tokens import NAME as TOKENS
@@ -222,7 +222,7 @@ def _parity(server: Any, gate: Gate, subject: Subject, model: Any, config: Servi
 
     def whole() -> tuple[bool, str]:
         try:
-            expected = on_cpu(grown.run(model=model))
+            expected, dropped = served_form(grown.run(model=model))
         except Exception as exc:
             return False, (f"the eager reference raised on the {grown.batch_size}-row sample: "
                            f"{type(exc).__name__}: {exc}")
@@ -231,7 +231,9 @@ def _parity(server: Any, gate: Gate, subject: Subject, model: Any, config: Servi
             return False, f"/predict answered {response.status_code}: {response.text[:200]}"
         actual = like(expected, response.json()["outputs"])
         comparison = compare_outputs(actual, expected, rtol=config.rtol, atol=config.atol)
-        return comparison.ok, _agreement(comparison)
+        left_out = (f"; not served, so not compared (not tensors): {', '.join(dropped)}"
+                    if dropped else "")
+        return comparison.ok, _agreement(comparison) + left_out
 
     report.run("predict_parity", whole)
     report.step("batched_parity",
