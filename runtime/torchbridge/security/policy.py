@@ -180,15 +180,15 @@ _OWN_SAFE = frozenset({
     "numpy._core.numeric._frombuffer",
     # joblib: the wrapper whose raw array bytes follow it in the stream.
     "joblib.numpy_pickle.NumpyArrayWrapper",
-    # plain containers and values.
+    # plain containers and values, as pickle writes them (never builtins.list/str/int …,
+    # which pickle has opcodes for: as globals they only serve gadgets such as
+    # list(range(10**12)); nor fractions.Fraction, whose parser computes 10**exponent).
     "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.range",
-    "builtins.complex", "builtins.bytearray", "builtins.bytes", "builtins.tuple",
-    "builtins.list", "builtins.dict", "builtins.int", "builtins.float", "builtins.bool",
-    "builtins.str", "_codecs.encode", "collections.OrderedDict", "collections.Counter",
-    "collections.defaultdict", "collections.deque", "copyreg._reconstructor",
-    "copyreg.__newobj__", "copyreg.__newobj_ex__", "argparse.Namespace",
-    "datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta",
-    "datetime.timezone", "decimal.Decimal", "fractions.Fraction",
+    "builtins.complex", "builtins.bytearray", "_codecs.encode", "collections.OrderedDict",
+    "collections.Counter", "collections.defaultdict", "collections.deque",
+    "copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__",
+    "argparse.Namespace", "datetime.datetime", "datetime.date", "datetime.time",
+    "datetime.timedelta", "datetime.timezone", "decimal.Decimal",
 })
 
 #: numpy's dtype classes (``numpy.dtypes.Float64DType`` …) when numpy cannot be asked.
