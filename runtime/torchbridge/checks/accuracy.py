@@ -25,6 +25,7 @@ from torchbridge.core.compare import (
     compare_outputs,
 )
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.signal import no_signal_note
 from torchbridge.core.subject import Subject, call_model, to_device
 from torchbridge.errors import ConfigError
 
@@ -111,7 +112,10 @@ class AccuracyCheck(Check[AccuracyConfig]):
             compared.append(("against the reference", compare_outputs(
                 output, expected, rtol=config.rtol, atol=config.atol,
                 per_output=config.per_output)))
-        return self._conclude(result, compared, problems, notes)
+        result = self._conclude(result, compared, problems, notes)
+        if result.passed and compared:  # matching an output without signal proves little
+            result.message += no_signal_note(output)
+        return result
 
     def _golden(self, subject: Subject, config: AccuracyConfig, context: RunContext,
                 output: Any, compared: list[tuple[str, Comparison]], problems: list[str],

@@ -15,6 +15,7 @@ from torchbridge.checks.forward import training_modules
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import Comparison, compare_outputs
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.signal import no_signal_note
 from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 
@@ -84,7 +85,10 @@ class DeterminismCheck(Check[DeterminismConfig]):
             fresh = subject.fresh_model()
             compared.append(("a fresh model from model_factory vs the fixture's model",
                              _compare(subject.run(model=fresh), first, config)))
-        return self._result(subject, config, model, compared, across)
+        result = self._result(subject, config, model, compared, across)
+        if result.passed:  # identical runs of an output without signal prove little
+            result.message += no_signal_note(first)
+        return result
 
     def _result(self, subject: Subject, config: DeterminismConfig, model: Any,
                 compared: list[tuple[str, Comparison]], across: bool) -> CheckResult:

@@ -3,6 +3,7 @@ and batch invariance (row i of a batched output equals the output for row i alon
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +15,10 @@ from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import Comparison, compare_outputs, nonfinite_outputs
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.signal import no_signal_note
 from torchbridge.core.subject import Inputs, Subject, named_inputs
 from torchbridge.core.trees import Flat, map_tensors, tensor_leaves
+from torchbridge.core.variants import distinct_rows
 from torchbridge.errors import ConfigError
 
 EMPTY_BATCH_MODES = ("must_work", "rejects")
@@ -81,6 +84,19 @@ class Case:
     def to_dict(self) -> dict[str, Any]:
         found = {"case": self.name, "ok": self.ok, "problem": self.problem}
         return found | ({"input_shapes": self.shapes} if self.shapes is not None else {})
+
+
+def _rows_identical(subject: Subject) -> bool:
+    """Whether every row of every batched tensor input equals its row 0."""
+    found = False
+    for key, value in named_inputs(subject.inputs):
+        axis = subject.spec.batch_axis(key)
+        if not isinstance(value, torch.Tensor) or axis is None or value.shape[axis] < 2:
+            continue
+        found = True
+        if not bool((value == value.narrow(axis, 0, 1)).all()):
+            return False
+    return found
 
 
 def _shapes(inputs: Inputs) -> dict[str, list[int]]:
@@ -151,7 +167,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
             cases.append(Case(f"{name}={size}", not problem, problem, _shapes(resized)))
         invariance = self._invariance(runner, subject, base, batch, config) \
             if config.batch_invariance else None
-        return self._result(subject, cases, invariance)
+        return self._result(subject, cases, invariance, base)
 
     @staticmethod
     def _batch_sizes(subject: Subject, config: EdgeCasesConfig) -> tuple[int, ...]:
@@ -200,16 +216,18 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
     def _invariance(runner: _Runner, subject: Subject, base: Any, batch: int,
                     config: EdgeCasesConfig) -> tuple[Case, Comparison | None]:
         rows_of = subject.row
-        if batch < 2:
-            # One sample row: batch it with itself, so batched kernels are still compared
-            # with the single-row path.
-            base, problem = runner(subject.with_batch(2))
+        if batch < 2 or _rows_identical(subject):
+            # One sample row, or rows that are all the same: a row that leaks into its
+            # batch mates (BatchNorm in training mode, x - x.mean(0)) looks invariant in a
+            # batch of identical rows, so the rows compared are made distinct.
+            size = max(2, batch)
+            varied = dataclasses.replace(
+                subject, inputs=distinct_rows(subject.row(0), subject.spec, size))
+            base, problem = runner(varied.inputs)
             if problem:
-                return Case("batch invariance", False, f"a batch of 2 {problem}"), None
-            batch = 2
-
-            def rows_of(index: int) -> Inputs:
-                return subject.row(0)
+                return Case("batch invariance", False,
+                            f"a batch of {size} distinct rows {problem}"), None
+            batch, rows_of = size, varied.row
         overrides = _tolerances.effective_per_output(
             base, subject.device, config.invariance_rtol, config.invariance_atol, {},
             loosen=True)
@@ -230,7 +248,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
         return Case("batch invariance", True), worst
 
     def _result(self, subject: Subject, cases: list[Case],
-                invariance: tuple[Case, Comparison | None] | None) -> CheckResult:
+                invariance: tuple[Case, Comparison | None] | None, base: Any) -> CheckResult:
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
         if invariance is not None:
             cases.append(invariance[0])
@@ -249,6 +267,8 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
         else:
             result.message = f"{len(cases)} edge cases held: " + \
                 ", ".join(case.name for case in cases)
+            if invariance is not None:  # invariance of an output without signal proves little
+                result.message += no_signal_note(base)
         if subject.notes and any(case.shapes is not None for case in cases):
             result.message += " (" + "; ".join(subject.notes) + ")"
         return result
