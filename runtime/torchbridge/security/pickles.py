@@ -368,10 +368,13 @@ class _Walker:
         if name in ("LONG1", "LONG4"):
             return int.from_bytes(arg, "little", signed=True) if len(arg) <= 64 else _OPAQUE
         if name in ("INT", "LONG", "FLOAT"):
-            text = arg.decode("latin-1").rstrip("L")
-            try:
-                return float(text) if name == "FLOAT" else int(text, 0 if
-                                                              text == "0" else 10)
+            text = arg.decode("latin-1")
+            if name == "INT" and text in ("00", "01"):  # protocol 0's False / True
+                return text == "01"
+            if name == "LONG" and text.endswith("L"):
+                text = text[:-1]
+            try:  # as pickle parses them: int(text, 0), float(text)
+                return float(text) if name == "FLOAT" else int(text, 0)
             except ValueError:
                 raise PickleError(f"{name}: bad literal {text[:40]!r}") from None
         return arg
