@@ -10,7 +10,8 @@ container kinds) in a temporary folder and scans each file with:
   (when it reports errors or skips the file), else ``clean``.
 
 A refusal is what fails a CI gate: for torchbridge ``unsafe`` / ``invalid`` /
-``secrets``; for the peers ``flagged`` or ``error`` (their CLIs exit non-zero). Prints a
+``secrets``; for the peers ``flagged`` or ``error`` (their CLIs exit non-zero;
+modelscan's also exits 3 when it scanned nothing, counted apart as "not scanned"). Prints a
 markdown table (one row per case) and a summary, and writes both to ``--out`` if given.
 Each peer call runs under a 60 s alarm; a FIFO is not handed to the peers (they would
 block on it forever).
@@ -132,6 +133,12 @@ def render(table: list[dict[str, str]]) -> str:
     lines += ["", "| | " + " | ".join(tools) + " |", "| --- | --- | --- | --- |"]
     lines.append(f"| hostile refused (of {len(bad)}) | " + " | ".join(
         str(sum(_refused(t, r[t]) for r in bad)) for t in tools) + " |")
+    lines.append("| hostile not scanned (skipped, not run) | 0 | " + " | ".join(
+        str(sum(r[t].startswith(("skipped", "not run")) for r in bad))
+        for t in tools[1:]) + " |")
+    lines.append("| hostile passed as clean | " + " | ".join(
+        str(sum(r[t] in ("clean", "safe", "code", "not-a-model") for r in bad))
+        for t in tools) + " |")
     lines.append(f"| benign accepted (of {len(good)}) | " + " | ".join(
         str(sum(not _refused(t, r[t]) for r in good)) for t in tools) + " |")
     lines += ["", f"picklescan {version('picklescan')}, modelscan {version('modelscan')}; "
