@@ -33,6 +33,15 @@ def build():
 
 def build_running():
     return torch.nn.Sequential(torch.nn.Linear(4, 4), Running()).eval()
+
+class ByBatch(torch.nn.Module):
+    def forward(self, x):
+        if x.shape[0] > 2:  # a trace keeps the branch of its batch: wrong at batch 1
+            return x * 2
+        return x * 3
+
+def build_by_batch():
+    return ByBatch().eval()
 '''
 
 
@@ -95,6 +104,19 @@ def test_export_failure_exits_1_naming_the_operator(models: Path, tmp_path: Path
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     assert "operator aten.cummax.default used in 1 (Running)" in report["reports"][0]["error"]
+
+
+def test_a_failed_export_leaves_no_artifact_and_no_checksum(
+        models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stale = tmp_path / "by_batch.ts.pt"  # an earlier run's artifact: not this model's
+    stale.write_bytes(b"old")
+    stale.with_name(stale.name + ".sha256").write_text("0" * 64 + "  by_batch.ts.pt\n")
+    code = tb(["export", "--model", f"{models}:build_by_batch", "--input-shape", "3,4",
+               "--format", "torchscript", "--output-dir", str(tmp_path), "--json"])
+    report = json.loads(capsys.readouterr().out)["reports"][0]
+    assert code == 1 and not report["ok"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("by_batch")) == []
+    assert str(stale) in report["details"]["removed"]
 
 
 def test_nonexistent_model_path_exits_2(tmp_path: Path,

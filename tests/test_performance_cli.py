@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,17 @@ def test_benchmark_table_is_printed_without_json(models: Path,
                                      "--quick"]) == 0
     out = capsys.readouterr().out
     assert "p99 ms" in out and "samples/s" in out and "drift" in out
+
+
+def test_piped_stress_table_keeps_every_p99_bound_whole(
+        models: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped, as in a CI log: rich would cut at 80
+    assert run_command("benchmark", ["--model", f"{models}:mlp", "--input-shape", "1,16",
+                                     "--stress", "--batch-sizes", "1,2", "--quick"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "│" in line]
+    assert "…" not in "".join(rows)
+    assert len(rows) >= 2 and all(re.search(r"\d\.\d{3}-\d+\.\d{3}|n too small|>= ", row)
+                                  for row in rows[-2:])
 
 
 def test_benchmark_input_the_model_rejects_is_a_usage_error(

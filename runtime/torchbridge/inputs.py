@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -220,3 +221,35 @@ def describe_inputs(inputs: Any) -> str:
              if isinstance(v, torch.Tensor) else type(v).__name__
              for _, v in named_inputs(inputs)]
     return ", ".join(parts)
+
+
+# ------------------------------------------------------------- TorchScript input signature
+
+#: The extra file of a TorchScript archive where TorchBridge records the shapes and dtypes
+#: (never the values) of the inputs it was traced with: TorchScript keeps no example inputs
+#: of its own, and without them every command on the archive would need --input-shape.
+SIGNATURE_FILE = "torchbridge_inputs.json"
+
+
+def input_signature(inputs: Any) -> str | None:
+    """``{"shapes": [[8, 16]], "dtypes": ["float32"]}`` for a tensor or a tuple of tensors
+    (``None`` for other inputs, which the signature cannot describe)."""
+    tensors = (inputs,) if isinstance(inputs, torch.Tensor) else inputs
+    if not isinstance(tensors, tuple) or not tensors \
+            or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    return json.dumps({"shapes": [list(t.shape) for t in tensors],
+                       "dtypes": [str(t.dtype).removeprefix("torch.") for t in tensors]})
+
+
+def inputs_from_signature(text: str, model: Any, device: str = "cpu") -> Any:
+    """Inputs synthesized to match a recorded :func:`input_signature`; :class:`ConfigError`
+    when the record is unreadable."""
+    try:
+        data = json.loads(text)
+        shapes = [tuple(int(n) for n in shape) for shape in data["shapes"]]
+        dtypes = [str(name) for name in data["dtypes"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"the archive's {SIGNATURE_FILE} is unreadable ({exc}); pass "
+                          "--input-shape and --dtype") from None
+    return synthesize_inputs(shapes, dtypes, model=model, device=device)

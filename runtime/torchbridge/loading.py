@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 
 from torchbridge.errors import HardwareUnavailable, ModelLoadError
+from torchbridge.inputs import SIGNATURE_FILE, inputs_from_signature
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,17 @@ def _load_torchscript(path: Path, device: str) -> LoadedModel:
         raise ModelLoadError(f"cannot load TorchScript archive {path}: "
                              f"{type(exc).__name__}: {_first_line(exc)}") from None
     module.eval()
-    return LoadedModel(module, None, "torchscript", str(path), {path.name: sha256_file(path)})
+    signature = _member(path, f"extra/{SIGNATURE_FILE}")
+    example = inputs_from_signature(signature, module, device) if signature else None
+    return LoadedModel(module, example, "torchscript", str(path),
+                       {path.name: sha256_file(path)})
+
+
+def _member(path: Path, tail: str) -> str | None:
+    """The text of the archive member ``<archive>/<tail>``, or ``None`` without one."""
+    with zipfile.ZipFile(path) as archive:
+        name = next((n for n in archive.namelist() if n.split("/", 1)[-1] == tail), None)
+        return archive.read(name).decode() if name else None
 
 
 class OnnxModel:

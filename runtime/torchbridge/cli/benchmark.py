@@ -13,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, parser, print_json
+from torchbridge.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    output_console,
+    parser,
+    print_json,
+)
 from torchbridge.errors import ConfigError
 from torchbridge.measure.stats import UNSTEADY_DRIFT
 
@@ -153,11 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_json({"model": args.model, **report.to_dict(),
                     **({"compare": compared.to_dict()} if compared else {})})
     else:
-        Console().print(_table(report))
+        out = output_console()
+        out.print(_table(report))
         if report.stopped:
             err.print(f"[yellow]{report.stopped}[/yellow]")
         if args.stress:
-            Console().print(f"largest batch that fits: {report.largest_batch_that_fits}")
+            out.print(f"largest batch that fits: {report.largest_batch_that_fits}")
     if not report.rows:
         err.print(f"[red]no batch size could run: {report.stopped}[/red]")
         return EXIT_USAGE

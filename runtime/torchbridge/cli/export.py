@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, parser, print_json
+from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript", "safetensors", "pt2")
@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=None, help="absolute tolerance")
     p.add_argument("--output", default=None, help="artifact path (one format only)")
     p.add_argument("--output-dir", default=".", help="folder for the artifacts (default .)")
-    p.add_argument("--name", default=None, help="file stem of the artifacts (default: model)")
+    p.add_argument("--name", default=None,
+                   help="file stem of the artifacts (default: the model file's name, or the "
+                        "factory's name without build_, e.g. clf for pkg.models:build_clf)")
     p.add_argument("--device", default="cpu", help="device to export and validate on")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     return p
@@ -195,7 +197,6 @@ def _run_with_progress(subject: Any, targets: dict[str, Path], options: Any,
 
 
 def _print_table(reports: list[Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="tb-export")
@@ -203,9 +204,10 @@ def _print_table(reports: list[Any]) -> None:
         table.add_column(column)
     for r in reports:
         runs = f"{sum(v.ok for v in r.validations)}/{len(r.validations)}"
-        table.add_row(r.format, "ok" if r.ok else "FAILED", str(r.path or ""),
+        removed = " (removed)" if r.details.get("removed") else ""
+        table.add_row(r.format, "ok" if r.ok else "FAILED", f"{r.path or ''}{removed}",
                       f"{r.file_bytes:,}", f"{r.export_s:.2f}", f"{r.max_abs_error:.2e}", runs)
-    Console(file=sys.stdout, width=140).print(table)
+    output_console().print(table)
 
 
 if __name__ == "__main__":

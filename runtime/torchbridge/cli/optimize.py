@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, parser, print_json
+from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.errors import ConfigError
 
 LEVELS = ("inference", "compile", "quantized", "production", "all")
@@ -112,7 +112,6 @@ def _status(text: str, quiet: bool) -> Any:
 
 
 def _print(report: Any, saved: Any, write_error: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"tb-optimize: eager {report.eager_ms:.3f} ms per call")
@@ -126,7 +125,7 @@ def _print(report: Any, saved: Any, write_error: str) -> None:
         notes = "; ".join([*r.notes, accuracy] if accuracy else r.notes) or r.message
         table.add_row(r.level, r.status, ms, speed, f"{r.max_abs_error:.2e}", r.tolerance,
                       notes if r.status != "skipped" else r.message)
-    console = Console(file=sys.stdout, width=160)
+    console = output_console()
     console.print(table)
     console.print(report.summary(), highlight=False)
     if saved is not None:

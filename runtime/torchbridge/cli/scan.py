@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, parser, print_json
+from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.security.policy import denylist_sources
 from torchbridge.security.scan import scan_path
 from torchbridge.security.verdict import FileVerdict, Verdict
@@ -19,7 +19,6 @@ _STYLE = {Verdict.SAFE: "green", Verdict.NOT_A_MODEL: "dim", Verdict.CODE: "yell
 
 
 def _table(verdicts: list[FileVerdict], strict: bool) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="tb-scan", show_lines=False)
@@ -29,7 +28,7 @@ def _table(verdicts: list[FileVerdict], strict: bool) -> None:
         why = "\n".join(v.reasons[:4]) + ("\n…" if len(v.reasons) > 4 else "")
         style = _STYLE[v.verdict]
         table.add_row(v.path, v.format, f"[{style}]{v.verdict.value}[/]", why)
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = output_console()
     console.print(table)
     failed = [v for v in verdicts if v.failed(strict)]
     console.print(f"{len(verdicts)} file(s), {len(failed)} failed" +

@@ -74,17 +74,39 @@ def export_many(subject: Subject, targets: Mapping[str, Path],
                 on_done: Callable[[ExportReport], None] | None = None) -> list[ExportReport]:
     """Export to every ``format → path`` in ``targets``. A format that cannot be exported
     gives a report with ``error`` set; the others still run. Missing optional packages
-    (:class:`CheckSkipped`) propagate: they are an environment problem, not the model's."""
+    (:class:`CheckSkipped`) propagate: they are an environment problem, not the model's.
+
+    An artifact that failed (export or validation) is deleted with its checksum file, so
+    that nothing left in the folder looks like a good artifact (``tb-checksum verify``
+    would otherwise say OK); ``details["removed"]`` names what was deleted.
+    """
     reports = []
     for fmt, path in targets.items():
         try:
             report = export_model(subject, fmt, path, options)
         except ExportFailed as exc:
             report = ExportReport(fmt, Path(path), error=str(exc))
+        if not report.ok:
+            _discard(report)
         reports.append(report)
         if on_done is not None:
             on_done(report)
     return reports
+
+
+def _discard(report: ExportReport) -> None:
+    """Delete a failed artifact's files and checksum (and what an earlier run left at the
+    same path: it does not belong to this model)."""
+    path = report.path
+    doomed = [*report.files, *([path, path.with_name(path.name + ".sha256")] if path else []),
+              *([report.checksum_file] if report.checksum_file else [])]
+    removed = []
+    for file in dict.fromkeys(doomed):
+        if file.is_file():
+            file.unlink()
+            removed.append(str(file))
+    report.details["removed"] = removed
+    report.checksum_file = None
 
 
 def artifact_path(out_dir: Path, stem: str, fmt: str) -> Path:

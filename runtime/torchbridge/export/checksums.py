@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from torchbridge.security.checksum import verify_checksums, write_checksums
+from torchbridge.security.checksum import write_checksums
 
 
 def write_checksum(artifact: Path, files: Sequence[Path]) -> Path:
@@ -19,8 +19,3 @@ def write_checksum(artifact: Path, files: Sequence[Path]) -> Path:
     target = artifact.with_name(artifact.name + ".sha256")
     write_checksums(files, target)
     return target
-
-
-def verify_checksum(checksum_file: Path) -> list[str]:
-    """Names of the files whose digest no longer matches (or that are missing)."""
-    return [r.describe() for r in verify_checksums(checksum_file) if not r.ok]

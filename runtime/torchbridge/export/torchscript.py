@@ -34,6 +34,7 @@ from torchbridge.export.common import (
     validate_graph,
     warning_texts,
 )
+from torchbridge.inputs import SIGNATURE_FILE, input_signature
 
 METHODS = ("trace", "script")
 #: What the tracer says when a Python value computed from a tensor was baked in.
@@ -61,6 +62,15 @@ def _shown(filename: str) -> str:
         return str(Path(filename).resolve().relative_to(Path.cwd()))
     except ValueError:
         return filename
+
+
+def save_torchscript(module: Any, path: Path, inputs: Any) -> None:
+    """``torch.jit.save`` with the shapes and dtypes of ``inputs`` recorded in the archive
+    (:data:`~torchbridge.inputs.SIGNATURE_FILE`), so that loading it needs no
+    ``--input-shape``."""
+    signature = input_signature(inputs)
+    torch.jit.save(module, str(path),
+                   _extra_files={SIGNATURE_FILE: signature} if signature else None)
 
 
 def to_torchscript(model: Any, subject: Subject, method: str) -> Any:
@@ -98,7 +108,7 @@ def export_torchscript(subject: Subject, path: Path, options: ExportOptions) -> 
             "module takes the sample's path for every input. Use method='script' or the "
             "pt2 format, or pass allow_tracer_warnings=True if the value never changes")
     with quiet() as saving:
-        torch.jit.save(module, str(path))
+        save_torchscript(module, path, base.inputs)
     caught += saving
     report.export_s = time.perf_counter() - start
     report.files = [path]

@@ -51,10 +51,6 @@ class GateState:
     state: str
     n: int
 
-    @property
-    def straddles(self) -> bool:
-        return self.state == UNDECIDED
-
 
 @dataclass(frozen=True)
 class Decision:

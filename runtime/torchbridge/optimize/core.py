@@ -42,7 +42,7 @@ from torchbridge.export.common import (
     validate,
 )
 from torchbridge.export.program import capture
-from torchbridge.export.torchscript import to_torchscript
+from torchbridge.export.torchscript import save_torchscript, to_torchscript
 from torchbridge.measure.timing import measure
 from torchbridge.measure.timing import threads as thread_count
 from torchbridge.optimize import levels as lv
@@ -342,8 +342,11 @@ class SavedArtifact:
 
 def save_artifact(result: LevelResult, subject: Subject, path: Path, *,
                   force: bool = False) -> SavedArtifact:
-    """Write the level's module as ``.pt2`` (TorchScript when torch.export cannot capture
-    it, e.g. int8 modules), load it back and check it at the sample batch.
+    """Write the level's module to ``path`` as a ``torch.export`` archive (TorchScript when
+    torch.export cannot capture it, e.g. int8 modules), load it back and check it at the
+    sample batch. The file is ``path`` whatever its suffix (loaders tell the kinds apart by
+    content), except that TorchScript is not written under a ``.pt2`` name: ``m.pt2``
+    becomes ``m.ts.pt``.
 
     Refuses (:class:`ConfigError`) a level that failed parity unless ``force``.
     """
@@ -354,14 +357,17 @@ def save_artifact(result: LevelResult, subject: Subject, path: Path, *,
     path.parent.mkdir(parents=True, exist_ok=True)
     base = dataclasses.replace(export_subject(subject), model=module)
     try:
+        if isinstance(module, torch.jit.ScriptModule):  # TorchScript in, TorchScript out
+            raise ExportFailed("it is a TorchScript module")
         program = capture(module, base, dynamic=True)
         with quiet():
             torch.export.save(program, str(path))
         kind, note = "pt2", ""
     except ExportFailed as exc:
-        path = path.with_name(path.name.removesuffix(".pt2") + ".ts.pt")
+        if path.suffix == ".pt2":
+            path = path.with_name(path.name.removesuffix(".pt2") + ".ts.pt")
         with quiet():
-            torch.jit.save(to_torchscript(module, base, "trace"), str(path))
+            save_torchscript(to_torchscript(module, base, "trace"), path, base.inputs)
         kind, note = "torchscript", f"torch.export could not capture the {result.level} " \
                                     f"model ({exc}); wrote TorchScript instead"
     _verify_saved(path, kind, subject, result)

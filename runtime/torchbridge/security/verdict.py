@@ -27,9 +27,6 @@ class Verdict(str, enum.Enum):
     NOT_A_MODEL = "not-a-model"
 
 
-SEVERITY = list(Verdict)
-
-
 @dataclass(frozen=True)
 class SecretFinding:
     """One secret: its kind, where it is, and a redacted value (never the secret)."""
