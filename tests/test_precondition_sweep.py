@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from torchbridge.checks import Status, Subject, run
@@ -62,3 +63,32 @@ def test_accuracy_against_a_reference_without_signal_warns() -> None:
     result = run("accuracy", subject)
     assert result.passed, result.message
     assert "warning: no signal in output" in result.message
+
+
+def test_a_module_moved_to_the_device_counts_as_run_there() -> None:
+    from torchbridge.checks._placement import ran_on
+
+    model = torch.nn.Linear(2, 2).to("meta")
+    assert ran_on(model, model(torch.zeros(1, 2, device="meta")), "meta")
+
+
+def test_a_plain_callable_left_on_the_cpu_does_not_count_as_run_on_the_device() -> None:
+    from torchbridge.checks._placement import ran_on
+
+    weights = torch.randn(2, 2)
+
+    def model(x: torch.Tensor) -> torch.Tensor:  # ignores .to(): its weights stay put
+        return x.cpu() @ weights
+
+    assert not ran_on(model, model(torch.zeros(1, 2)), "meta")
+    assert not ran_on(torch.nn.Linear(2, 2), torch.zeros(1), "cuda:0")
+
+
+def test_memory_headroom_that_cannot_be_checked_fails_saying_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchbridge.measure.memory as memory
+
+    monkeypatch.setattr(memory, "free_memory", lambda device: None)
+    result = run("memory", Subject(zero_head(), torch.randn(2, 4)), headroom=0.2)
+    assert result.status is Status.FAILED
+    assert "free memory on cpu is unknown" in result.message

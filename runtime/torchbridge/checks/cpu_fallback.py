@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from torchbridge.checks import _tolerances
+from torchbridge.checks._placement import not_on, ran_on
 from torchbridge.checks.base import Check, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import compare_outputs
@@ -37,6 +38,10 @@ class CpuFallbackCheck(Check[CpuFallbackConfig]):
         model, _ = subject.placed()
         on_device = subject.run(model=model)
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        if not ran_on(model, on_device, subject.device):
+            result.status = Status.FAILED
+            result.message = not_on(subject.device)
+            return result
         cpu_model = copy.deepcopy(model)
         if isinstance(cpu_model, torch.nn.Module):
             cpu_model = cpu_model.to("cpu")

@@ -83,6 +83,9 @@ class MemoryCheck(Check[MemoryConfig]):
         if budget is not None and peak.peak_bytes > budget:
             problems.append(f"peak {format_bytes(peak.peak_bytes)} > budget "
                             f"{format_bytes(budget)}")
+        if config.headroom is not None and free is None:
+            problems.append(f"headroom was asked for but the free memory on {subject.device} "
+                            "is unknown (install psutil for the CPU), so it was not checked")
         if config.headroom is not None and free is not None:
             keep = int(free * config.headroom) if isinstance(config.headroom, float) \
                 else int(config.headroom)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from torchbridge.checks import _tolerances
+from torchbridge.checks._placement import not_on, ran_on
 from torchbridge.checks.base import Check, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import Comparison, compare_outputs
@@ -45,8 +46,10 @@ class MultiGpuCheck(Check[MultiGpuConfig]):
             if isinstance(model, torch.nn.Module):
                 model = model.to(device)
             with torch.inference_mode():
-                outputs[device] = to_device(call_model(model, to_device(subject.inputs, device)),
-                                            "cpu")
+                output = call_model(model, to_device(subject.inputs, device))
+            if not ran_on(model, output, device):
+                return CheckResult(self.name, Status.FAILED, not_on(device), subject.device)
+            outputs[device] = to_device(output, "cpu")
             del model
         first, *others = outputs
         compared: dict[str, Comparison] = {
