@@ -12,12 +12,12 @@ from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext, execute
 from torchbridge.checks.registry import get, names, parse_config, register
-from torchbridge.core.compare import Comparison, compare_outputs
+from torchbridge.core.compare import OutputComparison, compare_outputs
 from torchbridge.core.result import CheckResult, Metric, Status
 from torchbridge.core.subject import Dim, InputSpec, Subject
 
 __all__ = [
-    "Check", "CheckConfig", "CheckResult", "Comparison", "Dim", "InputSpec", "Metric",
+    "Check", "CheckConfig", "CheckResult", "Dim", "InputSpec", "Metric", "OutputComparison",
     "RunContext", "Status", "Subject", "compare_outputs", "execute", "get", "names",
     "parse_config", "register", "run",
 ]

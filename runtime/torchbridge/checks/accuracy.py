@@ -18,8 +18,8 @@ from torchbridge.checks import _goldens, _tolerances
 from torchbridge.checks.base import Check, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import (
-    Comparison,
     LeafComparison,
+    OutputComparison,
     Tolerance,
     _tolerance_for,
     compare_outputs,
@@ -59,8 +59,8 @@ def golden_path(config: AccuracyConfig, context: RunContext) -> Path:
 
 
 def _compare_flat(actual: _goldens.Golden, expected: _goldens.Golden, config: AccuracyConfig,
-                  per_output: Mapping[str, Tolerance]) -> Comparison:
-    result = Comparison()
+                  per_output: Mapping[str, Tolerance]) -> OutputComparison:
+    result = OutputComparison()
     for path in expected.paths:
         want, got = expected.tensors.get(path), actual.tensors.get(path)
         if want is not None and got is not None:
@@ -102,7 +102,7 @@ class AccuracyCheck(Check[AccuracyConfig]):
             return result
         model, _ = subject.placed()
         output = subject.run(model=model)
-        compared: list[tuple[str, Comparison]] = []
+        compared: list[tuple[str, OutputComparison]] = []
         problems: list[str] = []
         notes: list[str] = []
         if config.golden is not None:
@@ -118,7 +118,7 @@ class AccuracyCheck(Check[AccuracyConfig]):
         return result
 
     def _golden(self, subject: Subject, config: AccuracyConfig, context: RunContext,
-                output: Any, compared: list[tuple[str, Comparison]], problems: list[str],
+                output: Any, compared: list[tuple[str, OutputComparison]], problems: list[str],
                 notes: list[str]) -> None:
         path = golden_path(config, context)
         refused = _goldens.unstorable(output)
@@ -159,7 +159,7 @@ class AccuracyCheck(Check[AccuracyConfig]):
         compared.append((f"against golden {config.golden}",
                          _compare_flat(actual, expected, config, per_output)))
 
-    def _conclude(self, result: CheckResult, compared: list[tuple[str, Comparison]],
+    def _conclude(self, result: CheckResult, compared: list[tuple[str, OutputComparison]],
                   problems: list[str], notes: list[str]) -> CheckResult:
         result.metric("max_abs_error", max((c.max_abs for _, c in compared), default=0.0))
         result.metric("max_rel_error", max((c.max_rel for _, c in compared), default=0.0))

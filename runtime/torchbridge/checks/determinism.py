@@ -13,7 +13,7 @@ from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.forward import training_modules
 from torchbridge.checks.registry import register
-from torchbridge.core.compare import Comparison, compare_outputs
+from torchbridge.core.compare import OutputComparison, compare_outputs
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.signal import no_signal_note
 from torchbridge.core.subject import Subject
@@ -45,7 +45,7 @@ class DeterminismConfig(CheckConfig):
         return self.rtol is None and self.atol is None
 
 
-def _compare(actual: Any, expected: Any, config: DeterminismConfig) -> Comparison:
+def _compare(actual: Any, expected: Any, config: DeterminismConfig) -> OutputComparison:
     if config.bitwise:
         # rtol=atol=0 is bitwise equality for numbers, and still reports max abs/rel and
         # the tolerance that would pass, which a plain equality test would not.
@@ -75,7 +75,7 @@ class DeterminismCheck(Check[DeterminismConfig]):
                               "(or factory_fixture=...) returning a freshly built model")
         model, _ = subject.placed()
         first = subject.run(model=model)
-        compared: list[tuple[str, Comparison]] = []
+        compared: list[tuple[str, OutputComparison]] = []
         for index in range(2, config.runs + 1):
             compared.append((f"run {index} of {config.runs} vs run 1",
                              _compare(subject.run(model=model), first, config)))
@@ -91,7 +91,7 @@ class DeterminismCheck(Check[DeterminismConfig]):
         return result
 
     def _result(self, subject: Subject, config: DeterminismConfig, model: Any,
-                compared: list[tuple[str, Comparison]], across: bool) -> CheckResult:
+                compared: list[tuple[str, OutputComparison]], across: bool) -> CheckResult:
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
         worst = max((c.max_abs for _, c in compared), default=0.0)
         result.metric("runs", config.runs)

@@ -13,7 +13,7 @@ import torch
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
-from torchbridge.core.compare import Comparison, compare_outputs, nonfinite_outputs
+from torchbridge.core.compare import OutputComparison, compare_outputs, nonfinite_outputs
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.signal import no_signal_note
 from torchbridge.core.subject import Inputs, Subject, named_inputs
@@ -214,7 +214,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
 
     @staticmethod
     def _invariance(runner: _Runner, subject: Subject, base: Any, batch: int,
-                    config: EdgeCasesConfig) -> tuple[Case, Comparison | None]:
+                    config: EdgeCasesConfig) -> tuple[Case, OutputComparison | None]:
         rows_of = subject.row
         if batch < 2 or _rows_identical(subject):
             # One sample row, or rows that are all the same: a row that leaks into its
@@ -231,7 +231,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
         overrides = _tolerances.effective_per_output(
             base, subject.device, config.invariance_rtol, config.invariance_atol, {},
             loosen=True)
-        worst = Comparison()
+        worst = OutputComparison()
         for index in range(min(batch, config.invariance_rows)):
             single, problem = runner(rows_of(index))
             if problem:
@@ -248,7 +248,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
         return Case("batch invariance", True), worst
 
     def _result(self, subject: Subject, cases: list[Case],
-                invariance: tuple[Case, Comparison | None] | None, base: Any) -> CheckResult:
+                invariance: tuple[Case, OutputComparison | None] | None, base: Any) -> CheckResult:
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
         if invariance is not None:
             cases.append(invariance[0])

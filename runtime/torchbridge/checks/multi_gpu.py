@@ -11,7 +11,7 @@ from torchbridge.checks import _tolerances
 from torchbridge.checks._placement import not_on, ran_on
 from torchbridge.checks.base import Check, RunContext
 from torchbridge.checks.registry import register
-from torchbridge.core.compare import Comparison, compare_outputs
+from torchbridge.core.compare import OutputComparison, compare_outputs
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject, call_model, to_device
 from torchbridge.errors import CheckSkipped
@@ -52,7 +52,7 @@ class MultiGpuCheck(Check[MultiGpuConfig]):
             outputs[device] = to_device(output, "cpu")
             del model
         first, *others = outputs
-        compared: dict[str, Comparison] = {
+        compared: dict[str, OutputComparison] = {
             device: compare_outputs(outputs[device], outputs[first], rtol=config.rtol,
                                     atol=config.atol, per_output=config.per_output)
             for device in others}

@@ -67,8 +67,9 @@ class LeafComparison:
 
 
 @dataclass
-class Comparison:
-    """All leaves of one comparison; ``ok`` when every leaf matched."""
+class OutputComparison:
+    """Two output trees compared leaf by leaf (model outputs, not measurements); ``ok`` when
+    every leaf matched."""
 
     leaves: list[LeafComparison] = field(default_factory=list)
 
@@ -163,7 +164,7 @@ def _compare_tensors(path: str, actual: torch.Tensor, expected: torch.Tensor,
 
 def compare_outputs(actual: Any, expected: Any, *, rtol: float | None = None,
                     atol: float | None = None, bitwise: bool = False,
-                    per_output: Mapping[str, Tolerance] | None = None) -> Comparison:
+                    per_output: Mapping[str, Tolerance] | None = None) -> OutputComparison:
     """Compare two outputs leaf by leaf.
 
     ``rtol``/``atol`` override the per-dtype defaults; ``per_output`` maps an output path
@@ -174,7 +175,7 @@ def compare_outputs(actual: Any, expected: Any, *, rtol: float | None = None,
     True
     """
     got, want = flatten(actual), flatten(expected)
-    result = Comparison()
+    result = OutputComparison()
     if [p for p, _ in got] != [p for p, _ in want]:
         result.leaves.append(LeafComparison(
             "output", False, reason=structure_difference([p for p, _ in got],

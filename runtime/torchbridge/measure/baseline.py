@@ -37,7 +37,7 @@ BOOTSTRAP_MAX_N = 4000
 
 
 @dataclass(frozen=True)
-class Comparison:
+class BaselineComparison:
     """One statistic, old against new. ``change`` is relative: +0.12 = 12 % larger."""
 
     statistic: str
@@ -137,7 +137,7 @@ def mann_whitney_p(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.
 def compare_samples(old: Sequence[float], new: Sequence[float], statistic: str = "p50",
                     threshold: float = DEFAULT_THRESHOLD, confidence: float = 0.95,
                     higher_is_better: bool = False, seed: int = 0,
-                    resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
+                    resamples: int = BOOTSTRAP_RESAMPLES) -> BaselineComparison:
     """Compare ``statistic`` (``"mean"`` or a percentile name like ``"p99"``) of two sample
     sets with a percentile bootstrap of the relative change."""
     if not old or not new:
@@ -155,7 +155,7 @@ def compare_samples(old: Sequence[float], new: Sequence[float], statistic: str =
     low, high = (np.quantile(ratio, [alpha, 1.0 - alpha]) if ratio.size else (0.0, 0.0))
     change = new_value / old_value - 1.0 if old_value else 0.0
     p_value = mann_whitney_p(b, a) if higher_is_better else mann_whitney_p(a, b)
-    return Comparison(statistic, old_value, new_value, change, float(low), float(high),
+    return BaselineComparison(statistic, old_value, new_value, change, float(low), float(high),
                       p_value, threshold, higher_is_better)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torchbridge.core.compare import Comparison, compare_outputs
+from torchbridge.core.compare import OutputComparison, compare_outputs
 
 
 def outputs_of(body: Any) -> Any:
@@ -41,6 +41,6 @@ def to_tensors(tree: Any) -> Any:
     return tree
 
 
-def compare_trees(actual: Any, expected: Any, rtol: float, atol: float) -> Comparison:
+def compare_trees(actual: Any, expected: Any, rtol: float, atol: float) -> OutputComparison:
     """Compare two JSON output trees with :func:`compare_outputs`."""
     return compare_outputs(to_tensors(actual), to_tensors(expected), rtol=rtol, atol=atol)
