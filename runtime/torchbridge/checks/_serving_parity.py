@@ -173,10 +173,10 @@ class Held:
                                          headers=self.server.client.headers,
                                          timeout=60.0) as client:
                 held = asyncio.ensure_future(client.post("/predict", json=blocker))
-                await _until(gate.entered.is_set)
+                await until(gate.entered.is_set)
                 queued = [asyncio.ensure_future(client.post("/predict", json=b))
                           for b in bodies]
-                await _until(lambda: state.batcher.depth >= len(bodies))
+                await until(lambda: state.batcher.depth >= len(bodies))
                 gate.open.set()
                 await held
                 return list(await asyncio.gather(*queued))
@@ -184,7 +184,9 @@ class Held:
             gate.open.set()
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait (polling every 5 ms) until ``condition()`` holds; ``TimeoutError`` after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -34,6 +34,7 @@ from torchbridge.checks._serving_parity import (
     padding_of,
     rows_counter,
     served_form,
+    until,
 )
 from torchbridge.checks._serving_parity import body as request_body
 from torchbridge.checks._serving_tokens import NAME as TOKENS
@@ -312,7 +313,7 @@ def _deadline_and_overload(server: Any, gate: Gate, inputs: Any, config: Serving
         async with httpx.AsyncClient(base_url=server.url, headers=server.client.headers,
                                      timeout=60.0) as client:
             blocker = asyncio.ensure_future(client.post("/predict", json=body))
-            await _until(lambda: gate.entered.is_set())
+            await until(lambda: gate.entered.is_set())
             start = time.perf_counter()
             late = await client.post("/predict", json=body, headers={
                 "X-Request-Timeout": f"{config.deadline_probe:g}"})
@@ -326,7 +327,7 @@ def _deadline_and_overload(server: Any, gate: Gate, inputs: Any, config: Serving
                 return
             queued = [asyncio.ensure_future(client.post("/predict", json=body))
                       for _ in range(config.max_queue_size)]
-            await _until(lambda: state.batcher.depth >= config.max_queue_size)
+            await until(lambda: state.batcher.depth >= config.max_queue_size)
             extra = await client.post("/predict", json=body)
             retry = extra.headers.get("retry-after")
             report.add("overload_503", extra.status_code == 503 and retry is not None,
@@ -348,14 +349,6 @@ def _deadline_and_overload(server: Any, gate: Gate, inputs: Any, config: Serving
     dropped = _dropped(state) - dropped_before
     report.add("expired_dropped", dropped >= 1,
                f"{dropped:g} expired request(s) dropped before compute")
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not reach the expected state in time")
-        await asyncio.sleep(0.005)
 
 
 def _dropped(state: Any) -> float:
