@@ -35,6 +35,7 @@ import math
 import pickletools
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -48,7 +49,6 @@ COMPUTED_CALL = "<call of a computed value>"
 BUILD_ON_GLOBAL = "<BUILD on a class or function>"
 
 _CHUNK = 1 << 16
-_OPS: dict[str, pickletools.OpcodeInfo] = {op.code: op for op in pickletools.opcodes}
 _STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE",
                "BINUNICODE", "BINUNICODE8"}
 _BYTES_OPS = {"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"}
@@ -325,28 +325,32 @@ class _Walker:
     def step(self, code: bytes) -> bool:
         """Handle one opcode; ``False`` after STOP. Raises :class:`PickleError` where
         :mod:`pickle` would fail."""
-        op = _OPS.get(code.decode("latin-1"))
-        if op is None:
+        entry = _TABLE.get(code)
+        if entry is None:
             raise PickleError(f"invalid opcode {code!r}")
+        op, handler = entry
         self.findings.opcodes += 1
-        arg = self._arg(op)
-        name = op.name
-        if name == "STOP":
+        arg = None if op.arg is None else self._arg(op)
+        if handler is None:  # STOP
             self.pop()
             return False
-        if name == "PROTO":
-            self.proto = int(arg)
-        elif name in ("FRAME", "READONLY_BUFFER"):
-            pass
-        elif name in _STRING_OPS or name in _BYTES_OPS:
-            self._push_string(name, arg)
-        elif name in _INT_OPS:
-            self.push(self._number(name, arg))
-        elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
-            self.push({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
-        elif not self._containers(name) and not self._memo_op(name, arg):
-            self._objects(name, arg)
+        handler(self, op.name, arg)
         return True
+
+    def _op_proto(self, name: str, arg: Any) -> None:
+        self.proto = int(arg)
+
+    def _op_nothing(self, name: str, arg: Any) -> None:
+        """FRAME and READONLY_BUFFER change nothing the scan tracks."""
+
+    def _op_number(self, name: str, arg: Any) -> None:
+        self.push(self._number(name, arg))
+
+    def _op_constant(self, name: str, arg: Any) -> None:
+        self.push({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
+
+    def _op_container(self, name: str, arg: Any) -> None:
+        self._containers(name)
 
     def _push_string(self, name: str, arg: bytes) -> None:
         if name in _BYTES_OPS:
@@ -550,14 +554,59 @@ def _dtype_itemsize(dtype: Any) -> int | None:
     return int(digits) * (4 if kind == "U" else 1)
 
 
+_Handler = Callable[[_Walker, str, Any], object]
+
+
+def _dispatch_table() -> dict[bytes, tuple[pickletools.OpcodeInfo, _Handler | None]]:
+    """Opcode byte → (opcode, handler); STOP's handler is ``None``."""
+    table: dict[bytes, tuple[pickletools.OpcodeInfo, _Handler | None]] = {}
+    for op in pickletools.opcodes:
+        name = op.name
+        handler: _Handler | None
+        if name == "STOP":
+            handler = None
+        elif name == "PROTO":
+            handler = _Walker._op_proto
+        elif name in ("FRAME", "READONLY_BUFFER"):
+            handler = _Walker._op_nothing
+        elif name in _STRING_OPS or name in _BYTES_OPS:
+            handler = _Walker._push_string
+        elif name in _INT_OPS:
+            handler = _Walker._op_number
+        elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
+            handler = _Walker._op_constant
+        elif name in _CONTAINER_OPS:
+            handler = _Walker._op_container
+        elif name in _MEMO_OPS:
+            handler = _Walker._memo_op
+        else:
+            handler = _Walker._objects
+        table[op.code.encode("latin-1")] = (op, handler)
+    return table
+
+
+_CONTAINER_OPS = {"MARK", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_TUPLE", "EMPTY_SET", "TUPLE1",
+                  "TUPLE2", "TUPLE3", "TUPLE", "LIST", "FROZENSET", "DICT", "APPEND",
+                  "APPENDS", "ADDITEMS", "SETITEM", "SETITEMS"}
+_MEMO_OPS = _GET_OPS | _PUT_OPS | {"MEMOIZE", "POP", "POP_MARK", "DUP"}
+_TABLE = _dispatch_table()
+
+
 def _walk_one(walker: _Walker, code: bytes) -> None:
     """Walk one pickle from its first opcode ``code`` to STOP."""
     if not code:
         raise PickleError("truncated: stream ended before STOP")
-    while walker.step(code):
-        code = walker.reader.next_byte()
+    reader = walker.reader
+    read = reader.stream.read
+    step = walker.step
+    limit = reader.limits.max_pickle_bytes
+    while step(code):
+        code = read(1)
         if not code:
             raise PickleError("truncated: stream ended before STOP")
+        reader.consumed += 1
+        if reader.consumed > limit:
+            raise LimitExceeded(f"pickle stream longer than max_pickle_bytes={limit}")
     walker.findings.pickles += 1
 
 
