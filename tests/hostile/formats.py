@@ -325,7 +325,34 @@ def _long_pickle_secret(directory: Path, marker: Path) -> Path:
     return _write(directory, "tokenizer.pkl", pickle.dumps(data, protocol=4))
 
 
+def _config_json_secret(directory: Path, marker: Path) -> Path:
+    secret = _planted("config_json_beside_model_secret", _github_token())
+    text = json.dumps({"model_type": "bert", "hub_token": secret}, indent=2)
+    return _write(directory, "config.json", text.encode())
+
+
+def _utf16_notes_secret(directory: Path, marker: Path) -> Path:
+    secret = _planted("utf16_notes_file_secret", _aws_key())
+    return _write(directory, "NOTES.txt",
+                  f"deploy with key {secret}\n".encode("utf-16"))
+
+
+def _long_first_string(marker: Path) -> bytes:
+    """Protocol 1, no PROTO: a 100 kB string first, so the sniff window ends inside it."""
+    return pickle.dumps(("w" * 100_000, Reduce(os.system,
+                                                f"touch {shlex.quote(str(marker))}")), 1)
+
+
 # --------------------------------------------------------------------------- 12.9 benign
+
+
+def _hf_config_json(directory: Path, marker: Path) -> Path:
+    text = json.dumps({"_name_or_path": "org/model", "architectures": ["BertModel"],
+                       "_commit_hash": hashlib.sha1(b"rev").hexdigest(),
+                       "transformers_version": "5.0.0",
+                       "data_fingerprint": hashlib.sha256(b"d").hexdigest()}, indent=2)
+    return _write(directory, "config.json", text.encode())
+
 
 
 def _trainer_state(directory: Path, marker: Path) -> Path:
@@ -418,6 +445,8 @@ def _cases() -> list[Case]:
              _file("model.pkl.bz2", lambda m: bz2.compress(payload(m, 4)))),
         Case("truncated_protocol0_unknown_name", detect, True, REFUSED,
              _file("blob", _truncated_protocol0)),
+        Case("long_first_string_no_suffix", detect, True, UNSAFE,
+             _file("state", _long_first_string)),
         Case("zip_1mib_text_members", limits, True, INVALID, _many_text_members),
         Case("nested_zip_bomb", limits, True, INVALID, _nested_zips),
         Case("zips_nested_six_deep", limits, True, REFUSED, _deep_nesting),
@@ -440,6 +469,8 @@ def _cases() -> list[Case]:
         Case("utf16_text_member_secret", missed, True, SECRETS, _utf16_member),
         Case("tar_gz_member_secret", missed, True, SECRETS, _targz_member),
         Case("secret_deep_in_long_pickle", missed, True, SECRETS, _long_pickle_secret),
+        Case("config_json_beside_model_secret", missed, True, SECRETS, _config_json_secret),
+        Case("utf16_notes_file_secret", missed, True, SECRETS, _utf16_notes_secret),
         Case("trainer_state_digests_and_ids", benign, False, SAFE, _trainer_state),
         Case("npz_numeric", benign, False, SAFE, _npz_numeric),
         Case("npy_numeric", benign, False, SAFE, _npy_numeric),
@@ -447,6 +478,8 @@ def _cases() -> list[Case]:
         Case("onnx_external_data_floats", benign, False, SAFE, _onnx_external_data),
         Case("zip_of_text_and_utf16", benign, False, SAFE, _text_bundle),
         Case("safetensors_with_metadata", benign, False, SAFE, _benign_safetensors),
+        Case("hf_config_json_digests", benign, False, frozenset({"not-a-model"}),
+             _hf_config_json),
     ]
     return cases
 

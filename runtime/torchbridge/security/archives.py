@@ -227,6 +227,12 @@ class _Walk:
             return kinds
         for kind in kinds:
             self._dispatch(kind, f, size, head, location, depth, top, suffix)
+        if top and not kinds and self.secrets and suffix != ".onnx":
+            # A config or notes file beside the model: its text can leak credentials.
+            f.seek(0)
+            text = decode_text(f.read(self.limits.max_text_bytes), runs=False)
+            if text:
+                self.text(location, text)
         if header is not None and self.secrets:
             self.result.findings += scan_safetensors_header(header, location)
         return kinds

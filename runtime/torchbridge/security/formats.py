@@ -50,7 +50,8 @@ class PickleSniff:
     ``imports``: a ``GLOBAL``/``INST`` naming a dotted identifier (or a ``STACK_GLOBAL``
     after ``PROTO``) was read; ``proto``: opens with ``PROTO``; ``loads_code``: any
     opcode that imports by name (``GLOBAL``, ``INST``, ``STACK_GLOBAL``; ``EXT*`` need
-    a populated copyreg registry, which stock Python and torch leave empty).
+    a populated copyreg registry, which stock Python and torch leave empty);
+    ``long_arg``: the window ended inside a string argument the file can hold.
     """
 
     opcodes: int = 0
@@ -59,6 +60,7 @@ class PickleSniff:
     imports: bool = False
     proto: bool = False
     loads_code: bool = False
+    long_arg: bool = False
 
     def is_pickle(self, *, strict: bool) -> bool:
         """Whether a loader would take these bytes for a pickle.
@@ -72,7 +74,7 @@ class PickleSniff:
         if strict:
             return (self.complete or self.cut) and self.opcodes >= 3 and \
                 (self.loads_code or self.opcodes >= 16)
-        if self.complete or (self.cut and self.opcodes >= 2):
+        if self.complete or (self.cut and (self.opcodes >= 2 or self.long_arg)):
             return True
         return self.imports or (self.proto and self.opcodes >= 4)
 
@@ -82,23 +84,25 @@ class _Null(io.StringIO):
         return len(text)
 
 
-def sniff_pickle(head: bytes, whole: bool) -> PickleSniff:
-    """Parse ``head`` (the first bytes of a stream; ``whole``: all of it) as one pickle.
-
-    Never raises; never imports or calls anything.
+def sniff_pickle(head: bytes, whole: bool, size: int | None = None) -> PickleSniff:
+    """Parse ``head`` (the first bytes of a stream of ``size`` bytes; ``whole``: all of
+    it) as one pickle. Never raises; never imports or calls anything.
     """
     if not head:
         return PickleSniff()
     with warnings.catch_warnings():  # pickletools warns about odd escapes in STRING args
         warnings.simplefilter("ignore")
-        return _sniff_pickle(head, whole)
+        return _sniff_pickle(head, whole, size)
 
 
-def _sniff_pickle(head: bytes, whole: bool) -> PickleSniff:
+def _sniff_pickle(head: bytes, whole: bool, size: int | None) -> PickleSniff:
     opcodes, imports, proto, code = 0, False, head[:1] == b"\x80", False
+    stream = io.BytesIO(head)
+    end = 0
     try:
-        for opcode, arg, _ in pickletools.genops(io.BytesIO(head)):
+        for opcode, arg, _ in pickletools.genops(stream):
             opcodes += 1
+            end = stream.tell()
             code = code or opcode.name in _IMPORT_OPS
             if opcode.name in ("GLOBAL", "INST"):
                 imports = imports or _is_global_arg(arg)
@@ -107,10 +111,37 @@ def _sniff_pickle(head: bytes, whole: bool) -> PickleSniff:
             if opcode.name == "STOP":
                 break
     except Exception as exc:  # genops raises ValueError; anything else is not a pickle
-        cut = not whole and any(t in str(exc) for t in _TRUNCATION) and \
-            _stack_ok(head, allow_cut=True)
+        cut = not whole and any(t in str(exc) for t in _TRUNCATION)
+        if cut and _long_argument(head, end, size):
+            # A string longer than the sniff window: the prefix before it decides.
+            return PickleSniff(opcodes + 1, False, _stack_ok(head[:end], allow_cut=True),
+                               imports, proto, code, long_arg=True)
+        cut = cut and _stack_ok(head, allow_cut=True)
         return PickleSniff(opcodes, False, cut, imports, proto, code)
     return PickleSniff(opcodes, _stack_ok(head, allow_cut=False), False, imports, proto, code)
+
+
+#: Opcodes whose argument is a length-prefixed string: (length size, struct format).
+_LONG_ARGS = {b"T": (4, "<i"), b"X": (4, "<I"), b"\x8d": (8, "<Q"), b"B": (4, "<I"),
+              b"\x8e": (8, "<Q"), b"\x96": (8, "<Q")}
+
+
+def _long_argument(head: bytes, at: int, size: int | None) -> bool:
+    """Whether the opcode at ``at`` is a string argument running past the window that
+    the file can hold: a length-prefixed one whose declared length fits in ``size``, or
+    a newline-terminated text one (``V``/``S``) with no newline in the window."""
+    code = head[at:at + 1]
+    if code in _LONG_ARGS:
+        width, fmt = _LONG_ARGS[code]
+        if len(head) < at + 1 + width:
+            return False
+        (length,) = struct.unpack(fmt, head[at + 1:at + 1 + width])
+        return size is not None and length >= 0 and at + 1 + width + length <= size
+    if code in (b"V", b"S"):
+        rest = head[at + 1:]
+        printable = sum(32 <= c < 127 or c in (9, 13) or c >= 128 for c in rest[:4096])
+        return b"\n" not in rest and printable >= 0.95 * min(len(rest), 4096)
+    return False
 
 
 def _is_global_arg(arg: object) -> bool:
@@ -251,7 +282,7 @@ def sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool = Fa
         kinds.append(packed)
     if head.startswith(NPY_MAGIC):
         kinds.append("npy")
-    if sniff_pickle(head, whole=len(head) >= size).is_pickle(strict=strict):
+    if sniff_pickle(head, whole=len(head) >= size, size=size).is_pickle(strict=strict):
         kinds.append("pickle")
     return kinds
 

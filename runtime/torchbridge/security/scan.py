@@ -141,6 +141,10 @@ def _unparsed(path: Path, content: ContentScan, secrets: bool) -> FileVerdict:
         return FileVerdict(str(path), "unknown", Verdict.INVALID,
                            [f"{path.name} has a model suffix but parses as no model format "
                             "(corrupt, truncated or mislabelled)"])
+    found = list(dict.fromkeys(scan_strings(content.strings))) if secrets else []
+    if found:
+        return FileVerdict(str(path), "text", Verdict.SECRETS,
+                           [f.describe() for f in found], secrets=found)
     return FileVerdict(str(path), "unknown", Verdict.NOT_A_MODEL,
                        [f"not a model format (suffix {suffix or 'none'!r})"])
 

@@ -91,7 +91,7 @@ _HEX_TOKEN = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 BASE64_ENTROPY = 4.5
 HEX_ENTROPY = 3.0
 _HASH_CONTEXT = re.compile(r"(?i)(sha\d*|md5|blake\w*|hash|digest|commit|revision|rev|git|"
-                           r"checksum|etag|uuid|id)\W{0,3}$")
+                           r"checksum|etag|uuid|guid|fingerprint|id)\W{0,5}$")
 _PLACEHOLDERS = re.compile(r"(?i)(example|placeholder|changeme|dummy|xxxx|\*\*\*|<|\$\{)")
 
 
@@ -146,7 +146,8 @@ def _high_entropy(text: str, taken: set[str]) -> Iterator[tuple[str, str, int]]:
         token = match.group(0)
         # A hex secret mixes digits and letters; digit-only ids (torch's serialization
         # id) are not secrets, nor are digests labelled as such (commit, sha256: ...).
-        if _HASH_CONTEXT.search(text[max(0, match.start() - 16):match.start()]):
+        if _HASH_CONTEXT.search(text[max(0, match.start() - 24):match.start()]) or \
+                len(token) in _DIGEST_LENGTHS:  # a whole digest: git sha, uuid hex, sha256
             continue
         if token not in taken and re.search(r"[a-fA-F]", token) and re.search(r"\d", token) \
                 and shannon_entropy(token) > HEX_ENTROPY:
@@ -230,10 +231,10 @@ def safe_name(value: object, width: int = 60) -> str:
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{8,}")
 
 
-def decode_text(raw: bytes) -> str | None:
+def decode_text(raw: bytes, runs: bool = True) -> str | None:
     """Text of a file or member for secret scanning: UTF-8, or UTF-16/32 when a byte
     order mark or the pattern of NUL bytes says so; for binary data, its printable runs of
-    8+ characters (``None`` if there are none)."""
+    8+ characters with ``runs`` (``None`` if there are none, or without ``runs``)."""
     for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                        (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if raw.startswith(bom):
@@ -253,9 +254,11 @@ def decode_text(raw: bytes) -> str | None:
     except UnicodeDecodeError as exc:
         if exc.start >= len(raw) - 4:  # a character cut by a read limit
             return raw[: exc.start].decode("utf-8")
+    if not runs:
+        return None
     # Binary: the printable runs in it, as ``strings`` prints them.
-    runs = _PRINTABLE_RUN.findall(raw)
-    return b"\n".join(runs).decode("ascii") if runs else None
+    found = _PRINTABLE_RUN.findall(raw)
+    return b"\n".join(found).decode("ascii") if found else None
 
 
 # --------------------------------------------------------------------------- formats
