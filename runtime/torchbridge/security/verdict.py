@@ -10,11 +10,13 @@ from typing import Any
 class Verdict(str, enum.Enum):
     """The verdict on one file, most severe first.
 
-    * ``unsafe``: imports dangerous globals, or crosses a scan limit (zip bomb, nesting).
-    * ``invalid``: claims a model format but cannot be parsed (truncated, corrupt).
+    * ``unsafe``: names a pickle global that is neither a known-safe reconstructor nor a
+      trusted class (:mod:`torchbridge.security.policy`): any call off the allowlist.
+    * ``invalid``: cannot be trusted as parsed (truncated, corrupt, a polyglot, a scan
+      limit crossed).
     * ``secrets``: safe to load, but holds credentials.
-    * ``code``: loading it imports classes or functions from the file (a pickled whole
-      module); ``torch.load(weights_only=True)`` refuses it.
+    * ``code``: rebuilds classes from trusted modules (a pickled whole ``torch.nn``
+      module); loaders refuse it unless code is allowed (``--allow-pickle``).
     * ``safe``: nothing found.
     * ``not-a-model``: not a model format; nothing to judge.
     """
