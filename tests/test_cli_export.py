@@ -78,8 +78,9 @@ def test_all_formats_export_validate_and_report_json(
     assert [r["format"] for r in report["reports"]] == ["onnx", "torchscript", "safetensors",
                                                         "pt2"]
     onnx = report["reports"][0]
-    assert [v["sizes"] for v in onnx["validations"]] == [
-        {"batch": 4, "seq": 6}, {"batch": 1, "seq": 6}, {"batch": 3, "seq": 6},
+    assert [v["sizes"] for v in onnx["validations"]] == [  # export batch, 2 fresh inputs, ...
+        {"batch": 4, "seq": 6}, {"batch": 4, "seq": 6}, {"batch": 4, "seq": 6},
+        {"batch": 1, "seq": 6}, {"batch": 3, "seq": 6},
         {"batch": 16, "seq": 6}, {"batch": 4, "seq": 1}, {"batch": 4, "seq": 32}]
     assert sorted(p.name for p in out.iterdir()) == [
         "build.onnx", "build.onnx.sha256", "build.pt2", "build.pt2.sha256",
