@@ -140,9 +140,13 @@ def test_server_accepts_every_seq_input_at_a_length_the_sample_did_not_have() ->
 
     model, longer = hf.bert(), hf.text_inputs(batch=1, seq=12)
     body = {"inputs": {k: v.tolist() for k, v in longer.items()}}
+    mismatched = {"inputs": body["inputs"] | {"attention_mask": [[1] * 10]}}
     with LiveServer(model, hf.text_inputs(), ServerConfig(max_batch_size=4),
                     input_spec=hf.TEXT_SPEC) as live:
         response = httpx.post(f"{live.url}/predict", json=body, timeout=30)
+        refused = httpx.post(f"{live.url}/predict", json=mismatched, timeout=30)
+    assert refused.status_code == 422
+    assert "sharing dim 'seq' must have the same length" in refused.text
     assert response.status_code == 200, response.text
     expected = model(**longer).last_hidden_state
     got = torch.tensor(response.json()["outputs"]["last_hidden_state"])

@@ -51,6 +51,8 @@ class TensorSpec:
     shape: tuple[int, ...]
     batch_axis: int | None
     ranges: Mapping[int, tuple[int, int | None]] = field(default_factory=dict)
+    #: axis -> named dynamic dim, so inputs sharing a dim can be checked to agree on it
+    dims: Mapping[int, str] = field(default_factory=dict)
 
     @functools.cached_property
     def numpy_dtype(self) -> Any:
@@ -111,15 +113,17 @@ def signature(sample: Any, spec: InputSpec | Mapping[str, Any] | None, max_rows:
         axis = input_spec.batch_axis(key)
         shape = list(value.shape)
         ranges: dict[int, tuple[int, int | None]] = {}
+        dims: dict[int, str] = {}
         if axis is not None:
             shape[axis] = -1
             ranges[axis] = (1, max_rows)
-        for dim in input_spec.dims.values():
+        for dim_name, dim in input_spec.dims.items():
             if key in dim.axes:  # a dim shared by several inputs is variable on each
                 shape[dim.axes[key]] = -1
                 ranges[dim.axes[key]] = (dim.min, dim.max)
+                dims[dim.axes[key] % value.dim()] = dim_name
         name = key if isinstance(key, str) else f"input_{key}"
-        specs.append(TensorSpec(name, key, value.dtype, tuple(shape), axis, ranges))
+        specs.append(TensorSpec(name, key, value.dtype, tuple(shape), axis, ranges, dims))
     return Signature(kind, tuple(specs), max_rows)
 
 
@@ -232,14 +236,28 @@ def rows_of(arrays: Sequence[np.ndarray], sig: Signature) -> int:
     """How many batch rows a request carries (1 for models without a batch dim).
 
     Raises :class:`InvalidInput` (422) when the inputs disagree: their rows would be
-    joined with other requests' and split back at the wrong places."""
+    joined with other requests' and split back at the wrong places; or when inputs that
+    share a named dim (``input_ids`` and ``attention_mask`` on ``seq``) differ on it."""
     counts = {spec.name: int(array.shape[spec.batch_axis])
               for array, spec in zip(arrays, sig.inputs, strict=False)
               if spec.batch_axis is not None and array.ndim > spec.batch_axis}
     if len(set(counts.values())) > 1:
         raise InvalidInput(f"inputs must have the same number of rows on their batch dim; "
                            f"got {counts}")
+    _check_shared_dims(arrays, sig)
     return next(iter(counts.values()), 1)
+
+
+def _check_shared_dims(arrays: Sequence[np.ndarray], sig: Signature) -> None:
+    lengths: dict[str, dict[str, int]] = {}
+    for array, spec in zip(arrays, sig.inputs, strict=False):
+        for axis, name in spec.dims.items():
+            if array.ndim > axis:
+                lengths.setdefault(name, {})[spec.name] = int(array.shape[axis])
+    for name, found in lengths.items():
+        if len(set(found.values())) > 1:
+            raise InvalidInput(f"inputs sharing dim {name!r} must have the same length on "
+                               f"it; got {found}")
 
 
 def group_key(arrays: Sequence[np.ndarray], sig: Signature, padding: Any = None
