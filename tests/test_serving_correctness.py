@@ -139,6 +139,27 @@ def test_a_lone_request_answered_with_too_few_rows_is_a_500_naming_the_output() 
     assert fine.status_code == 200 and counted == 1
 
 
+class FirstRowOnly(torch.nn.Module):
+    """Always answers one row, whatever the request held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)[:1]
+
+
+def test_a_model_that_always_answers_one_row_gets_500_for_multi_row_requests() -> None:
+    with LiveServer(FirstRowOnly().eval(), sample(1), ServerConfig(max_batch_size=4)) as live:
+        assert "keep(s) one row at any batch size" in live.state.unbatched_reason
+        two = live.client.post("/predict", json={"inputs": _rows(2)})
+        one = live.client.post("/predict", json={"inputs": _rows(1)})
+    assert two.status_code == 500
+    assert "'output_0' has 1 row(s) for 2 input row(s)" in two.json()["error"]
+    assert one.status_code == 200
+
+
 # ------------------------------------------------------------------ 4: objects in outputs
 def test_gpt2_with_its_default_cache_is_ready_and_serves_logits_and_cache_tensors() -> None:
     transformers = pytest.importorskip("transformers")

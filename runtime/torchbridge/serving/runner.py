@@ -171,21 +171,32 @@ def learn_layout(single: Any, full: Any, rows: int, flipped: Any = None,
     the first two runs, and the reversed run gives the same rows reversed (within
     ``rtol``/``atol``; exactly for integers and booleans) -- otherwise a row's answer
     would depend on which other requests shared its batch, or where it sat in it.
+
+    Every leaf with one row in the first run has its row count checked on every answer
+    (``batch``), also one that did not follow the row count at ``rows`` rows: a leaf of one
+    row at any batch size is either a batch-level output kept with ``keepdim`` or a model
+    that drops rows, and a client cannot tell which, so a multi-row request then answers
+    500 naming it rather than a 200 with fewer rows than it sent.
     """
     one = dict(leaves(single))
     many = dict(leaves(full))
-    batch = frozenset(n for n, a in one.items()
-                      if a.ndim and a.shape[0] == 1 and n in many and many[n].ndim
-                      and many[n].shape[0] == rows and many[n].shape[1:] == a.shape[1:])
+    batch = frozenset(n for n, a in one.items() if a.ndim and a.shape[0] == 1)
+    follows = frozenset(n for n in batch if n in many and many[n].ndim
+                        and many[n].shape[0] == rows and many[n].shape[1:] == one[n].shape[1:])
     if rows <= 1:  # a batch holds one row, so one request: nothing is ever split
         return OutputLayout(batch, True)
-    other = sorted(set(one) - batch)
+    other = sorted(set(one) - follows)
     if other or set(many) != set(one):
         shapes = ", ".join(f"{n} {list(one[n].shape)} at 1 row, "
                            f"{list(many[n].shape) if n in many else 'absent'} at {rows}"
                            for n in other) or "the outputs differ between the runs"
+        ambiguous = sorted(batch - follows)
+        note = "" if not ambiguous else (
+            f"; {', '.join(ambiguous)} keep(s) one row at any batch size, so requests of "
+            "more than one row answer 500 (return a batch-level output without a batch "
+            "dim, e.g. mean(0) without keepdim, to serve them)")
         return OutputLayout(batch, False, f"output(s) that do not carry the batch on dim 0: "
-                                          f"{shapes}")
+                                          f"{shapes}{note}")
     back = dict(leaves(flipped)) if flipped is not None else {}
     for name in sorted(batch):
         same = _close(one[name][0], many[name][0], rtol, atol)
