@@ -196,6 +196,21 @@ def test_serving_check_runs_from_python_with_its_subchecks_listed() -> None:
     assert "auth" not in names
 
 
+def test_serving_probes_are_the_smoke_tests_steps() -> None:
+    from torchbridge.smoke.client import Client
+    from torchbridge.smoke.probe import check_probes
+    from torchbridge.smoke.result import Step
+
+    result = run("serving", Subject(mlp(), sample(2)), auth=False, overload=False)
+    served = {s["name"]: s for s in result.details["subchecks"]}
+    with Client("http://127.0.0.1:9") as unreachable:  # the smoke test's own wording
+        smoke = check_probes(unreachable)
+    assert [s.name for s in smoke] == ["health", "ready"]
+    assert served["health"]["detail"] == "alive (/health 200)"
+    assert served["ready"]["detail"] == "ready (/ready 200)"
+    assert set(served["health"]) >= set(Step.__dataclass_fields__)
+
+
 def test_serving_check_reports_a_model_that_cannot_warm_up() -> None:
     class Broken(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
