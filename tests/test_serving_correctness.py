@@ -208,6 +208,24 @@ def test_a_model_whose_outputs_cannot_be_encoded_never_turns_ready() -> None:
                    ready_timeout=20).start()
 
 
+class SometimesComplex(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        return out.to(torch.complex64) if bool((x[:, 0] == POISON).any()) else out
+
+
+def test_an_answer_that_cannot_be_encoded_says_so_rather_than_blaming_inference() -> None:
+    with LiveServer(SometimesComplex().eval(), sample(1), ServerConfig(max_batch_size=2)) as live:
+        response = live.client.post("/predict", json={"inputs": _rows(1, 0, POISON)})
+        counted = _failures(live, "encode")
+    assert response.status_code == 500
+    assert "output could not be encoded" in response.json()["error"] and counted == 1
+
+
 # ------------------------------------------------------------------ property test
 class Tokens(torch.nn.Module):
     """Per-token and pooled outputs over a dynamic length; raises on a POISON token and

@@ -314,8 +314,9 @@ class Batcher:
         try:
             return work.encode(result)
         except Exception as exc:
-            _call(self._hooks, "on_failure", exc)
-            return exc
+            failure = exc if hasattr(exc, "status") else EncodeFailed(exc)
+            _call(self._hooks, "on_failure", failure)
+            return failure
 
     def _died(self, exc: BaseException) -> None:
         """The worker loop itself failed: refuse new work, fail everything waiting, and
@@ -333,6 +334,15 @@ class Batcher:
             _on_loop(work.loop, _fail, work, failure)
         if self._on_death is not None:
             self._on_death(exc)
+
+
+class EncodeFailed(Exception):
+    """The forward pass succeeded but its output could not be turned into an answer."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(f"the model's output could not be encoded ({type(exc).__name__})")
+        self.reason = "encode"
+        self.__cause__ = exc
 
 
 class WorkerDied(Exception):
@@ -373,4 +383,4 @@ def _deliver(batch: list[Work], results: list[Any]) -> None:
             work.future.set_result(result)
 
 
-__all__ = ["Batcher", "Dropped", "QueueFull", "Work", "WorkerDied"]
+__all__ = ["Batcher", "Dropped", "EncodeFailed", "QueueFull", "Work", "WorkerDied"]

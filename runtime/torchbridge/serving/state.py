@@ -21,14 +21,27 @@ import orjson
 import torch
 
 from torchbridge.core.subject import named_inputs
-from torchbridge.serving.batcher import Batcher, Dropped, QueueFull, Work, WorkerDied
+from torchbridge.serving.batcher import (
+    Batcher,
+    Dropped,
+    EncodeFailed,
+    QueueFull,
+    Work,
+    WorkerDied,
+)
 from torchbridge.serving.config import ServerConfig
 from torchbridge.serving.errors import ApiError, KeyRing, OutputInvalid, RateLimiter, overloaded
 from torchbridge.serving.logging import AuditLog, log_exception
 from torchbridge.serving.metrics import ServerMetrics
 from torchbridge.serving.padding import Padding
 from torchbridge.serving.runner import ModelRunner, OutputLayout, check_finite, learn_layout, leaves
-from torchbridge.serving.schemas import V2_DATATYPES, Signature, group_key, rows_of
+from torchbridge.serving.schemas import (
+    V2_DATATYPES,
+    InvalidInput,
+    Signature,
+    group_key,
+    rows_of,
+)
 
 log = logging.getLogger("torchbridge.serving")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -226,8 +239,13 @@ class ServingState:
         except OutputInvalid as exc:
             log.error("answer refused: %s", exc.message)
             raise
+        except InvalidInput:
+            raise
         except WorkerDied as exc:
             raise overloaded(str(exc)) from None
+        except EncodeFailed as exc:
+            log_exception(log, str(exc), exc.__cause__ or exc, self.config.log_payloads)
+            raise ApiError(500, f"{exc}; see the server log") from exc
         except Exception as exc:
             name = getattr(exc, "reason", None) or type(exc).__name__
             log_exception(log, "inference failed", exc, self.config.log_payloads)
