@@ -212,3 +212,28 @@ def test_a_megabyte_of_text_is_searched_in_milliseconds() -> None:
     assert time.perf_counter() - start < 0.5
 
 
+
+
+def test_gzip_bomb_is_stopped_at_its_ratio_and_zeros_are_not_decoded(tmp_path: Path) -> None:
+    import gzip
+
+    limits = ScanLimits(ratio_min_bytes=1 << 20, max_ratio=20)
+    bomb = tmp_path / "bomb.pkl.gz"
+    bomb.write_bytes(gzip.compress(pickle.dumps({"w": bytes(8 << 20)}, protocol=4)))
+    verdict = scan_file(bomb, limits=limits)
+    assert verdict.verdict is Verdict.INVALID and "compression bomb" in verdict.reasons[0]
+    zeros = tmp_path / "zeros.gz"
+    zeros.write_bytes(gzip.compress(bytes(64 << 20)))
+    start = time.perf_counter()
+    assert scan_file(zeros, limits=limits).verdict is Verdict.SAFE
+    assert time.perf_counter() - start < 2
+
+
+def test_zip_comment_is_searched_for_secrets(tmp_path: Path) -> None:
+    token = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+    path = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.txt", "hello")
+        archive.comment = f"uploaded with {token}".encode()
+    verdict = scan_file(path)
+    assert verdict.verdict is Verdict.SECRETS and token[4:] not in json.dumps(verdict.to_dict())

@@ -251,7 +251,7 @@ class _Walk:
                 self.result.format = "torch-legacy" if head.startswith(LEGACY_MAGIC) \
                     else "pickle"
         elif kind != "safetensors":
-            self.compressed(kind, f, location, depth, suffix)
+            self.compressed(kind, f, size, location, depth, suffix)
         if top and kind not in ("zip", "tar", "pickle"):
             self.result.format = kind
         if top and len(self.result.kinds) > 1:
@@ -330,19 +330,24 @@ class _Walk:
 
     # ------------------------------------------------------------------ members
 
-    def member(self, opener: Callable[[], IO[bytes]], declared: int, name: str,
-               location: str, depth: int, *, storage: bool, force_pickle: bool = False
-               ) -> None:
-        """Scan one archive member: sniff its head; raw tensor bytes stop there, text
-        is kept for secrets, anything that parses as a format is spooled and walked."""
+    def member(self, opener: Callable[[], Any], declared: int | None, name: str,
+               location: str, depth: int, *, storage: bool, force_pickle: bool = False,
+               cap: int | None = None) -> None:
+        """Scan one archive member or decoded stream: sniff its head; raw tensor bytes
+        stop there, text is kept for secrets, anything that parses as a format is
+        spooled and walked. ``declared``: its size if the container says (``None`` for a
+        compressed stream, whose decoding ``cap`` bounds instead)."""
         suffix = PurePosixPath(name).suffix.lower()
         with opener() as raw:
-            counted = CountingReader(raw, self.budget)
+            counted = CountingReader(raw, self.budget, cap, location)
             head = counted.read(self.limits.sniff_bytes)
-            whole = len(head) >= declared
+            whole = len(head) < self.limits.sniff_bytes or \
+                (declared is not None and len(head) >= declared)
+            size = len(head) if whole else (declared if declared is not None else
+                                             cap or len(head) + 1)
             strict = storage or suffix in TEXT_SUFFIXES
-            kinds = formats.sniff(head, None, declared, strict=strict)
-            parsed = bool(kinds) or force_pickle or looks_like_safetensors(head, declared) \
+            kinds = formats.sniff(head, None, size, strict=strict)
+            parsed = bool(kinds) or force_pickle or looks_like_safetensors(head, size) \
                 or suffix == ".safetensors"
             if not parsed:
                 if not storage:
@@ -350,12 +355,13 @@ class _Walk:
                         max(0, self.limits.max_text_bytes - len(head)))
                     self.text_bytes(location, head + rest)
                 return
-            if declared > self.limits.max_member_bytes:
-                self.result.invalid.append(f"{location}: {declared} bytes > max_member_bytes "
-                                           f"{self.limits.max_member_bytes}; not scanned, so "
-                                           "not trusted")
-                return
-            self._afford(declared - len(head), location)
+            if declared is not None:
+                if declared > self.limits.max_member_bytes:
+                    self.result.invalid.append(
+                        f"{location}: {declared} bytes > max_member_bytes "
+                        f"{self.limits.max_member_bytes}; not scanned, so not trusted")
+                    return
+                self._afford(declared - len(head), location)
             spool = self.spool(counted, head)
         with spool:
             size = spool.seek(0, os.SEEK_END)
@@ -374,6 +380,9 @@ class _Walk:
             infos = [i for i in archive.infolist() if not i.is_dir()]
             if not self._zip_within_limits(infos, location):
                 return
+            if archive.comment:
+                self.text(f"{location}: archive comment",
+                          archive.comment.decode("utf-8", "replace"))
             fmt = archive_format([i.filename for i in infos])
             if top:
                 self.result.format = "npz" if fmt == "zip" and suffix == ".npz" else fmt
@@ -491,28 +500,24 @@ class _Walk:
 
     # ------------------------------------------------------------------ streams
 
-    def compressed(self, kind: str, f: IO[bytes], location: str, depth: int,
+    def compressed(self, kind: str, f: IO[bytes], size: int, location: str, depth: int,
                    suffix: str) -> None:
-        """A compressed stream: decoded (counted) into a spool, then walked."""
+        """A compressed stream, walked like an archive member: its decoded head decides;
+        only content that parses as a format is decoded whole, and never past
+        ``max_ratio`` times the stream's size (over ``ratio_min_bytes``): a gzip bomb of
+        zeros costs its first megabyte."""
         where = f"{location}:<{kind}>"
         f.seek(0)
+        cap = max(self.limits.ratio_min_bytes, int(self.limits.max_ratio * size))
         try:
-            stream = formats.open_decompressed(kind, f)
-        except ValueError as exc:
-            self.result.invalid.append(f"{location}: {exc}")
-            return
-        try:
-            with stream, self.spool(CountingReader(stream, self.budget)) as spool:
-                size = spool.seek(0, os.SEEK_END)
-                spool.seek(0)
-                inner = Path(suffix).stem if suffix else ""
-                self.blob(spool, size, where, depth + 1,
-                          suffix=Path(inner).suffix.lower())
+            self.member(lambda: formats.open_decompressed(kind, f), None, "", where,
+                        depth, storage=False, cap=cap)
         except LimitExceeded:
             raise
         except Exception as exc:  # zlib.error, lzma.LZMAError, EOFError, OSError ...
-            self.result.invalid.append(f"{location}: corrupt or truncated {kind} stream "
-                                       f"({type(exc).__name__}: {str(exc)[:200]})")
+            self.result.invalid.append(f"{location}: corrupt, truncated or undecodable "
+                                       f"{kind} stream ({type(exc).__name__}: "
+                                       f"{str(exc)[:200]})")
 
     def npy(self, f: IO[bytes], size: int, location: str) -> None:
         """A ``.npy`` array: object arrays hold a pickle (``np.load(allow_pickle=True)``

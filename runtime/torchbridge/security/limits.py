@@ -106,16 +106,22 @@ class ScanBudget:
 
 
 class CountingReader:
-    """A read-only stream over ``raw`` that charges every byte read to ``budget``.
+    """A read-only stream over ``raw`` that charges every byte read to ``budget`` and,
+    with ``cap``, refuses to yield more than ``cap`` bytes (``what`` names the stream in
+    the :class:`LimitExceeded` message).
 
     Enough of the file protocol for :mod:`shutil`, :mod:`pickle`-style readers and the
     decompressors: ``read``, ``readline``, ``readable``, ``seekable`` (False: a counted
     stream is read once, forwards).
     """
 
-    def __init__(self, raw: IO[bytes] | io.BufferedIOBase, budget: ScanBudget) -> None:
+    def __init__(self, raw: IO[bytes] | io.BufferedIOBase, budget: ScanBudget,
+                 cap: int | None = None, what: str = "") -> None:
         self.raw = raw
         self.budget = budget
+        self.cap = cap
+        self.what = what
+        self.count = 0
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left, in 1 MiB steps, if ``n`` < 0)."""
@@ -124,13 +130,18 @@ class CountingReader:
             while chunk := self.read(MiB):
                 chunks.append(chunk)
             return b"".join(chunks)
-        data = self.raw.read(n)
-        self.budget.charge_decoded(len(data))
-        return data
+        return self._charge(self.raw.read(n))
 
     def readline(self, limit: int = -1) -> bytes:
         """One line, at most ``limit`` bytes."""
-        data = self.raw.readline(limit)
+        return self._charge(self.raw.readline(limit))
+
+    def _charge(self, data: bytes) -> bytes:
+        self.count += len(data)
+        if self.cap is not None and self.count > self.cap:
+            raise LimitExceeded(f"{self.what} decodes to more than {self.cap} bytes "
+                                f"(past max_ratio {self.budget.limits.max_ratio:g} of its "
+                                "size): a compression bomb")
         self.budget.charge_decoded(len(data))
         return data
 

@@ -141,21 +141,28 @@ def is_digest(value: str) -> bool:
     return match is not None and len(match.group(1)) in _DIGEST_LENGTHS
 
 
+def _labelled_as_id(text: str, start: int) -> bool:
+    """Whether the 24 characters before ``start`` end in a hash / id label
+    (``"data_hash": "``, ``commit ``) that does not name a credential."""
+    before = text[max(0, start - 24):start]
+    return bool(_HASH_CONTEXT.search(before)) and not _CREDENTIAL_KEY.search(before)
+
+
 def _high_entropy(text: str, taken: set[str]) -> Iterator[tuple[str, str, int]]:
     for match in _HEX_TOKEN.finditer(text):
         token = match.group(0)
         # A hex secret mixes digits and letters; digit-only ids (torch's serialization
         # id) are not secrets, nor are digests labelled as such (commit, sha256: ...).
-        if _HASH_CONTEXT.search(text[max(0, match.start() - 24):match.start()]) or \
-                len(token) in _DIGEST_LENGTHS:  # a whole digest: git sha, uuid hex, sha256
-            continue
+        if _labelled_as_id(text, match.start()) or len(token) in _DIGEST_LENGTHS:
+            continue  # a labelled or whole digest: git sha, uuid hex, sha256
         if token not in taken and re.search(r"[a-fA-F]", token) and re.search(r"\d", token) \
                 and shannon_entropy(token) > HEX_ENTROPY:
             taken.add(token)
             yield "high-entropy-hex", token, 0
     for match in _BASE64_TOKEN.finditer(text):
         token = match.group(0)
-        if any(token in t or t in token for t in taken) or _PLACEHOLDERS.search(token):
+        if any(token in t or t in token for t in taken) or _PLACEHOLDERS.search(token) or \
+                _labelled_as_id(text, match.start()):
             continue
         classes = sum(bool(re.search(p, token)) for p in ("[a-z]", "[A-Z]", "[0-9]"))
         if classes == 3 and shannon_entropy(token) > BASE64_ENTROPY:
