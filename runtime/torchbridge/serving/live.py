@@ -52,7 +52,8 @@ class LiveServer:
                                    verify=self._verify)
         deadline = time.monotonic() + self._ready_timeout
         while not self.state.ready:
-            if time.monotonic() > deadline or "failed" in self.state.not_ready_reason:
+            if time.monotonic() > deadline or "failed" in self.state.not_ready_reason \
+                    or self.state.failed:
                 reason = self.state.not_ready_reason
                 self.stop()
                 raise RuntimeError(f"server did not become ready: {reason}")
