@@ -62,6 +62,8 @@ def test_several_named_outputs_come_back_by_name() -> None:
     with LiveServer(model, sample(1), ServerConfig(max_batch_size=4)) as live:
         x = sample(2).numpy()
         result = _client(live).infer("model", [_input(x)])
+        outputs = _client(live).get_model_metadata("model")["outputs"]
+    assert {o["name"]: o["shape"] for o in outputs} == {"logits": [-1, 4], "summary": [4]}
     expected = model(torch.from_numpy(x))
     np.testing.assert_allclose(result.as_numpy("logits"), expected["logits"].detach().numpy(),
                                rtol=1e-5)

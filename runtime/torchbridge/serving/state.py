@@ -170,6 +170,7 @@ class ServingState:
                                                                         strict=True)]
             flipped = await self._warm_run(reversed_rows)
             layout = learn_layout(single, full, rows, flipped)
+        self.outputs = output_metadata(single, layout.batch)
         return layout
 
     async def _warm_run(self, arrays: list[np.ndarray]) -> Any:
@@ -346,12 +347,14 @@ def _zero_nonfinite(tree: Any) -> Any:
                       if a.dtype.kind in "fc" else a)
 
 
-def output_metadata(tree: Any) -> list[dict[str, Any]]:
-    """v2 output metadata from one result: names, datatypes, shapes with -1 for the batch."""
+def output_metadata(tree: Any, batch: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """v2 output metadata from one result: names, datatypes, shapes with -1 for the batch
+    dim of the outputs in ``batch`` (of every output with a dim when ``batch`` is None)."""
     out = []
     for name, array in leaves(tree):
         dtype = torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype
-        shape = [-1, *array.shape[1:]] if array.ndim else []
+        carries = array.ndim and (batch is None or name in batch)
+        shape = [-1, *array.shape[1:]] if carries else list(array.shape)
         out.append({"name": name, "datatype": V2_DATATYPES.get(dtype, "BYTES"), "shape": shape})
     return out
 
