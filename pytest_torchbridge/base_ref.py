@@ -260,8 +260,8 @@ class SideWorker:
     def warm_up(self, seconds: float) -> None:
         self._ask({"op": "warm", "seconds": seconds})
 
-    def time_block(self, calls: int) -> int:
-        return int(self._ask({"op": "block", "calls": calls})["ns"])
+    def time_block(self, calls: int) -> list[int]:
+        return [int(ns) for ns in self._ask({"op": "block", "calls": calls})["ns"]]
 
     def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
         from torchbridge.measure.ab import NotCompared

@@ -11,7 +11,7 @@ head sends                            worker answers
 (nothing: the worker speaks first)    ``{"event": "hello"}`` once fixtures are built
 ``{"op": "bind", "device", "batch_size", "threads"}``  ``{"event": "ready"}``
 ``{"op": "warm", "seconds"}``         ``{"ok": true}``
-``{"op": "block", "calls"}``          ``{"ns": <int>}``
+``{"op": "block", "calls"}``          ``{"ns": [<int>, ...]}`` (each call's time)
 ``{"op": "quit"}``                    (the item passes, the session ends)
 ====================================  =============================================
 

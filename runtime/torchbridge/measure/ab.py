@@ -7,7 +7,8 @@ same run, in **alternating short blocks**, lets the machine's drift hit both ali
 * each side is warmed up, then the sides take turns, one block of ``block_calls`` calls
   each, lock-step (only one side runs at a time), the first side alternating from pair
   to pair so that running second carries no bias;
-* each block pair gives a ratio, ``head time / base time`` (> 1: the head is slower);
+* each block pair gives a ratio, ``head time / base time`` of the blocks' median calls
+  (> 1: the head is slower);
 * the result is the **median paired ratio** with a distribution-free interval over the
   pairs (binomial order statistics, the sign test's interval: it assumes only that the
   pairs are independent, not any distribution of the ratios);
@@ -62,14 +63,14 @@ class Side(Protocol):
     def warm_up(self, seconds: float) -> None:
         """Run calls for about ``seconds`` (untimed), until the side is steady."""
 
-    def time_block(self, calls: int) -> int:
-        """Run ``calls`` calls back to back; their total duration in nanoseconds."""
+    def time_block(self, calls: int) -> list[int]:
+        """Run ``calls`` calls back to back; each call's duration in nanoseconds."""
 
 
 class LocalSide:
     """A zero-argument callable in this process (a bound model call) as a side.
 
-    On CUDA the device is synchronised before and after a block, so a block's time is
+    On CUDA the device is synchronised before and after each call, so a call's time is
     the time until the GPU finished its work.
     """
 
@@ -85,16 +86,18 @@ class LocalSide:
     def warm_up(self, seconds: float) -> None:
         Timer(self.fn, self.device).warm_up(max_seconds=seconds)
 
-    def time_block(self, calls: int) -> int:
+    def time_block(self, calls: int) -> list[int]:
         fn, sync, clock = self.fn, self._sync, time.perf_counter_ns
+        out = []
         if sync is not None:
             sync()
-        start = clock()
         for _ in range(calls):
+            start = clock()
             fn()
-        if sync is not None:
-            sync()
-        return clock() - start
+            if sync is not None:
+                sync()
+            out.append(clock() - start)
+        return out
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ def summarize_ratios(ratios: list[float], *, label: str, threshold: float,
 
 
 def _block_calls(head: Side) -> int:
-    one = head.time_block(1)
+    one = head.time_block(1)[0]
     return 1 if one >= SINGLE_CALL_NS else BLOCK_CALLS
 
 
@@ -211,13 +214,15 @@ def _enough(pairs: int, elapsed: float, seconds: float) -> bool:
 
 
 def _pair(head: Side, base: Side, calls: int, head_first: bool) -> float:
+    """One block each, in the given order; the ratio of the blocks' median calls (a call
+    the host preempted inside a block moves its median little, and its total a lot)."""
     if head_first:
         head_ns = head.time_block(calls)
         base_ns = base.time_block(calls)
     else:
         base_ns = base.time_block(calls)
         head_ns = head.time_block(calls)
-    return head_ns / max(base_ns, 1)
+    return statistics.median(head_ns) / max(statistics.median(base_ns), 1)
 
 
 def compare(head: Side, base: Side, *, seconds: float, label: str,
