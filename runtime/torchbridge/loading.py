@@ -150,23 +150,34 @@ def _load_torch_save(path: Path, allow_pickle: bool,
     try:
         obj = _load_checkpoint(path, weights_only=True, allowed_globals=allowed)
     except UnsafeModelError as exc:
-        if exc.verdict.verdict.value != "code":
-            raise ModelLoadError(str(exc)) from None
+        return _load_pickled_module(path, exc, allow_pickle, allowed)
+    except ModelLoadError:  # safe, but beyond what torch's weights_only unpickler rebuilds
         if not allow_pickle:
-            raise _refuse_pickle(path, _unsafe_globals(exc.verdict.code_globals)) from None
-        log.warning("loading %s with a full unpickle: this runs code from the file (the "
-                    "constructors of %s), as --allow-pickle asked", path,
-                    ", ".join(exc.verdict.code_globals))
+            raise
         obj = _load_checkpoint(path, weights_only=False, allowed_globals=allowed)
-        if not isinstance(obj, torch.nn.Module):
-            raise ModelLoadError(f"{path} unpickled to a {type(obj).__name__}, not an "
-                                 "nn.Module") from None
-        return obj, "pickle"
     if isinstance(obj, torch.nn.Module):  # only reachable with custom safe globals
         return obj, "pickle"
     raise ModelLoadError(
         f"{path} holds a {_describe(obj)}, not a model. A state dict needs its architecture: "
         "pass --model package.module:factory --weights " + path.name)
+
+
+def _load_pickled_module(path: Path, exc: Any, allow_pickle: bool,
+                         allowed: Sequence[str]) -> tuple[Any, SourceKind]:
+    """A whole pickled module (verdict ``code``), rebuilt only with ``allow_pickle``.
+    Raises :class:`ModelLoadError` for any other refusal, and without ``allow_pickle``."""
+    if exc.verdict.verdict.value != "code":
+        raise ModelLoadError(str(exc)) from None
+    if not allow_pickle:
+        raise _refuse_pickle(path, _unsafe_globals(exc.verdict.code_globals)) from None
+    log.warning("loading %s with a full unpickle: this runs code from the file (the "
+                "constructors of %s), as --allow-pickle asked", path,
+                ", ".join(exc.verdict.code_globals))
+    obj = _load_checkpoint(path, weights_only=False, allowed_globals=allowed)
+    if not isinstance(obj, torch.nn.Module):
+        raise ModelLoadError(f"{path} unpickled to a {type(obj).__name__}, not an "
+                             "nn.Module") from None
+    return obj, "pickle"
 
 
 def _unsafe_globals(names: Sequence[str]) -> str:

@@ -47,7 +47,12 @@ from torchbridge.security.safetensors_header import (
     looks_like_safetensors,
     read_header_stream,
 )
-from torchbridge.security.secrets import decode_text, safe_name, scan_safetensors_header
+from torchbridge.security.secrets import (
+    decode_text,
+    name_findings,
+    safe_name,
+    scan_safetensors_header,
+)
 from torchbridge.security.verdict import SecretFinding
 
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".dill", ".dat", ".data", ".p", ".sav",
@@ -119,6 +124,13 @@ def member_label(name: str) -> str:
     name itself holds a secret."""
     shown = safe_name(name, width=200)
     return shown if shown.startswith("<") else name
+
+
+def _named(name: str, location: str, walk: _Walk) -> str:
+    """A member's label for locations, recording a secret its name holds (one scan)."""
+    found = name_findings(name, location) if walk.secrets else []
+    walk.result.findings += found
+    return f"<redacted name, {len(name)} chars>" if found else name
 
 
 class _Timed:
@@ -389,8 +401,8 @@ class _Walk:
             forced = self._pt2_pickled(archive, infos) if fmt == "pt2" else set()
             for index, info in enumerate(infos):
                 self.result.members += 1
-                self.text(f"{location}: member name #{index}", info.filename)
-                where = f"{location}:{member_label(info.filename)}"
+                label = _named(info.filename, f"{location}: member name #{index}", self)
+                where = f"{location}:{label}"
                 self._zip_member(archive, info, where, fmt, depth, info.filename in forced)
 
     def _zip_within_limits(self, infos: list[zipfile.ZipInfo], location: str) -> bool:
@@ -464,8 +476,8 @@ class _Walk:
         with archive:
             for index, info in enumerate(self._tar_members(archive, location)):
                 names.append(info.name)
-                self.text(f"{location}: member name #{index}", info.name)
-                where = f"{location}:{member_label(info.name)}"
+                label = _named(info.name, f"{location}: member name #{index}", self)
+                where = f"{location}:{label}"
                 if not info.isreg():
                     self.result.notes.append(f"{where}: not a regular file; not read")
                     continue

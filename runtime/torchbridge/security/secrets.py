@@ -86,6 +86,11 @@ DETECTORS: tuple[Detector, ...] = (
         r"[A-Za-z0-9.-]+)"), 0, ("://",)),
 )
 
+#: Every literal hint at once: one regex pass per string instead of one substring
+#: search per hint (hints do not overlap one another, so none hides another).
+_HINTS = re.compile("|".join(sorted(
+    {re.escape(h) for d in DETECTORS if not d.fold for h in d.hints},
+    key=len, reverse=True)))
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
 _HEX_TOKEN = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 BASE64_ENTROPY = 4.5
@@ -175,9 +180,11 @@ def _matches(text: str, entropy: bool, context: str) -> Iterator[tuple[str, str,
     if len(text) < 8:
         return
     taken: set[str] = set()
-    lower = text.lower()
+    present = set(_HINTS.findall(text))
+    if "aws" in text.lower():
+        present.add("aws")
     for detector in DETECTORS:
-        if not detector.could_match(text, lower):
+        if detector.hints and present.isdisjoint(detector.hints):
             continue
         for match in detector.pattern.finditer(text):
             value = match.group(1)
@@ -224,12 +231,21 @@ def scan_strings(pairs: Iterable[tuple[str, str]]) -> list[SecretFinding]:
     return findings
 
 
+def name_findings(name: str, location: str) -> list[SecretFinding]:
+    """Secrets in a name (a member, tensor or key name), also where ``_`` glues a
+    secret to the rest (``AKIA..._notes.txt``), in one pass."""
+    if len(name) < 10:
+        return []
+    text = name if "_" not in name else f"{name}\n{name.replace('_', ' ')}"
+    return list(dict.fromkeys(find_secrets(text, location)))
+
+
 def safe_name(value: object, width: int = 60) -> str:
     """A name (tensor name, dict key, member name) fit for a location or a message:
     ``repr`` of it, cut to ``width`` characters, or ``<redacted name, N chars>`` when it
     holds a secret. Locations and reasons must never print a secret in clear."""
     text = value if isinstance(value, str) else str(value)
-    if find_secrets(text, "") or find_secrets(text.replace("_", " "), ""):
+    if name_findings(text, ""):
         return f"<redacted name, {len(text)} chars>"
     shown = text if len(text) <= width else text[:width] + "..."
     return repr(shown)
