@@ -221,6 +221,9 @@ def test_tb_export_weights_says_what_the_file_holds_and_takes_allow_global(
     # BUILD on the class object itself sets attributes on argparse.Namespace.
     (b"\x80\x02cargparse\nNamespace\n}\x8c\x08__init__K\x01sb.",
      "<BUILD on a class or function>"),
+    # list(range(2**31 - 1)): a type pickle has opcodes for, called.
+    (b"\x80\x02cbuiltins\nlist\ncbuiltins\nrange\nJ\xff\xff\xff\x7f\x85R\x85R.",
+     "<call of builtins.list>"),
 ])
 def test_operations_no_saved_model_performs_are_unsafe(data: bytes, stand_in: str) -> None:
     found = scan_pickle_stream(io.BytesIO(data))
@@ -258,3 +261,25 @@ def test_tb_check_and_checklists_take_allow_globals(tmp_path: Path,
     (tmp_path / "torchbridge.toml").write_text(
         toml.format(extra='allow_globals = ["tb_extra_mod.Settings"]\n'))
     assert checklist_model(load_checklist(tmp_path / "torchbridge.toml")).settings.width == 3
+
+
+def test_builtin_types_named_as_values_are_safe(tmp_path: Path) -> None:
+    import collections
+
+    path = tmp_path / "stats.pt"
+    torch.save({"counts": collections.defaultdict(list, {"a": [1]}), "w": torch.ones(2)},
+               path)
+    assert scan_file(path).verdict is Verdict.SAFE
+    # torch's weights_only unpickler cannot SETITEM into a defaultdict: the refusal says
+    # so, and the guarded full unpickle (allowlist enforced at run time) reads it.
+    from torchbridge.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"SETITEM.*--allow-pickle"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, allow_code=True)["counts"]["a"] == [1]
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    torch.save(optimizer, tmp_path / "optimizer.pt")  # a whole optimizer: defaultdict(dict)
+    assert scan_file(tmp_path / "optimizer.pt").verdict is Verdict.CODE

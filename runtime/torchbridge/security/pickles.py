@@ -46,6 +46,10 @@ UNRESOLVED = "<unresolved>"
 #: Stand-ins for two operations no saved model performs, judged ``unsafe``: calling a
 #: value the pickle computed (not a global), and BUILD on a global (monkeypatching it).
 COMPUTED_CALL = "<call of a computed value>"
+#: Types pickle has opcodes for: a saved model names them only as values (the factory of
+#: a ``defaultdict(list)``); a call of one is recorded as ``<call of builtins.list>``.
+REFERENCE_ONLY = frozenset(f"builtins.{t}" for t in (
+    "list", "dict", "tuple", "int", "float", "str", "bool", "bytes", "object"))
 BUILD_ON_GLOBAL = "<BUILD on a class or function>"
 
 _CHUNK = 1 << 16
@@ -286,6 +290,8 @@ class _Walker:
             self.findings.strings.append(value[: self.limits.max_string_chars])
 
     def _call(self, callee: Any, args: Any, new: bool) -> _Made | _Opaque:
+        if isinstance(callee, _Global) and callee.name in REFERENCE_ONLY:
+            self.findings.add_global(f"<call of {callee.name}>")
         if not isinstance(callee, _Global):
             # Real pickles only call globals; calling what an earlier call returned is
             # how gadget chains reach builtins (``numpy.__builtins__.get('exec')``).

@@ -30,7 +30,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from torchbridge.security.pickles import BUILD_ON_GLOBAL, COMPUTED_CALL, UNRESOLVED
+from torchbridge.security.pickles import (
+    BUILD_ON_GLOBAL,
+    COMPUTED_CALL,
+    REFERENCE_ONLY,
+    UNRESOLVED,
+)
 
 __all__ = ["UNRESOLVED", "classify", "denylist", "explain", "is_dangerous", "safe_names"]
 
@@ -180,9 +185,9 @@ _OWN_SAFE = frozenset({
     "numpy._core.numeric._frombuffer",
     # joblib: the wrapper whose raw array bytes follow it in the stream.
     "joblib.numpy_pickle.NumpyArrayWrapper",
-    # plain containers and values, as pickle writes them (never builtins.list/str/int …,
-    # which pickle has opcodes for: as globals they only serve gadgets such as
-    # list(range(10**12)); nor fractions.Fraction, whose parser computes 10**exponent).
+    # plain containers and values, as pickle writes them (builtins.list/str/int … are
+    # allowed as values only, see REFERENCE_ONLY: called, they only serve gadgets such as
+    # list(range(10**12)); fractions.Fraction is left out: its parser computes 10**exp).
     "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.range",
     "builtins.complex", "builtins.bytearray", "_codecs.encode", "collections.OrderedDict",
     "collections.Counter", "collections.defaultdict", "collections.deque",
@@ -205,7 +210,7 @@ TRUSTED_CLASS_MODULES = ("torch.nn.", "torch.ao.nn.", "torch.optim.")
 
 @functools.lru_cache(maxsize=1)
 def _static_safe_names() -> frozenset[str]:
-    names = set(_OWN_SAFE)
+    names = set(_OWN_SAFE) | REFERENCE_ONLY
     names.update(f"numpy.dtypes.{n if n.endswith('DType') else n + 'DType'}"
                  for n in _NUMPY_DTYPE_CLASSES)
     try:
@@ -320,6 +325,9 @@ def explain(name: str) -> str:
     if name == COMPUTED_CALL:
         return ("calls a value an earlier call returned (a gadget chain: saved models only "
                 "call named reconstructors)")
+    if name.startswith("<call of builtins."):
+        return (f"{name[1:-1]}: a type pickle has opcodes for, called (only a gadget calls "
+                "it, e.g. list(range(10**12)))")
     if name == BUILD_ON_GLOBAL:
         return "sets attributes on a class or function (BUILD on a global): monkeypatching"
     if name == UNRESOLVED or "<" in name:

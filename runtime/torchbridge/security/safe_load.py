@@ -259,17 +259,43 @@ def load_checkpoint(path: str | Path, *, map_location: Any = "cpu",
     names = global_names(allowed_globals)
     verdict = check_file(path, allowed_globals=names, allow_code=allow_code, limits=limits)
     trusted = [*_builtin_safe_objects(), *_user_objects(names)]
+    if verdict.code_globals and allow_code:
+        log.warning("allow_code=True: loading %s with a full unpickle rebuilds classes "
+                    "from the file, running their code; it imports %s", path,
+                    ", ".join(verdict.code_globals))
+        return _guarded_load(path, map_location, names)
     try:
-        if verdict.code_globals and allow_code:
-            log.warning("allow_code=True: loading %s with a full unpickle rebuilds classes "
-                        "from the file, running their code; it imports %s", path,
-                        ", ".join(verdict.code_globals))
-            return torch.load(path, map_location=map_location, weights_only=False,
-                              pickle_module=guarded_pickle_module(names))
         with torch.serialization.safe_globals(trusted):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        reason = _wo_reason(exc)
+        if not allow_code:
+            raise ModelLoadError(
+                f"cannot load {path}: the scan found only known-safe reconstructors, but "
+                f"torch's weights_only unpickler cannot rebuild them ({reason}); pass "
+                "--allow-pickle (allow_code=True) to load it with the guarded full "
+                "unpickle, which still refuses anything off the allowlist") from None
+    log.warning("allow_code=True: torch's weights_only unpickler cannot read %s (%s); "
+                "loading it with the guarded full unpickle", path, reason)
+    return _guarded_load(path, map_location, names)
+
+
+def _guarded_load(path: Path, map_location: Any, names: list[str]) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False,
+                          pickle_module=guarded_pickle_module(names))
+    except pickle.UnpicklingError as exc:
         raise ModelLoadError(f"cannot load {path}: {_first_line(exc)}") from None
+
+
+def _wo_reason(exc: BaseException) -> str:
+    """The line of torch's weights_only error that says what it could not rebuild."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    found = [line for line in lines if "WeightsUnpickler error" not in line and
+             not line.startswith(("Weights only load failed", "Please file", "Check the"))]
+    return (found[0] if found else _first_line(exc))[:300]
 
 
 def _first_line(exc: BaseException) -> str:
