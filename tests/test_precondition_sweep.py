@@ -92,3 +92,10 @@ def test_memory_headroom_that_cannot_be_checked_fails_saying_so(
     result = run("memory", Subject(zero_head(), torch.randn(2, 4)), headroom=0.2)
     assert result.status is Status.FAILED
     assert "free memory on cpu is unknown" in result.message
+
+
+def test_a_reference_that_is_the_model_itself_fails() -> None:
+    model = zero_head()
+    result = run("accuracy", Subject(model, torch.randn(2, 4), reference=model))
+    assert result.status is Status.FAILED
+    assert "the reference is the model under test itself" in result.message

@@ -107,7 +107,11 @@ class AccuracyCheck(Check[AccuracyConfig]):
         notes: list[str] = []
         if config.golden is not None:
             self._golden(subject, config, context, output, compared, problems, notes)
-        if subject.reference is not None:
+        if subject.reference is not None and subject.reference is subject.model:
+            problems.append("the reference is the model under test itself, so the comparison "
+                            "cannot fail; give an independent reference (a model built or "
+                            "loaded separately, or the previous release)")
+        elif subject.reference is not None:
             expected = _reference_output(subject)
             compared.append(("against the reference", compare_outputs(
                 output, expected, rtol=config.rtol, atol=config.atol,
