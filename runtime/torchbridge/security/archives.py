@@ -83,7 +83,7 @@ class ContentScan:
     ``findings``: secrets already found (safetensors headers); ``unsafe``: reasons to
     refuse whatever the globals; ``invalid``: why (part of) it could not be parsed or
     trusted (limits crossed, polyglots, corrupt members); ``header``: the safetensors
-    header of a safetensors file.
+    header of a safetensors file; ``torchscript``: locations of TorchScript archives.
     """
 
     format: str = "unknown"
@@ -97,6 +97,12 @@ class ContentScan:
     pickles: int = 0
     members: int = 0
     header: dict[str, Any] | None = None
+    torchscript: set[str] = field(default_factory=set)
+
+    def in_torchscript(self, location: str) -> bool:
+        """Whether ``location`` is inside a TorchScript archive (whose ``__torch__``
+        names only TorchScript's own unpickler resolves)."""
+        return any(location.startswith(p + ":") for p in self.torchscript)
 
     def add_global(self, name: str, location: str) -> None:
         self.globals.setdefault(name, [])
@@ -396,6 +402,8 @@ class _Walk:
                 self.text(f"{location}: archive comment",
                           archive.comment.decode("utf-8", "replace"))
             fmt = archive_format([i.filename for i in infos])
+            if fmt == "torchscript":
+                self.result.torchscript.add(location)
             if top:
                 self.result.format = "npz" if fmt == "zip" and suffix == ".npz" else fmt
             forced = self._pt2_pickled(archive, infos) if fmt == "pt2" else set()

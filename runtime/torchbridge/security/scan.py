@@ -69,10 +69,22 @@ def _verdict(reasons_unsafe: list[str], invalid: list[str], secrets: list[Secret
     return Verdict.CODE if code else Verdict.SAFE
 
 
+def _classify(content: ContentScan, allowed: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(unsafe, code) globals. ``__torch__.*`` names are TorchScript's own only inside a
+    TorchScript archive; in any other pickle Python would import them from a
+    ``__torch__.py`` beside the file, so there they are judged like any global."""
+    scripted = {name: locs for name, locs in content.globals.items()
+                if locs and all(content.in_torchscript(loc) for loc in locs)}
+    plain = [name for name in content.globals if name not in scripted]
+    unsafe, code = classify(plain, allowed, torchscript=False)
+    more_unsafe, more_code = classify(scripted, allowed, torchscript=True)
+    return sorted({*unsafe, *more_unsafe}), sorted({*code, *more_code})
+
+
 def _judge(path: Path, content: ContentScan, secrets: bool, allowed: Iterable[str]
            ) -> FileVerdict:
     """The verdict on a file whose content parsed as at least one format."""
-    unsafe_globals, code = classify(content.globals, allowed)
+    unsafe_globals, code = _classify(content, tuple(allowed))
     found = list(dict.fromkeys(scan_strings(content.strings) + content.findings)) \
         if secrets else []
     unsafe = list(content.unsafe) + _global_reasons(content, unsafe_globals, [])
