@@ -192,3 +192,10 @@ def test_the_import_reader_sees_function_level_and_relative_imports(tmp_path: Pa
                       "def f():\n    from . import sibling\n")
     found = {(i.target, i.at_module_level) for i in imports_of(source, "pkg.mod")}
     assert {("torch", False), ("pkg.sibling", False), ("typing", True)} <= found
+
+
+def test_only_the_front_ends_import_argparse() -> None:
+    # Options are parsed once at the front end; the runtime takes typed values.
+    parsing = [str(imp) for imp in runtime_imports()
+               if imp.target == "argparse" and layer_of(imp.module) != FRONT_ENDS]
+    assert parsing == []

@@ -165,7 +165,7 @@ def test_bad_dim_spelling_is_a_usage_error(models: Path,
     code = tb(["export", "--model", f"{models}:build", "--input-shape", "2,3,8",
                "--dim", "seq:1"])
     assert code == 2
-    assert "NAME=[INPUT.]AXIS[:MIN-MAX]" in capsys.readouterr().err
+    assert "NAME=[INPUT:]AXIS[,[INPUT:]AXIS...][:MIN-MAX]" in capsys.readouterr().err
 
 
 def test_absent_device_exits_2_before_loading(models: Path,

@@ -133,15 +133,13 @@ def test_allow_global_makes_a_class_safe_and_module_star_makes_it_code(
 
 def test_numpy_extra_state_loads_and_tb_export_weights_takes_allow_global(
         built: BUILT, tmp_path: Path) -> None:
-    from torchbridge.loading import add_model_arguments
-
     _, path, _ = built["numpy_extra_state"]
     state = load_checkpoint(path)
     assert int(state["_extra_state"]["step"]) == 3
-    parser = __import__("argparse").ArgumentParser()
-    add_model_arguments(parser)
-    args = parser.parse_args(["--model", "m:f", "--allow-global", "a.B",
-                              "--allow-global", "c.*", "--allow-pickle"])
+    from torchbridge.cli.export import build_parser
+
+    args = build_parser().parse_args(["--model", "m:f", "--allow-global", "a.B",
+                                      "--allow-global", "c.*", "--allow-pickle"])
     assert args.allow_global == ["a.B", "c.*"] and args.allow_pickle
 
 
@@ -208,8 +206,8 @@ def test_tb_export_weights_says_what_the_file_holds_and_takes_allow_global(
     with pytest.raises(ModelLoadError, match=r"holds other objects \(tb_extra_mod\.Settings\)"
                        r".*--allow-global tb_extra_mod\.Settings"):
         export_main(argv)
+    from torchbridge.cli.arguments import load_from_args
     from torchbridge.cli.export import build_parser
-    from torchbridge.loading import load_from_args
 
     args = build_parser().parse_args([*argv, "--allow-global", "tb_extra_mod.Settings"])
     assert load_from_args(args).model.settings.width == 3

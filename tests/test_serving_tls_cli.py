@@ -163,4 +163,4 @@ def test_tb_serve_on_an_absent_device_is_an_environment_error(
     if torch.cuda.is_available():
         pytest.skip("a GPU is present here")
     assert main(["serve", "--model", "x:y", "--device", "cuda"]) == 2
-    assert "device 'cuda'" in capsys.readouterr().err
+    assert "--device cuda" in capsys.readouterr().err

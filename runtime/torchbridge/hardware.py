@@ -146,6 +146,21 @@ def why_unavailable(device: str) -> str | None:
     return f"unknown device kind {kind!r} (use cpu, cuda, cuda:N, mps or xpu)"
 
 
+def check_device(name: str) -> str:
+    """The one device validator: ``name`` normalised (``"cuda"`` stays ``"cuda"``,
+    ``"CUDA:1"`` is refused by torch), or :class:`HardwareUnavailable` naming why this
+    machine or this torch build cannot use it (not a device name, absent, unknown kind)."""
+    try:
+        device = str(torch.device(name))
+    except (RuntimeError, ValueError):
+        raise HardwareUnavailable(f"{name!r} is not a device name (cpu, cuda, cuda:1, mps, "
+                                  "xpu)") from None
+    reason = why_unavailable(device)
+    if reason is not None:
+        raise HardwareUnavailable(reason)
+    return device
+
+
 def best_device() -> str:
     """The fastest device available: cuda, then mps, then xpu, then cpu."""
     for device in ("cuda", "mps", "xpu"):

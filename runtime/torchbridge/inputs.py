@@ -17,14 +17,13 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from torchbridge.core.subject import call_model, named_inputs, to_device
+from torchbridge.core.subject import call_model, named_inputs
 from torchbridge.errors import ConfigError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -188,31 +187,40 @@ def check_inputs_fit(model: Any, inputs: Any, described: str) -> Any:
                           "what the model expects") from None
 
 
-def add_input_arguments(parser: argparse.ArgumentParser, *, default_shape: str | None = None
-                        ) -> None:
-    """Add ``--input-shape`` (repeatable) and ``--dtype`` (repeatable) to a parser."""
-    parser.add_argument("--input-shape", action="append", default=None,
-                        help="input shape, batch first, e.g. 8,128; repeat (or use ';') for "
-                             "several inputs" + (f" (default {default_shape})"
-                                                 if default_shape else ""))
-    parser.add_argument("--dtype", action="append", default=None,
-                        help="input dtype: float32 (default), float16, bfloat16, int64, ...; "
-                             "once for all inputs or once per input")
+def named_shapes(values: Sequence[str]) -> tuple[list[str] | None, list[tuple[int, ...]]]:
+    """Shapes from repeated ``--input-shape`` values (``;``-lists allowed), each optionally
+    named: ``["input_ids=8,128", "attention_mask=8,128"]`` → names and shapes; names are
+    ``None`` when no shape is named. Mixing named and unnamed shapes is a
+    :class:`ConfigError`."""
+    parts = [part.strip() for value in values for part in value.split(";") if part.strip()]
+    names = [part.split("=", 1)[0].strip() for part in parts if "=" in part]
+    if names and len(names) != len(parts):
+        raise ConfigError("--input-shape: name every input (NAME=8,128) or none of them")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--input-shape: an input is named twice in {', '.join(names)}")
+    return names or None, [parse_shape(part.rsplit("=", 1)[-1]) for part in parts]
 
 
-def inputs_from_args(args: argparse.Namespace, model: Any, *, example: Any = None,
-                     default_shape: str | None = None, device: str = "cpu") -> Any:
-    """Inputs for a command: synthesized from ``--input-shape``/``--dtype`` when given,
-    else the model's stored ``example`` inputs, else ``default_shape``."""
-    shapes = args.input_shape or ([] if example is not None else
-                                  [default_shape] if default_shape else [])
-    if not shapes:
-        if example is not None:
-            return to_device(example, device)
-        raise ConfigError("the model carries no example inputs; pass --input-shape "
-                          "(e.g. --input-shape 8,128) and --dtype")
-    return synthesize_inputs(parse_shapes(shapes), args.dtype or ["float32"], model=model,
-                             device=device)
+def synthesize_named(names: Sequence[str] | None, shapes: Sequence[tuple[int, ...]],
+                     dtypes: Sequence[str] = ("float32",), *, model: Any = None,
+                     device: str = "cpu") -> Any:
+    """:func:`synthesize_inputs`, as keyword inputs ``{name: tensor}`` when ``names`` are
+    given (``dtypes`` may then say ``NAME=DTYPE``), else positional."""
+    if names is None:
+        return synthesize_inputs(shapes, dtypes, model=model, device=device)
+    by_name = dict(d.split("=", 1) for d in dtypes if "=" in d)
+    unknown = sorted(set(by_name) - set(names))
+    if unknown:
+        raise ConfigError(f"--dtype names unknown input(s) {', '.join(unknown)}; inputs: "
+                          f"{', '.join(names)}")
+    plain = [d for d in dtypes if "=" not in d]
+    if by_name:
+        if plain:
+            raise ConfigError("--dtype: give NAME=DTYPE for every input or plain dtypes")
+        plain = [by_name.get(name, "float32") for name in names]
+    tensors = synthesize_inputs(shapes, plain or ["float32"], model=model, device=device)
+    return dict(zip(names, (tensors,) if isinstance(tensors, torch.Tensor) else tensors,
+                    strict=True))
 
 
 def describe_inputs(inputs: Any) -> str:

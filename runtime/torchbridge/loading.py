@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
 import importlib.util
@@ -35,7 +34,7 @@ from typing import Any, Literal
 
 import torch
 
-from torchbridge.errors import HardwareUnavailable, ModelLoadError
+from torchbridge.errors import ModelLoadError
 from torchbridge.inputs import SIGNATURE_FILE, inputs_from_signature
 
 log = logging.getLogger(__name__)
@@ -471,32 +470,6 @@ def _load_factory(spec: str, weights: str | None, device: str, allow_pickle: boo
 # --------------------------------------------------------------------------- entry point
 
 
-def resolve_device(name: str) -> str:
-    """Check a ``--device`` value before anything is loaded onto it; returns it normalised.
-
-    Raises :class:`HardwareUnavailable` (exit 2 in the CLI) for a device this machine or
-    this torch build does not have, instead of a traceback from ``model.to``.
-    """
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise HardwareUnavailable(f"--device {name!r}: not a device name (cpu, cuda, "
-                                  "cuda:1, mps)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "torch was built without CUDA" if torch.version.cuda is None else \
-                "no CUDA device is visible"
-            raise HardwareUnavailable(f"--device {name}: {why}")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise HardwareUnavailable(f"--device {name}: only {torch.cuda.device_count()} "
-                                      "CUDA device(s)")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise HardwareUnavailable(f"--device {name}: MPS is not available here")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise HardwareUnavailable(f"--device {name}: unsupported device type {device.type}")
-    return str(device)
-
-
 def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = False,
                device: str = "cpu", allowed_globals: Sequence[str] = ()) -> LoadedModel:
     """Load the model named by ``spec`` (see the module docstring) onto ``device``.
@@ -545,38 +518,3 @@ def _load_file(path: Path, allow_pickle: bool, device: str,
     raise ModelLoadError(f"{path}: not a recognised model file (expected a torch.export .pt2, "
                          "a TorchScript archive, an ONNX file or a torch.save checkpoint); "
                          "it may be corrupt or truncated")
-
-
-# --------------------------------------------------------------------------- CLI glue
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """Add ``--model``, ``--weights`` and ``--allow-pickle`` to a command's parser."""
-    parser.add_argument("--model", required=required,
-                        help="a .pt2 or TorchScript archive, an ONNX file, or "
-                             "package.module:factory (or path/file.py:factory)")
-    parser.add_argument("--weights", default=None,
-                        help="safetensors (or .pt state dict) weights for a factory model")
-    add_security_arguments(parser)
-
-
-def add_security_arguments(parser: argparse.ArgumentParser, *, pickle: bool = True) -> None:
-    """Add ``--allow-global`` (repeatable) and, with ``pickle``, ``--allow-pickle``: the
-    two ways to let the loader's scan accept more (see docs/security.md)."""
-    if pickle:
-        parser.add_argument("--allow-pickle", action="store_true",
-                            help="allow rebuilding trusted classes from a pickled checkpoint "
-                                 "(a whole module, or --weights holding objects); this RUNS "
-                                 "their code, use only for files you trust")
-    parser.add_argument("--allow-global", action="append", default=[], metavar="MODULE.NAME",
-                        help="treat this pickle global as safe when loading files "
-                             "(repeatable); MODULE.* lets that module's classes be rebuilt "
-                             "with --allow-pickle")
-
-
-def load_from_args(args: argparse.Namespace, device: str = "cpu") -> LoadedModel:
-    """:func:`load_model` with the options :func:`add_model_arguments` added, on a device
-    checked by :func:`resolve_device` first."""
-    return load_model(args.model, args.weights, allow_pickle=args.allow_pickle,
-                      device=resolve_device(device),
-                      allowed_globals=tuple(getattr(args, "allow_global", None) or ()))

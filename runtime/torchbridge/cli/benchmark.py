@@ -13,6 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from torchbridge.cli.arguments import (
+    add_device_argument,
+    add_input_arguments,
+    add_model_arguments,
+    inputs_from_args,
+    load_from_args,
+    parse_args,
+)
 from torchbridge.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -37,14 +45,11 @@ def _batch_sizes(text: str) -> list[int]:
 
 
 def build_parser() -> Any:
-    from torchbridge.inputs import add_input_arguments
-    from torchbridge.loading import add_model_arguments
-
     p = parser("tb-benchmark", "Measure per-call latency percentiles (with 95 % bounds on "
                                "p99) and throughput of a model at each batch size.")
     add_model_arguments(p)
-    add_input_arguments(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    add_input_arguments(p, dims=False)
+    add_device_argument(p)
     p.add_argument("--batch-sizes", default=None,
                    help="comma list, e.g. 1,4,8,16,32 (default: the input's batch)")
     p.add_argument("--quick", action="store_true", help="a short run (~0.5 s per batch size)")
@@ -76,7 +81,6 @@ def _compare(args: Any, model: Any, inputs: Any, sizes: list[int] | None,
     """``--model`` against ``--compare-with``, interleaved, at the largest batch size."""
     import argparse
 
-    from torchbridge.loading import load_from_args
     from torchbridge.measure.ab import compare_models
 
     other = load_from_args(argparse.Namespace(**{**vars(args), "model": args.compare_with,
@@ -126,17 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from torchbridge.hardware import why_unavailable
-    from torchbridge.inputs import inputs_from_args
-    from torchbridge.loading import load_from_args
     from torchbridge.measure.ab import parse_threshold
     from torchbridge.measure.bench import BenchmarkSettings, benchmark_model
     from torchbridge.units import parse_duration
 
-    args = build_parser().parse_args(argv)
-    reason = why_unavailable(args.device)
-    if reason:
-        raise ConfigError(f"--device {args.device}: {reason}")
+    args = parse_args(build_parser(), argv)
     sizes = _batch_sizes(args.batch_sizes) if args.batch_sizes else None
     if args.stress and not sizes:
         sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256]

@@ -20,6 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from torchbridge.cli.arguments import (
+    add_device_argument,
+    add_input_arguments,
+    add_model_arguments,
+    inputs_from_args,
+    load_from_args,
+    parse_args,
+    spec_from_args,
+)
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.errors import ConfigError
 
@@ -27,9 +36,6 @@ FORMATS = ("onnx", "torchscript", "safetensors", "pt2")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from torchbridge.inputs import add_input_arguments
-    from torchbridge.loading import add_model_arguments
-
     p = parser("tb-export", "Export a model and prove the artifact matches eager PyTorch.")
     add_model_arguments(p)
     add_input_arguments(p)
@@ -41,8 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-axes", action=argparse.BooleanOptionalAction, default=True,
                    help="dynamic batch (and --dim) dims (default on; --no-dynamic-axes "
                         "exports static shapes)")
-    p.add_argument("--dim", action="append", default=[], metavar="NAME=[INPUT.]AXIS[:MIN-MAX]",
-                   help="a named dynamic dim, e.g. seq=1:1-512 (axis 1 of the first input)")
     p.add_argument("--max-batch", type=int, default=None,
                    help="largest batch the artifact must serve (validated)")
     p.add_argument("--batch-sizes", default=None,
@@ -60,29 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="file stem of the artifacts (default: the model file's name, or the "
                         "factory's name without build_, e.g. clf for pkg.models:build_clf)")
-    p.add_argument("--device", default="cpu", help="device to export and validate on")
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     return p
-
-
-_DIM = re.compile(r"^(?P<name>[A-Za-z_]\w*)=(?:(?P<input>\d+)\.)?(?P<axis>-?\d+)"
-                  r"(?::(?P<min>\d+)-(?P<max>\d+)?)?$")
-
-
-def parse_dim(text: str) -> tuple[str, Any]:
-    """``seq=1:1-512`` → ``("seq", Dim(input=0, axis=1, min=1, max=512))``."""
-    from torchbridge.core.subject import Dim
-
-    match = _DIM.match(text.strip())
-    if not match:
-        raise ConfigError(f"--dim {text!r}: expected NAME=[INPUT.]AXIS[:MIN-MAX], "
-                          "e.g. seq=1:1-512")
-    low = int(match["min"]) if match["min"] else 1
-    high = int(match["max"]) if match["max"] else None
-    if high is not None and high < low:
-        raise ConfigError(f"--dim {text!r}: max {high} is below min {low}")
-    return match["name"], Dim(input=int(match["input"] or 0), axis=int(match["axis"]),
-                              min=low, max=high)
 
 
 def _targets(args: argparse.Namespace, stem: str) -> dict[str, Path]:
@@ -130,9 +114,8 @@ def _stem(args: argparse.Namespace) -> str:
 
 def make_subject(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load the model, synthesize and check its inputs, and build the subject."""
-    from torchbridge.core.subject import InputSpec, Subject
-    from torchbridge.inputs import check_inputs_fit, describe_inputs, inputs_from_args
-    from torchbridge.loading import load_from_args
+    from torchbridge.core.subject import Subject
+    from torchbridge.inputs import check_inputs_fit, describe_inputs
 
     loaded = load_from_args(args, device=args.device)
     if loaded.source == "onnx":
@@ -141,7 +124,7 @@ def make_subject(args: argparse.Namespace) -> tuple[Any, Any]:
     inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)
     check_inputs_fit(loaded.model, inputs, describe_inputs(inputs))
-    spec = InputSpec(dims=dict(parse_dim(d) for d in args.dim), max_batch=args.max_batch)
+    spec = spec_from_args(args, max_batch=args.max_batch)
     factory = _factory(args) if loaded.source == "factory" else None
     return Subject(loaded.model, inputs, device=args.device, spec=spec, factory=factory,
                    name=_stem(args)), loaded
@@ -160,7 +143,7 @@ def _factory(args: argparse.Namespace) -> Callable[[], Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     options = _options(args)
     subject, loaded = make_subject(args)
     targets = _targets(args, subject.name)

@@ -17,6 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torchbridge.cli.arguments import (
+    add_device_argument,
+    add_input_arguments,
+    add_model_arguments,
+    inputs_from_args,
+    load_from_args,
+    parse_args,
+    spec_from_args,
+)
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.errors import ConfigError
 
@@ -24,9 +33,6 @@ LEVELS = ("inference", "compile", "quantized", "production", "all")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from torchbridge.inputs import add_input_arguments
-    from torchbridge.loading import add_model_arguments
-
     p = parser("tb-optimize", "Optimize a model and prove parity with the original.")
     add_model_arguments(p)
     add_input_arguments(p)
@@ -46,15 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timing budget per level in seconds (default 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads while timing (default: torch's setting)")
-    p.add_argument("--device", default="cpu", help="device to optimize and time on")
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
 def _subject(args: argparse.Namespace) -> Any:
     from torchbridge.core.subject import Subject
-    from torchbridge.inputs import check_inputs_fit, describe_inputs, inputs_from_args
-    from torchbridge.loading import load_from_args
+    from torchbridge.inputs import check_inputs_fit, describe_inputs
 
     loaded = load_from_args(args, device=args.device)
     if not loaded.is_torch:
@@ -62,11 +67,11 @@ def _subject(args: argparse.Namespace) -> Any:
     inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)
     check_inputs_fit(loaded.model, inputs, describe_inputs(inputs))
-    return Subject(loaded.model, inputs, device=args.device)
+    return Subject(loaded.model, inputs, device=args.device, spec=spec_from_args(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     from torchbridge.export.common import Tolerances
     from torchbridge.optimize import optimize, save_artifact
 

@@ -9,36 +9,45 @@ Examples::
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
+from torchbridge.cli.arguments import (
+    add_device_argument,
+    add_input_arguments,
+    add_model_arguments,
+    inputs_from_args,
+    load_from_args,
+    parse_args,
+)
 from torchbridge.cli.common import EXIT_OK, parser, print_json
 from torchbridge.errors import ConfigError
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from rich.console import Console
-
-    from torchbridge.hardware import why_unavailable
-    from torchbridge.inputs import add_input_arguments, inputs_from_args
-    from torchbridge.loading import add_model_arguments, load_from_args
-    from torchbridge.measure.profiling import MODES, profile_model
+def build_parser() -> argparse.ArgumentParser:
+    from torchbridge.measure.profiling import MODES
 
     p = parser("tb-profile", "Profile a model's forward pass with torch.profiler.")
     add_model_arguments(p)
-    add_input_arguments(p)
+    add_input_arguments(p, dims=False)
     p.add_argument("--mode", choices=MODES, default="summary",
                    help="summary: time per operator; memory: allocations per operator; "
                         "detailed: per input shape, with stacks")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    add_device_argument(p)
     p.add_argument("--steps", type=int, default=5, help="profiled forward passes (default 5)")
     p.add_argument("--row-limit", type=int, default=20, help="operators shown (default 20)")
     p.add_argument("--trace", default=None, metavar="PATH",
                    help="also write a Chrome trace (open in chrome://tracing or Perfetto)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = p.parse_args(argv)
-    reason = why_unavailable(args.device)
-    if reason:
-        raise ConfigError(f"--device {args.device}: {reason}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+
+    from torchbridge.measure.profiling import profile_model
+
+    args = parse_args(build_parser(), argv)
     if args.steps < 1:
         raise ConfigError("--steps must be >= 1")
     loaded = load_from_args(args, device=args.device)

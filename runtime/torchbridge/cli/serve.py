@@ -4,6 +4,12 @@ Example::
 
     tb-serve --model pkg.models:build --weights clf.safetensors --input-shape 1,256 \\
              --port 8000 --api-keys-file keys.txt
+    tb-serve --model pkg.models:build_bert --input-shape input_ids=1,128 \\
+             --input-shape attention_mask=1,128 --dtype int64 \\
+             --dim seq=input_ids:1,attention_mask:1:1-512
+
+Model, input and device options are the shared ones of :mod:`torchbridge.cli.arguments`;
+``--input-dtype`` is a deprecated spelling of ``--dtype``.
 """
 
 from __future__ import annotations
@@ -13,15 +19,24 @@ import json
 import sys
 from collections.abc import Sequence
 
+from torchbridge.cli.arguments import (
+    DeprecatedAlias,
+    add_device_argument,
+    add_input_arguments,
+    add_model_arguments,
+    parse_args,
+    spec_from_args,
+)
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, parser
 from torchbridge.errors import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(_parser(), argv)
     try:
+        from torchbridge.inputs import named_shapes
         from torchbridge.serving import ServerConfig, run_server
-        from torchbridge.serving.loader import build_app, parse_shape
+        from torchbridge.serving.loader import build_app
         from torchbridge.serving.server import WorkerDied
     except ImportError as exc:
         raise ConfigError(f"tb-serve needs {exc.name}: pip install "
@@ -44,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # ShellTorch-style exposure: never serve an open endpoint beyond loopback by accident.
         raise ConfigError(f"--host {config.host} exposes the server beyond this machine; "
                           "give --api-keys-file (or $TB_API_KEYS), or pass --insecure-no-auth")
-    app = build_app(args.model, args.weights, config,
-                    input_shapes=[parse_shape(s) for s in args.input_shape],
-                    input_dtype=args.input_dtype, allow_pickle=args.allow_pickle,
-                    allowed_globals=tuple(args.allow_global))
+    names, shapes = named_shapes(args.input_shape or [])
+    app = build_app(args.model, args.weights, config, input_shapes=shapes, input_names=names,
+                    input_dtypes=args.dtype or ["float32"], input_spec=spec_from_args(args),
+                    allow_pickle=args.allow_pickle, allowed_globals=tuple(args.allow_global))
     if args.json:
         scheme = "https" if config.tls else "http"
         print(json.dumps({"url": f"{scheme}://{config.host}:{config.port}",
@@ -65,22 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from torchbridge.loading import add_security_arguments
-
     p = parser("tb-serve", "Serve a PyTorch model over HTTP (FastAPI + uvicorn, dynamic "
                            "batching, Prometheus metrics, Open Inference Protocol v2).")
-    p.add_argument("--model", required=True,
-                   help="package.module:factory, a .pt2 archive or a TorchScript archive")
-    p.add_argument("--weights", help="safetensors (or .pt state dict) for a factory model")
-    add_security_arguments(p)
-    p.add_argument("--input-shape", action="append", default=[], metavar="N,D,...",
-                   help="shape of a sample input (repeat for several inputs); dim 0 is the "
-                        "batch dim")
-    p.add_argument("--input-dtype", default="float32")
+    add_model_arguments(p)
+    add_input_arguments(p)
+    p.add_argument("--input-dtype", dest="dtype", action=DeprecatedAlias, new="--dtype",
+                   help=argparse.SUPPRESS)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--device", default="cpu")
+    add_device_argument(p)
     p.add_argument("--max-batch-size", type=int, default=8)
     p.add_argument("--max-batch-delay-ms", type=float, default=2.0)
     p.add_argument("--max-queue-size", type=int, default=256)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchbridge.errors import ConfigError, HardwareUnavailable
-from torchbridge.hardware import why_unavailable
+from torchbridge.hardware import check_device
 from torchbridge.units import parse_bytes, parse_duration, parse_rate
 
 #: Environment variable holding API keys when no file is given (same format as the file).
@@ -123,9 +123,10 @@ class ServerConfig:
 
     def check_device(self) -> None:
         """Raise :class:`~torchbridge.errors.HardwareUnavailable` when ``device`` is absent."""
-        reason = why_unavailable(self.device)
-        if reason is not None:
-            raise HardwareUnavailable(f"device {self.device!r}: {reason}")
+        try:
+            check_device(self.device)
+        except HardwareUnavailable as exc:
+            raise HardwareUnavailable(f"device {self.device!r}: {exc}") from None
 
     @property
     def max_batch_delay_s(self) -> float:
