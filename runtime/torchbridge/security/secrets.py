@@ -190,8 +190,9 @@ def _matches(text: str, entropy: bool, context: str) -> Iterator[tuple[str, str,
             value = match.group(1)
             if value in taken or (detector.kind == "jwt" and not _valid_jwt(value)):
                 continue
-            if detector.kind == "url-credentials" and _PLACEHOLDERS.search(value):
-                continue
+            if _PLACEHOLDERS.search(value) or (detector.kind != "private-key" and
+                                               shannon_entropy(value) < 2.5):
+                continue  # AKIAIOSFODNN7EXAMPLE, hf_XXXXXXXX..., ${DB_PASSWORD}
             taken.add(value)
             yield detector.kind, value, detector.public_prefix
     if entropy and not (context and is_identifier_key(context)) and not is_digest(text):
@@ -445,6 +446,14 @@ def _walk_mapping(value: Mapping[Any, Any], where: str, depth: int, seen: set[in
 def _walk_object(value: Any, where: str, depth: int, seen: set[int]) -> list[SecretFinding]:
     """A config object: declared dataclass fields, ``to_dict()`` and ``__dict__`` (a
     transformers config keeps extra keyword arguments as plain attributes)."""
+    try:
+        data = _config_attributes(value)
+    except Exception:  # a property or to_dict that raises: what was read is scanned
+        return []
+    return _walk_mapping(data, where, depth, seen, ".{}")
+
+
+def _config_attributes(value: Any) -> dict[str, Any]:
     import torch
 
     data: dict[str, Any] = {}
@@ -462,4 +471,4 @@ def _walk_object(value: Any, where: str, depth: int, seen: set[int]) -> list[Sec
             type(value).__module__ not in ("builtins", "torch") and \
             not isinstance(value, torch.nn.Module):
         data.update({str(k): v for k, v in attrs.items() if str(k) not in data})
-    return _walk_mapping(data, where, depth, seen, ".{}")
+    return data
