@@ -113,6 +113,7 @@ def test_one_row_sample_is_grown_to_distinct_rows_served_in_one_batch() -> None:
     assert result.passed, result.message
     assert step["status"] == "passed"
     assert step["data"]["batch_rows"] >= 2
+    assert min(step["data"]["batched_with"]) >= 2  # the server's X-Batched-With agrees
 
 
 class ThreeRowsFail(torch.nn.Module):

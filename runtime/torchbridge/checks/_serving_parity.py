@@ -221,6 +221,9 @@ def _judge(name: str, held: Held, mark: int, responses: list[Any], wanted: list[
            labels: list[str], tol: ParityTolerance, what: str) -> Step:
     failures = _compare_answers(responses, wanted, labels, tol)
     ran, raised = _batched_evidence(held.gate.since(mark))
+    shared = _batched_with(responses)
+    if shared and max(shared) < 2:
+        ran = 0  # the server says every answer came from a forward pass of its own
     if raised is not None and ran == 0:
         return Step(name, False, f"the batch of {len(responses)} {what} raised {raised}; the "
                                  "server re-ran each request alone, so the model does not "
@@ -234,8 +237,18 @@ def _judge(name: str, held: Held, mark: int, responses: list[Any], wanted: list[
                                         "alone, so no answer came from a batch"
                                         + (f" (it serves this model unbatched: {why})"
                                            if why else ""))
-    return Step(name, True, f"{len(responses)} {what} served in one batch of {ran} rows "
-                            "matched each request run alone", {"batch_rows": ran})
+    return Step(name, True, f"{len(responses)} {what} served batched (largest forward pass "
+                            f"{ran} rows) matched each request run alone",
+                {"batch_rows": ran, "batched_with": shared})
+
+
+def _batched_with(responses: list[Any]) -> list[int]:
+    """The server's ``X-Batched-With`` per answer (requests that shared its forward pass),
+    or ``[]`` when the server does not send the header."""
+    values = [r.headers.get("x-batched-with") for r in responses if r.status_code == 200]
+    if not values or any(v is None or not v.isdigit() for v in values):
+        return []
+    return [int(v) for v in values]
 
 
 def batched_parity(server: Any, gate: Gate, subject: Subject, model: Any, count: int,
