@@ -281,3 +281,9 @@ def test_builtin_types_named_as_values_are_safe(tmp_path: Path) -> None:
     optimizer.step()
     torch.save(optimizer, tmp_path / "optimizer.pt")  # a whole optimizer: defaultdict(dict)
     assert scan_file(tmp_path / "optimizer.pt").verdict is Verdict.CODE
+
+
+def test_an_alias_of_an_allowlisted_object_is_resolved_not_guessed() -> None:
+    # Followed statically in already-imported torch/numpy modules: the object it names.
+    assert classify(["torch.nn.Parameter"]) == ([], [])
+    assert classify(["torch._utils.os.system"])[0] == ["torch._utils.os.system"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -295,6 +296,35 @@ def is_trusted_class(qualified: str, extra_allowed: Iterable[str] = ()) -> bool:
     return False
 
 
+#: Packages whose already-imported modules may be looked into to resolve an alias.
+_ALIAS_ROOTS = frozenset({"torch", "numpy", "collections", "builtins", "copyreg", "_codecs",
+                          "argparse", "datetime", "decimal", "joblib"})
+
+
+def alias_of(qualified: str) -> str | None:
+    """The canonical ``module.qualname`` of the object a dotted name reaches, when it can be
+    found statically (``torch.nn.Parameter`` → ``torch.nn.parameter.Parameter``): only
+    in modules of :data:`_ALIAS_ROOTS` that are already imported, without dunder
+    attributes, through ``inspect.getattr_static`` (no ``__getattr__`` hooks, no
+    descriptors run). ``None`` when it cannot."""
+    parts = qualified.split(".")
+    if parts[0] not in _ALIAS_ROOTS or dunder_segment(qualified):
+        return None
+    for cut in range(len(parts) - 1, 0, -1):
+        obj: Any = sys.modules.get(".".join(parts[:cut]))
+        if obj is None:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = inspect.getattr_static(obj, attr)
+        except AttributeError:
+            return None
+        module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        return f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) \
+            else None
+    return None
+
+
 def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = (), *,
              torchscript: bool = True) -> tuple[list[str], list[str]]:
     """Split globals into (unsafe, code); safe ones are dropped. Sorted.
@@ -311,7 +341,7 @@ def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = (), *,
     unsafe, code = [], []
     for name in sorted(set(globals_)):
         if name in allowed or (torchscript and name.startswith("__torch__.")
-                               and not dunder_segment(name)):
+                               and not dunder_segment(name)) or alias_of(name) in allowed:
             continue
         if is_trusted_class(name, extra):
             code.append(name)
