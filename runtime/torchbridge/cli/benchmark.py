@@ -13,14 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torchbridge.cli.arguments import (
-    add_device_argument,
-    add_input_arguments,
-    add_model_arguments,
-    inputs_from_args,
-    load_from_args,
-    parse_args,
-)
+from torchbridge.cli import arguments as cli
 from torchbridge.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -47,9 +40,9 @@ def _batch_sizes(text: str) -> list[int]:
 def build_parser() -> Any:
     p = parser("tb-benchmark", "Measure per-call latency percentiles (with 95 % bounds on "
                                "p99) and throughput of a model at each batch size.")
-    add_model_arguments(p)
-    add_input_arguments(p, dims=False)
-    add_device_argument(p)
+    cli.add_model_arguments(p)
+    cli.add_input_arguments(p, dims=False)
+    cli.add_device_argument(p)
     p.add_argument("--batch-sizes", default=None,
                    help="comma list, e.g. 1,4,8,16,32 (default: the input's batch)")
     p.add_argument("--quick", action="store_true", help="a short run (~0.5 s per batch size)")
@@ -83,7 +76,7 @@ def _compare(args: Any, model: Any, inputs: Any, sizes: list[int] | None,
 
     from torchbridge.measure.ab import compare_models
 
-    other = load_from_args(argparse.Namespace(**{**vars(args), "model": args.compare_with,
+    other = cli.load_from_args(argparse.Namespace(**{**vars(args), "model": args.compare_with,
                                                  "weights": args.compare_weights}),
                            device=args.device)
     return compare_models(model, other.model, inputs, device=args.device,
@@ -134,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torchbridge.measure.bench import BenchmarkSettings, benchmark_model
     from torchbridge.units import parse_duration
 
-    args = parse_args(build_parser(), argv)
+    args = cli.parse_args(build_parser(), argv)
     sizes = _batch_sizes(args.batch_sizes) if args.batch_sizes else None
     if args.stress and not sizes:
         sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -143,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.latency_time = parse_duration(args.max_time, "--max-time")
     settings.host_filter = not args.keep_host_noise
     threshold = parse_threshold(args.regression_threshold)
-    loaded = load_from_args(args, device=args.device)
-    inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
+    loaded = cli.load_from_args(args, device=args.device)
+    inputs = cli.inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)
     err = Console(stderr=True)
     with Progress(console=err, transient=True, disable=args.json) as progress:

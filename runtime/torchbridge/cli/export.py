@@ -20,15 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from torchbridge.cli.arguments import (
-    add_device_argument,
-    add_input_arguments,
-    add_model_arguments,
-    inputs_from_args,
-    load_from_args,
-    parse_args,
-    spec_from_args,
-)
+from torchbridge.cli import arguments as cli
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.errors import ConfigError
 
@@ -37,8 +29,8 @@ FORMATS = ("onnx", "torchscript", "safetensors", "pt2")
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("tb-export", "Export a model and prove the artifact matches eager PyTorch.")
-    add_model_arguments(p)
-    add_input_arguments(p)
+    cli.add_model_arguments(p)
+    cli.add_input_arguments(p)
     p.add_argument("--format", default="onnx", choices=[*FORMATS, "all"],
                    help="artifact format, or all of them (default onnx)")
     p.add_argument("--validate", action=argparse.BooleanOptionalAction, default=True,
@@ -64,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="file stem of the artifacts (default: the model file's name, or the "
                         "factory's name without build_, e.g. clf for pkg.models:build_clf)")
-    add_device_argument(p)
+    cli.add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     return p
 
@@ -117,14 +109,14 @@ def make_subject(args: argparse.Namespace) -> tuple[Any, Any]:
     from torchbridge.core.subject import Subject
     from torchbridge.inputs import check_inputs_fit, describe_inputs
 
-    loaded = load_from_args(args, device=args.device)
+    loaded = cli.load_from_args(args, device=args.device)
     if loaded.source == "onnx":
         raise ConfigError(f"{args.model} is already ONNX; tb-export needs a PyTorch model "
                           "(.pt2, TorchScript, or package.module:factory)")
-    inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
+    inputs = cli.inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)
     check_inputs_fit(loaded.model, inputs, describe_inputs(inputs))
-    spec = spec_from_args(args, max_batch=args.max_batch)
+    spec = cli.spec_from_args(args, max_batch=args.max_batch)
     factory = _factory(args) if loaded.source == "factory" else None
     return Subject(loaded.model, inputs, device=args.device, spec=spec, factory=factory,
                    name=_stem(args)), loaded
@@ -143,7 +135,7 @@ def _factory(args: argparse.Namespace) -> Callable[[], Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
+    args = cli.parse_args(build_parser(), argv)
     options = _options(args)
     subject, loaded = make_subject(args)
     targets = _targets(args, subject.name)

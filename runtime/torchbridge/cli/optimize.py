@@ -17,15 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchbridge.cli.arguments import (
-    add_device_argument,
-    add_input_arguments,
-    add_model_arguments,
-    inputs_from_args,
-    load_from_args,
-    parse_args,
-    spec_from_args,
-)
+from torchbridge.cli import arguments as cli
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.errors import ConfigError
 
@@ -34,8 +26,8 @@ LEVELS = ("inference", "compile", "quantized", "production", "all")
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("tb-optimize", "Optimize a model and prove parity with the original.")
-    add_model_arguments(p)
-    add_input_arguments(p)
+    cli.add_model_arguments(p)
+    cli.add_input_arguments(p)
     p.add_argument("--level", choices=LEVELS, default="production",
                    help="inference | compile | quantized | production (the fastest level "
                         "that passes parity here; default) | all (report every level)")
@@ -52,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timing budget per level in seconds (default 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads while timing (default: torch's setting)")
-    add_device_argument(p)
+    cli.add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -61,17 +53,17 @@ def _subject(args: argparse.Namespace) -> Any:
     from torchbridge.core.subject import Subject
     from torchbridge.inputs import check_inputs_fit, describe_inputs
 
-    loaded = load_from_args(args, device=args.device)
+    loaded = cli.load_from_args(args, device=args.device)
     if not loaded.is_torch:
         raise ConfigError(f"{args.model} is {loaded.source}; tb-optimize needs a PyTorch model")
-    inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
+    inputs = cli.inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)
     check_inputs_fit(loaded.model, inputs, describe_inputs(inputs))
-    return Subject(loaded.model, inputs, device=args.device, spec=spec_from_args(args))
+    return Subject(loaded.model, inputs, device=args.device, spec=cli.spec_from_args(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
+    args = cli.parse_args(build_parser(), argv)
     from torchbridge.export.common import Tolerances
     from torchbridge.optimize import optimize, save_artifact
 

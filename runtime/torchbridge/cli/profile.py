@@ -12,14 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from torchbridge.cli.arguments import (
-    add_device_argument,
-    add_input_arguments,
-    add_model_arguments,
-    inputs_from_args,
-    load_from_args,
-    parse_args,
-)
+from torchbridge.cli import arguments as cli
 from torchbridge.cli.common import EXIT_OK, parser, print_json
 from torchbridge.errors import ConfigError
 
@@ -28,12 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     from torchbridge.measure.profiling import MODES
 
     p = parser("tb-profile", "Profile a model's forward pass with torch.profiler.")
-    add_model_arguments(p)
-    add_input_arguments(p, dims=False)
+    cli.add_model_arguments(p)
+    cli.add_input_arguments(p, dims=False)
     p.add_argument("--mode", choices=MODES, default="summary",
                    help="summary: time per operator; memory: allocations per operator; "
                         "detailed: per input shape, with stacks")
-    add_device_argument(p)
+    cli.add_device_argument(p)
     p.add_argument("--steps", type=int, default=5, help="profiled forward passes (default 5)")
     p.add_argument("--row-limit", type=int, default=20, help="operators shown (default 20)")
     p.add_argument("--trace", default=None, metavar="PATH",
@@ -47,11 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from torchbridge.measure.profiling import profile_model
 
-    args = parse_args(build_parser(), argv)
+    args = cli.parse_args(build_parser(), argv)
     if args.steps < 1:
         raise ConfigError("--steps must be >= 1")
-    loaded = load_from_args(args, device=args.device)
-    inputs = inputs_from_args(args, loaded.model, example=loaded.example_inputs,
+    loaded = cli.load_from_args(args, device=args.device)
+    inputs = cli.inputs_from_args(args, loaded.model, example=loaded.example_inputs,
                               device=args.device)
     console = Console(stderr=args.json)
     with console.status(f"profiling {args.steps} step(s) on {args.device}"):

@@ -19,20 +19,13 @@ import json
 import sys
 from collections.abc import Sequence
 
-from torchbridge.cli.arguments import (
-    DeprecatedAlias,
-    add_device_argument,
-    add_input_arguments,
-    add_model_arguments,
-    parse_args,
-    spec_from_args,
-)
+from torchbridge.cli import arguments as cli
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, parser
 from torchbridge.errors import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(_parser(), argv)
+    args = cli.parse_args(_parser(), argv)
     try:
         from torchbridge.inputs import named_shapes
         from torchbridge.serving import ServerConfig, run_server
@@ -61,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "give --api-keys-file (or $TB_API_KEYS), or pass --insecure-no-auth")
     names, shapes = named_shapes(args.input_shape or [])
     app = build_app(args.model, args.weights, config, input_shapes=shapes, input_names=names,
-                    input_dtypes=args.dtype or ["float32"], input_spec=spec_from_args(args),
+                    input_dtypes=args.dtype or ["float32"], input_spec=cli.spec_from_args(args),
                     allow_pickle=args.allow_pickle, allowed_globals=tuple(args.allow_global))
     if args.json:
         scheme = "https" if config.tls else "http"
@@ -82,14 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = parser("tb-serve", "Serve a PyTorch model over HTTP (FastAPI + uvicorn, dynamic "
                            "batching, Prometheus metrics, Open Inference Protocol v2).")
-    add_model_arguments(p)
-    add_input_arguments(p)
-    p.add_argument("--input-dtype", dest="dtype", action=DeprecatedAlias, new="--dtype",
+    cli.add_model_arguments(p)
+    cli.add_input_arguments(p)
+    p.add_argument("--input-dtype", dest="dtype", action=cli.DeprecatedAlias, new="--dtype",
                    help=argparse.SUPPRESS)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    add_device_argument(p)
+    cli.add_device_argument(p)
     p.add_argument("--max-batch-size", type=int, default=8)
     p.add_argument("--max-batch-delay-ms", type=float, default=2.0)
     p.add_argument("--max-queue-size", type=int, default=256)
