@@ -151,7 +151,7 @@ class ServingState:
         with its rows reversed): forward pass, every encoder; learn which outputs carry the
         batch and whether rows depend on their batch mates."""
         rows = self.config.max_batch_size
-        single = await self._warm_run(sample_arrays(self.sample, self.sig, 1))
+        single = await self._warm_run(sample_arrays(self.sample, self.sig, 1), prove=True)
         self.outputs = output_metadata(single)
         if rows == 1:
             return learn_layout(single, single, 1)
@@ -173,8 +173,13 @@ class ServingState:
         self.outputs = output_metadata(single, layout.batch)
         return layout
 
-    async def _warm_run(self, arrays: list[np.ndarray]) -> Any:
+    async def _warm_run(self, arrays: list[np.ndarray], prove: bool = False) -> Any:
+        """One forward pass of the warm-up; with ``prove``, also every response encoder on
+        its output (once is enough: encodability does not depend on the row count, and
+        a language model's logits are large)."""
         tree = await self.infer(arrays, time.monotonic() + 600.0, encode=None)
+        if not prove:
+            return tree
         try:
             check_finite(tree)
         except OutputInvalid as exc:
