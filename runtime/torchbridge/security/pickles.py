@@ -166,8 +166,7 @@ class _Reader:
         """Read ``n`` bytes, returning at most the first ``keep`` and discarding the rest."""
         head = self.read(min(n, keep))
         left = n - len(head)
-        if left and self.seekable:
-            self._count(left)
+        if left and self.seekable:  # skipped unread: not counted against the limit
             self.stream.seek(left, 1)
             return head
         while left > 0:
