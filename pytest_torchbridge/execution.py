@@ -14,6 +14,10 @@ from pytest_torchbridge.expansion import CheckCase
 from pytest_torchbridge.settings import Settings, settings
 
 RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+#: The JUnit property that marks an item skipped because this machine lacks hardware it
+#: needs (``tb.requires``, or a check's ``HardwareSkipped``); it travels with the report to
+#: the xdist controller, where ``--tb-fail-on-skip`` counts it.
+HARDWARE_SKIP = ("tb.skip", "hardware")
 
 
 def optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
@@ -80,6 +84,8 @@ def record(item: pytest.Item, result: Any) -> None:
     item.user_properties.append(("tb.check", result.check))
     item.user_properties.append(("tb.device", result.device))
     item.user_properties.append(("tb.status", result.status.value))
+    if result.hardware_skip:
+        item.user_properties.append(HARDWARE_SKIP)
     for name, metric in result.metrics.items():
         item.user_properties.append((f"tb.{result.check}.{name}", metric.value))
     for name, metric in result.budgets.items():

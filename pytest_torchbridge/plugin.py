@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_torchbridge import base_ref, devices, expansion, options, results
+from pytest_torchbridge.execution import HARDWARE_SKIP
 from pytest_torchbridge.markers import CASE_FIXTURE, mark_lines
 from pytest_torchbridge.results import pytest_runtest_makereport
 from pytest_torchbridge.settings import settings
@@ -71,6 +72,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     device = case.device if case is not None else devices.session_devices(item.config)[0]
     reason = unmet(mark.kwargs, devices.runtime_device(item.config, device))
     if reason:
+        item.user_properties.append(HARDWARE_SKIP)
         pytest.skip(f"tb.requires: {reason}")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_torchbridge.execution import RESULTS_KEY
+from pytest_torchbridge.execution import HARDWARE_SKIP, RESULTS_KEY
 from pytest_torchbridge.settings import settings
 
 COLLECTED_KEY = pytest.StashKey[list[dict[str, Any]]]()
@@ -30,11 +30,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 
 
 def gather(config: pytest.Config, report: pytest.TestReport) -> None:
-    """Controller side: keep every result, and remember TorchBridge skips."""
+    """Controller side: keep every result, and remember hardware skips."""
     collected = config.stash.setdefault(COLLECTED_KEY, [])
     for result in getattr(report, "tb_results", None) or []:
         collected.append({**result, "test_id": report.nodeid})
-    if report.skipped and is_tb_skip(report):
+    if report.skipped and HARDWARE_SKIP in report.user_properties:
         config.stash.setdefault(SKIPS_KEY, []).append(report.nodeid)
 
 
@@ -48,12 +48,6 @@ class Gatherer:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" or (report.when == "setup" and report.skipped):
             gather(self.config, report)
-
-
-def is_tb_skip(report: pytest.TestReport) -> bool:
-    longrepr = report.longrepr
-    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-    return "tb.requires:" in reason or bool(getattr(report, "tb_results", None))
 
 
 def collected(config: pytest.Config) -> list[dict[str, Any]]:

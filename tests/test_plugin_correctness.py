@@ -103,6 +103,30 @@ def test_fail_on_skip_turns_a_hardware_skip_into_a_failed_session(suite: pytest.
     strict.stdout.fnmatch_lines(["*skipped for hardware reasons*--tb-fail-on-skip*"])
 
 
+def test_fail_on_skip_counts_hardware_skips_by_their_marker_not_their_text(
+        suite: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("two GPUs here: multi_gpu runs instead of skipping")
+    suite.makepyfile("""
+        import pytest
+        import pytest_torchbridge as tb
+
+        @tb.multi_gpu
+        def test_replicas(model):
+            pass
+
+        def test_plain_skip():
+            pytest.skip("tb.requires: a plain skip that only reads like a hardware one")
+    """)
+    strict = suite.runpytest("-q", "--tb-fail-on-skip", "--junitxml=out.xml")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*1 item(s) skipped for hardware reasons*"])
+    xml = (suite.path / "out.xml").read_text()
+    assert properties(xml, "test_replicas[tb-multi-gpu]")["tb.skip"] == "hardware"
+
+
 def test_a_check_that_raises_errors_its_item_with_traceback_and_the_session_goes_on(
         suite: pytest.Pytester) -> None:
     suite.makepyfile("""

@@ -21,3 +21,9 @@ class ModelLoadError(TorchBridgeError):
 
 class CheckSkipped(TorchBridgeError):
     """Raised inside a check when it cannot run here; becomes a skipped result with the reason."""
+
+
+class HardwareSkipped(CheckSkipped):
+    """A check cannot run because this machine lacks hardware it needs (an accelerator, a
+    second GPU, NVML). The result is marked ``hardware_skip``, which ``--tb-fail-on-skip``
+    turns into a failed session: a CI job on the wrong runner must not go green."""

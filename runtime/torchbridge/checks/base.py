@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
-from torchbridge.errors import CheckSkipped, ConfigError
+from torchbridge.errors import CheckSkipped, ConfigError, HardwareSkipped
 from torchbridge.measure.ab import PairedBaseline
 from torchbridge.measure.baseline import BaselineSettings
 
@@ -116,7 +116,8 @@ def execute(check: Check[Any], subject: Subject, config: CheckConfig,
     try:
         result = check.run(subject, config, context)
     except CheckSkipped as exc:
-        result = CheckResult(check.name, Status.SKIPPED, str(exc), subject.device)
+        result = CheckResult(check.name, Status.SKIPPED, str(exc), subject.device,
+                             hardware_skip=isinstance(exc, HardwareSkipped))
     except Exception as exc:  # a broken check or model must not crash the session
         result = CheckResult(check.name, Status.ERROR, f"{type(exc).__name__}: {exc}",
                              subject.device, details={"traceback": traceback.format_exc()})

@@ -14,7 +14,7 @@ from torchbridge.checks.registry import register
 from torchbridge.core.compare import compare_outputs
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject, call_model, to_device
-from torchbridge.errors import CheckSkipped
+from torchbridge.errors import HardwareSkipped
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class CpuFallbackCheck(Check[CpuFallbackConfig]):
     def run(self, subject: Subject, config: CpuFallbackConfig, context: RunContext
             ) -> CheckResult:
         if not _tolerances.is_accelerator(subject.device):
-            raise CheckSkipped("the check runs on the CPU already; cpu_fallback compares an "
+            raise HardwareSkipped("the check runs on the CPU already; cpu_fallback compares an "
                                "accelerator with the CPU (run with --tb-hardware=cuda)")
         model, _ = subject.placed()
         on_device = subject.run(model=model)

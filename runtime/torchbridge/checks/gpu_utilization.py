@@ -16,7 +16,7 @@ from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
-from torchbridge.errors import CheckSkipped, ConfigError
+from torchbridge.errors import CheckSkipped, ConfigError, HardwareSkipped
 from torchbridge.measure.runner import ModelRejected, bind, positive_int
 from torchbridge.units import parse_duration
 
@@ -51,7 +51,10 @@ class GpuUtilizationCheck(Check[GpuUtilizationConfig]):
         from torchbridge.measure.gpu import UtilizationSampler, nvml_unavailable
         from torchbridge.measure.throughput import measure_batch
 
-        reason = nvml_unavailable(subject.device)
+        if subject.device.split(":")[0] != "cuda":
+            raise HardwareSkipped(f"GPU utilisation needs a CUDA device; this run uses "
+                                  f"{subject.device}")
+        reason = nvml_unavailable(subject.device)  # the NVML package or driver
         if reason:
             raise CheckSkipped(reason)
         result = CheckResult(self.name, Status.PASSED, "", subject.device)

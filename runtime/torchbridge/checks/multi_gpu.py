@@ -14,7 +14,7 @@ from torchbridge.checks.registry import register
 from torchbridge.core.compare import OutputComparison, compare_outputs
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject, call_model, to_device
-from torchbridge.errors import CheckSkipped
+from torchbridge.errors import HardwareSkipped
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class MultiGpuCheck(Check[MultiGpuConfig]):
             ) -> CheckResult:
         count = visible_gpus()
         if count < 2:
-            raise CheckSkipped(f"needs 2 GPUs, found {count}")
+            raise HardwareSkipped(f"needs 2 GPUs, found {count}")
         source = subject.model
         outputs = {}
         for index in range(count):

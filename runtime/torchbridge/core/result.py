@@ -59,6 +59,9 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     test_id: str = ""
+    #: skipped because this machine lacks hardware the check needs (not for a missing
+    #: package or an option): what ``--tb-fail-on-skip`` fails on
+    hardware_skip: bool = False
 
     @property
     def passed(self) -> bool:
@@ -97,6 +100,7 @@ class CheckResult:
             details=dict(_mapping(data.get("details"))),
             duration_s=_number(data.get("duration_s")) or 0.0,
             test_id=str(data.get("test_id") or data.get("nodeid") or ""),
+            hardware_skip=data.get("hardware_skip") is True,
         )
 
 
