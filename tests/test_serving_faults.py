@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 from serving_models import (
     FEATURES,
     POISON,
@@ -176,6 +177,21 @@ def test_generate_refuses_token_ids_beyond_the_vocabulary_with_422() -> None:
         response = live.client.post("/generate", json={"input_ids": [1, 2],
                                                        "eos_token_id": 10**30})
     assert response.status_code == 422 and "eos_token_id" in response.json()["error"]
+
+
+class _NoVocabulary(TinyGenerator):
+    """A generator that does not say its vocabulary (no attribute, no embedding)."""
+
+    vocab_size = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        torch.nn.Module.__init__(self)
+
+
+def test_generate_refuses_token_ids_beyond_int64_when_the_vocabulary_is_unknown() -> None:
+    with LiveServer(_NoVocabulary(), None, ServerConfig()) as live:
+        response = live.client.post("/generate", json={"input_ids": [1, 10**30]})
+    assert response.status_code == 422 and "input_ids" in response.json()["error"]
 
 
 def test_generate_past_the_models_positions_is_422() -> None:

@@ -44,12 +44,13 @@ class GenerateRequest:
             raise ApiError(422, "input_ids must be a non-empty list of token ids, or a list "
                                 "of such lists of equal length")
         vocab = vocab_size(state.model)
-        bound = f"[0, {vocab})" if vocab is not None else ">= 0"
+        limit = vocab if vocab is not None else _INT64_MAX + 1
+        bound = f"[0, {limit})"
         rows = [[_integer(t, f"input_ids must be integers in {bound}") for t in row]
                 for row in rows]
         for row in rows:
             for token in row:
-                if token < 0 or (vocab is not None and token >= vocab):
+                if token < 0 or token >= limit:
                     raise ApiError(422, f"input_ids must be integers in {bound}")
         if len(rows) > state.config.max_batch_size:
             raise ApiError(422, f"at most {state.config.max_batch_size} prompts per request")
