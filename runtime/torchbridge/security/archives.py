@@ -24,6 +24,7 @@ import functools
 import os
 import re
 import shutil
+import struct
 import tarfile
 import tempfile
 import zipfile
@@ -302,6 +303,10 @@ class _Walk:
         except LimitExceeded as exc:
             self.result.invalid.append(f"{location}: {exc}; not fully scanned")
             return
+        except Exception as exc:  # the walker's own defect: refuse, keep scanning the rest
+            self.result.invalid.append(f"{location}: pickle could not be walked "
+                                       f"({type(exc).__name__}: {str(exc)[:160]})")
+            return
         self.result.pickles += found.pickles
         for name in found.globals:
             self.result.add_global(name, location)
@@ -391,7 +396,8 @@ class _Walk:
         """Every member of a zip archive, checked against the limits before decoding."""
         try:
             archive = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                struct.error) as exc:
             self.result.invalid.append(f"{location}: unreadable zip archive ({exc})")
             return
         with archive:
@@ -466,9 +472,11 @@ class _Walk:
         try:
             self.member(lambda: archive.open(info), info.file_size, info.filename, location,
                         depth, storage=storage, force_pickle=forced)
-        except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError,
-                ValueError) as exc:
-            # RuntimeError: encrypted member; NotImplementedError: unknown compression.
+        except LimitExceeded:
+            raise
+        except Exception as exc:
+            # BadZipFile (bad CRC, names that differ), zlib.error (corrupt data),
+            # RuntimeError (encrypted), NotImplementedError (unknown compression) ...
             self.result.invalid.append(f"{location}: cannot be read "
                                        f"({type(exc).__name__}: {str(exc)[:200]})")
 
@@ -492,7 +500,9 @@ class _Walk:
                 try:
                     self.member(functools.partial(_extract, archive, info), info.size,
                                 info.name, where, depth, storage=False)
-                except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                except LimitExceeded:
+                    raise
+                except Exception as exc:  # TarError, truncated data, corrupt streams ...
                     self.result.invalid.append(f"{where}: cannot be read "
                                                f"({type(exc).__name__}: {str(exc)[:200]})")
         if top:

@@ -226,7 +226,7 @@ def is_zip(stream: IO[bytes]) -> bool:
     an end-of-central-directory record near the end). Leaves the position at 0."""
     try:
         return zipfile.is_zipfile(stream)
-    except (OSError, ValueError):
+    except Exception:  # BadZipFile (multi-disk), struct.error ...: not one zipfile reads
         return False
     finally:
         stream.seek(0)
