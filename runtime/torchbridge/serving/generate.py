@@ -61,10 +61,11 @@ class GenerateRequest:
         eos = body.get("eos_token_id")
         self.eos_token_id = None if eos is None else \
             _int(eos, "eos_token_id", 0, vocab - 1 if vocab is not None else _INT64_MAX)
-        limit = max_positions(state.model)
-        if limit is not None and len(rows[0]) + self.max_new_tokens > limit:
+        positions = max_positions(state.model)
+        if positions is not None and len(rows[0]) + self.max_new_tokens > positions:
             raise ApiError(422, f"prompt of {len(rows[0])} tokens + max_new_tokens "
-                                f"{self.max_new_tokens} exceeds the model's {limit} positions")
+                                f"{self.max_new_tokens} exceeds the model's {positions} "
+                                "positions")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(422, "stream must be true or false")
