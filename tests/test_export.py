@@ -215,6 +215,16 @@ def test_traced_value_branch_fails_naming_the_line_although_the_sample_matches(
         export_model(subject, "torchscript", tmp_path / "m.ts.pt")
 
 
+def test_legacy_onnx_trace_of_a_value_branch_fails_on_fresh_inputs(tmp_path: Path) -> None:
+    subject = Subject(seeded(ScaleIfRaw), torch.randn(4, 3) * 10)
+    report = export_model(subject, "onnx", tmp_path / "m.onnx",
+                          ExportOptions(exporter="legacy"))
+    assert not report.ok
+    assert [v.label for v in report.validations if not v.ok] == [
+        "fresh: uniform noise in [0, 1)"]
+    assert "`if x.max() > 1:`" in report.details["unsound_trace_lines"][0]
+
+
 def test_fresh_inputs_catch_the_value_branch_when_tracer_warnings_are_allowed(
         tmp_path: Path) -> None:
     subject = Subject(seeded(ScaleIfRaw), torch.randn(4, 3) * 10)

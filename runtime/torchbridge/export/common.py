@@ -308,6 +308,51 @@ def condensed(text: str, limit: int = 800) -> str:
     return flat[:limit] + (" ..." if len(flat) > limit else "")
 
 
+#: What the tracer says when a Python value computed from a tensor was baked in.
+UNSOUND_TRACE = "might cause the trace to be incorrect"
+
+
+def unsound_trace_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """``file:line `source` (warning)`` for each tracer warning that the trace may be
+    incorrect, one per source line, in the order the tracer met them."""
+    import linecache
+
+    found: dict[tuple[str, int], str] = {}
+    for record in caught:
+        text = str(record.message)
+        if UNSOUND_TRACE not in text or (record.filename, record.lineno) in found:
+            continue
+        source = linecache.getline(record.filename, record.lineno).strip()
+        found[(record.filename, record.lineno)] = (
+            f"{_shown(record.filename)}:{record.lineno}" + (f" `{source}`" if source else "")
+            + f" ({condensed(text.split('.')[0], 120)})")
+    return list(found.values())
+
+
+def refuse_unsound_trace(caught: Sequence[warnings.WarningMessage], options: ExportOptions,
+                         instead: str) -> list[str]:
+    """The source lines where a tracing exporter froze a tensor-derived Python value;
+    raises :class:`ExportFailed` naming them unless ``options.allow_tracer_warnings``
+    (``instead``: what to use instead, for the message)."""
+    unsound = unsound_trace_lines(caught)
+    if unsound and not options.allow_tracer_warnings:
+        more = " ..." if len(unsound) > 3 else ""
+        raise ExportFailed(
+            f"the trace may be incorrect: a value computed from a tensor was frozen into it "
+            f"at {'; '.join(unsound[:3])}{more}; the traced graph takes the sample's path "
+            f"for every input. {instead[0].upper()}{instead[1:]}, or pass "
+            "allow_tracer_warnings=True if the value never changes")
+    return unsound
+
+
+def _shown(filename: str) -> str:
+    """The file relative to the working directory when it lies below it."""
+    try:
+        return str(Path(filename).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return filename
+
+
 @contextmanager
 def quiet() -> Iterator[list[warnings.WarningMessage]]:
     """Record every warning raised inside instead of emitting it, so suites running with

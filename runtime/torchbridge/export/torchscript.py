@@ -13,7 +13,6 @@ falls on the other side.
 
 from __future__ import annotations
 
-import linecache
 import time
 import warnings
 from pathlib import Path
@@ -31,37 +30,13 @@ from torchbridge.export.common import (
     condensed,
     export_subject,
     quiet,
+    refuse_unsound_trace,
     validate_graph,
     warning_texts,
 )
 from torchbridge.inputs import SIGNATURE_FILE, input_signature
 
 METHODS = ("trace", "script")
-#: What the tracer says when a Python value computed from a tensor was baked in.
-UNSOUND_TRACE = "might cause the trace to be incorrect"
-
-
-def unsound_trace_lines(caught: list[warnings.WarningMessage]) -> list[str]:
-    """``file:line `source` (warning)`` for each tracer warning that the trace may be
-    incorrect, one per source line, in the order the tracer met them."""
-    found: dict[tuple[str, int], str] = {}
-    for record in caught:
-        text = str(record.message)
-        if UNSOUND_TRACE not in text or (record.filename, record.lineno) in found:
-            continue
-        source = linecache.getline(record.filename, record.lineno).strip()
-        found[(record.filename, record.lineno)] = (
-            f"{_shown(record.filename)}:{record.lineno}" + (f" `{source}`" if source else "")
-            + f" ({condensed(text.split('.')[0], 120)})")
-    return list(found.values())
-
-
-def _shown(filename: str) -> str:
-    """The file relative to the working directory when it lies below it."""
-    try:
-        return str(Path(filename).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return filename
 
 
 def save_torchscript(module: Any, path: Path, inputs: Any) -> None:
@@ -100,13 +75,7 @@ def export_torchscript(subject: Subject, path: Path, options: ExportOptions) -> 
     start = time.perf_counter()
     with quiet() as caught:
         module = to_torchscript(model, base, options.method)
-    unsound = unsound_trace_lines(caught)
-    if unsound and not options.allow_tracer_warnings:
-        raise ExportFailed(
-            f"the trace may be incorrect: a value computed from a tensor was frozen into it "
-            f"at {'; '.join(unsound[:3])}{' ...' if len(unsound) > 3 else ''}; the traced "
-            "module takes the sample's path for every input. Use method='script' or the "
-            "pt2 format, or pass allow_tracer_warnings=True if the value never changes")
+    unsound = refuse_unsound_trace(caught, options, "use method='script' or the pt2 format")
     with quiet() as saving:
         save_torchscript(module, path, base.inputs)
     caught += saving
