@@ -237,3 +237,26 @@ def test_zip_comment_is_searched_for_secrets(tmp_path: Path) -> None:
         archive.comment = f"uploaded with {token}".encode()
     verdict = scan_file(path)
     assert verdict.verdict is Verdict.SECRETS and token[4:] not in json.dumps(verdict.to_dict())
+
+
+def test_mutated_corpus_files_always_get_a_verdict_without_scanner_defects(
+        built: BUILT, tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(12)
+    picks = ["tar_gz_holding_pickle", "npz_object_array", "zip_member_payload_p_protocol0",
+             "safetensors_with_zip_appended", "legacy_torch_tar", "pickle_xz",
+             "utf16_text_member_secret", "npz_numeric", "safetensors_with_metadata",
+             "joblib_zlib_compressed"]
+    for name in picks:
+        data = built[name][1].read_bytes()
+        for trial in range(12):
+            buffer = bytearray(data if trial % 3 else data[: rng.randint(1, len(data))])
+            for _ in range(rng.randint(1, 6)):
+                buffer[rng.randrange(len(buffer))] = rng.randrange(256)
+            path = tmp_path / f"{name}-{trial}{built[name][1].suffix}"
+            path.write_bytes(bytes(buffer))
+            verdict = scan_file(path)
+            assert verdict.verdict in set(Verdict)
+            assert not any("could not be scanned" in r for r in verdict.reasons), \
+                (name, trial, verdict.reasons)
