@@ -16,21 +16,23 @@ in ``test_classifier[body]``. Importing this module imports neither torch nor th
 
 from __future__ import annotations
 
-from pytest_torchbridge.markers import CheckMarker, requires
+from pytest_torchbridge.markers import BUILTIN_CHECKS, CheckMarker, requires
 
-forward = CheckMarker("forward")
-determinism = CheckMarker("determinism")
-accuracy = CheckMarker("accuracy")
-edge_cases = CheckMarker("edge_cases")
-cpu_fallback = CheckMarker("cpu_fallback")
-multi_gpu = CheckMarker("multi_gpu")
-latency = CheckMarker("latency")
-throughput = CheckMarker("throughput")
-memory = CheckMarker("memory")
-gpu_utilization = CheckMarker("gpu_utilization")
-export = CheckMarker("export")
-serving = CheckMarker("serving")
-security = CheckMarker("security")
+#: one decorator per built-in check (``tb.latency``), made from the one list of their names
+_MARKERS = {name: CheckMarker(name) for name in BUILTIN_CHECKS}
+
+
+def __getattr__(name: str) -> CheckMarker:
+    """``tb.<check>`` for every built-in check: ``tb.determinism``, ``tb.latency``, ..."""
+    try:
+        return _MARKERS[name]
+    except KeyError:
+        raise AttributeError(f"module 'pytest_torchbridge' has no attribute {name!r}; "
+                             f"checks: {', '.join(BUILTIN_CHECKS)}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *BUILTIN_CHECKS])
 
 
 def check(name: str) -> CheckMarker:
@@ -38,8 +40,4 @@ def check(name: str) -> CheckMarker:
     return CheckMarker(name)
 
 
-__all__ = [
-    "accuracy", "check", "cpu_fallback", "determinism", "edge_cases", "export", "forward",
-    "gpu_utilization", "latency", "memory", "multi_gpu", "requires", "security", "serving",
-    "throughput",
-]
+__all__ = ["check", "requires", *BUILTIN_CHECKS]

@@ -19,7 +19,10 @@ CHECK_MARK = "torchbridge"
 #: the fixture that collection parametrizes with one case per check (plus the body).
 CASE_FIXTURE = "tb_check_case"
 
-#: checks shipped with TorchBridge; each has a ``tb.<name>`` decorator and a ``tb_<name>`` mark.
+#: The one list of checks shipped with TorchBridge: each has a ``tb.<name>`` decorator and a
+#: ``tb_<name>`` mark, and ``torchbridge.checks`` has a module registering it (a test keeps
+#: the registry and this list equal). Kept here because the plugin must name them without
+#: importing the runtime.
 BUILTIN_CHECKS = (
     "forward", "determinism", "accuracy", "edge_cases", "cpu_fallback", "multi_gpu",
     "latency", "throughput", "memory", "gpu_utilization",

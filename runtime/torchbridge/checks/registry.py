@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from torchbridge.checks.base import Check, CheckConfig
 from torchbridge.errors import ConfigError
 
-_CORE_MODULES = {"base", "compare", "registry", "result", "subject"}
+#: modules of this package that hold no check
+_NOT_CHECKS = {"base", "registry"}
 _CHECKS: dict[str, type[Check[Any]]] = {}
 _loaded = False
 
@@ -39,7 +40,7 @@ def _load_builtin() -> None:
     import torchbridge.checks as package
 
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in _CORE_MODULES and not info.name.startswith("_"):
+        if info.name not in _NOT_CHECKS and not info.name.startswith("_"):
             importlib.import_module(f"torchbridge.checks.{info.name}")
     for ep in entry_points(group="torchbridge.checks"):
         ep.load()
@@ -49,6 +50,13 @@ def names() -> list[str]:
     """Names of every registered check, sorted."""
     _load_builtin()
     return sorted(_CHECKS)
+
+
+def builtin_names() -> list[str]:
+    """Names of the checks TorchBridge ships (those defined in this package), sorted."""
+    _load_builtin()
+    return sorted(name for name, cls in _CHECKS.items()
+                  if cls.__module__.startswith(f"{__package__}."))
 
 
 def get(name: str) -> Check[Any]:

@@ -1,0 +1,16 @@
+"""The one list of built-in checks: the plugin's decorators and the runtime's registry."""
+
+from __future__ import annotations
+
+import pytest_torchbridge as tb
+from pytest_torchbridge.markers import BUILTIN_CHECKS
+from torchbridge.checks import registry
+
+
+def test_the_plugin_names_exactly_the_checks_the_registry_ships() -> None:
+    assert sorted(BUILTIN_CHECKS) == registry.builtin_names()
+
+
+def test_every_built_in_check_has_its_decorator() -> None:
+    assert [getattr(tb, name).check for name in BUILTIN_CHECKS] == list(BUILTIN_CHECKS)
+    assert set(BUILTIN_CHECKS) <= set(tb.__all__) and set(BUILTIN_CHECKS) <= set(dir(tb))
