@@ -124,8 +124,11 @@ class ExportReport:
             return f"{self.format}: exported, not validated (validation switched off)"
         if bad:
             first = bad[0]
+            frozen = self.details.get("unsound_trace_lines") or []
+            why = (f"; the tracer warned the trace may be incorrect at {'; '.join(frozen[:3])}"
+                   if frozen else "")
             return (f"{self.format}: {len(bad)}/{len(self.validations)} validation runs "
-                    f"failed; {first.label} {_sizes(first.sizes)}: {first.message}")
+                    f"failed; {first.label} {_sizes(first.sizes)}: {first.message}{why}")
         runs = ", ".join(f"{v.label} {_sizes(v.sizes)}" for v in self.validations)
         silent = list(dict.fromkeys(p for v in self.validations for p in v.no_signal))
         warning = (f"; warning: no signal in {', '.join(silent[:3])} (eager outputs all "
