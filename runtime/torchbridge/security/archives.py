@@ -51,7 +51,6 @@ from torchbridge.security.safetensors_header import (
 from torchbridge.security.secrets import (
     decode_text,
     name_findings,
-    safe_name,
     scan_safetensors_header,
 )
 from torchbridge.security.verdict import SecretFinding
@@ -124,13 +123,6 @@ def archive_format(names: list[str]) -> str:
     if names and all(n.endswith(".npy") for n in names):
         return "npz"
     return "zip"
-
-
-def member_label(name: str) -> str:
-    """An archive member's name for a location; ``<redacted name, N chars>`` when the
-    name itself holds a secret."""
-    shown = safe_name(name, width=200)
-    return shown if shown.startswith("<") else name
 
 
 def _named(name: str, location: str, walk: _Walk) -> str:
