@@ -324,3 +324,22 @@ def test_ttft_budget_gates_the_token_latency_sub_check() -> None:
     assert not result.passed
     assert re.search(r"token_latency: TTFT p99 .+ > budget 1 ns \(2 streamed requests",
                      result.message)
+
+
+class NeedsTwoTokens(MaskedMean):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] < 2:
+            raise ValueError("needs two tokens")
+        return super().forward(input_ids, attention_mask)
+
+
+def test_padded_row_whose_eager_reference_raises_is_named() -> None:
+    ids = torch.tensor([[3, 5, 7, 9, 11, 13]])
+    subject = Subject(NeedsTwoTokens().eval(),
+                      {"input_ids": ids, "attention_mask": ids * 0 + 1},
+                      spec={"dims": {"seq": {"input": ["input_ids", "attention_mask"],
+                                             "axis": 1, "min": 1, "max": 16}}})
+    result = run("serving", subject, auth=False, overload=False)
+    assert not result.passed
+    assert ("padded_parity: row 0 (seq=1): the eager reference raised ValueError: needs two "
+            "tokens") in result.message

@@ -202,10 +202,29 @@ def _batched_evidence(passes: list[Pass]) -> tuple[int, str | None]:
     return ran, raised
 
 
+@dataclass(frozen=True)
+class _Raised:
+    """Eager PyTorch raised on a request's inputs (the reference is missing)."""
+
+    error: str
+
+
+def _reference(subject: Subject, model: Any, inputs: Inputs) -> Any:
+    """The eager answer for ``inputs`` in the server's form, or :class:`_Raised`."""
+    try:
+        return on_cpu(subject.run(inputs, model=model))
+    except Exception as exc:  # named per row by the comparison, not a crash of the step
+        return _Raised(f"{type(exc).__name__}: {exc}")
+
+
 def _compare_answers(responses: list[Any], wanted: list[Any], labels: list[str],
                      tol: ParityTolerance) -> list[str]:
     failures = []
     for response, want, label in zip(responses, wanted, labels, strict=True):
+        if isinstance(want, _Raised):
+            failures.append(f"{label}: the eager reference raised {want.error}, so the answer "
+                            "could not be compared")
+            continue
         if response.status_code != 200:
             failures.append(f"{label}: /predict answered {response.status_code}: "
                             f"{response.text[:200]}")
@@ -263,7 +282,7 @@ def batched_parity(server: Any, gate: Gate, subject: Subject, model: Any, count:
     grown = dataclasses.replace(subject, inputs=distinct_rows(subject.inputs, subject.spec,
                                                                count))
     rows = [grown.row(i) for i in range(count)]
-    wanted = [on_cpu(subject.run(row, model=model)) for row in rows]
+    wanted = [_reference(subject, model, row) for row in rows]
     held = Held(server, gate)
     mark = len(gate.passes)
     responses = held.send([body(row) for row in rows], blocker=body(rows[0]))
@@ -328,7 +347,7 @@ def padded_parity(server: Any, gate: Gate, subject: Subject, model: Any,
     grown = distinct_rows(subject.inputs, subject.spec, len(lengths))
     rows = dataclasses.replace(subject, inputs=grown)
     requests = [_resized(rows.row(i), axes, n) for i, n in enumerate(lengths)]
-    wanted = [on_cpu(subject.run(r, model=model)) for r in requests]
+    wanted = [_reference(subject, model, r) for r in requests]
     held = Held(server, gate)
     mark = len(gate.passes)
     responses = held.send([body(r) for r in requests], blocker=body(requests[-1]))
