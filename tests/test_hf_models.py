@@ -132,6 +132,13 @@ def test_graph_export_of_an_output_holding_a_cache_fails_with_the_use_cache_hint
     assert "use_cache = False" in result.message
 
 
+@pytest.mark.parametrize("name", ["bert", "gpt2"])
+def test_serving_check_passes_on_text_models_with_dict_inputs(name: str) -> None:
+    result = run("serving", subject(name))
+    assert result.status is Status.PASSED, result.message
+    assert "predict_parity" in result.message and "batched_parity" in result.message
+
+
 def test_server_accepts_every_seq_input_at_a_length_the_sample_did_not_have() -> None:
     import httpx
 
