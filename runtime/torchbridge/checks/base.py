@@ -22,13 +22,22 @@ from torchbridge.measure.baseline import BaselineSettings
 class CheckConfig:
     """Base of every check's configuration.
 
-    Subclasses are frozen dataclasses whose ``__post_init__`` turns raw marker values
-    (``"5ms"``, ``{"cuda": "8ms"}``) into checked values and raises :class:`ConfigError`
-    on anything impossible. ``positional`` names the fields that positional marker
-    arguments fill, e.g. ``("format",)`` for ``@tb.export("onnx")``.
+    Subclasses are frozen dataclasses whose fields name their parser with
+    :func:`~torchbridge.checks.options.option`: ``__post_init__`` turns each raw marker
+    value (``"5ms"``, ``{"cuda": "8ms"}``) into the typed value the field's annotation
+    names, and raises :class:`ConfigError` on anything impossible. A subclass checking one
+    field against another extends ``__post_init__`` (calling this one first).
+    ``positional`` names the fields that positional marker arguments fill, e.g.
+    ``("format",)`` for ``@tb.export("onnx")``.
     """
 
     positional: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            parse = spec.metadata.get("parse")
+            if parse is not None:  # frozen: the one place a parsed value is stored
+                object.__setattr__(self, spec.name, parse(getattr(self, spec.name), spec.name))
 
     @classmethod
     def from_args(cls, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None

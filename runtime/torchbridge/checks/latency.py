@@ -18,12 +18,13 @@ from typing import Any
 
 from torchbridge.checks._latency_sizing import Sizing, inconclusive_reason, size
 from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.options import flag, fraction, positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.measure import ab
 from torchbridge.measure.baseline import apply_baseline, sized_stop
-from torchbridge.measure.runner import ModelRejected, bind, flag, fraction, positive_int
+from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, format_duration, parse_duration
 
 GATED: tuple[str, ...] = ("p50", "p90", "p95", "p99")

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.options import positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
-from torchbridge.measure.runner import ModelRejected, bind, positive_int
+from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, format_bytes, parse_bytes
 
 

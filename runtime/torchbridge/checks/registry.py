@@ -16,7 +16,7 @@ from torchbridge.checks.base import Check, CheckConfig
 from torchbridge.errors import ConfigError
 
 #: modules of this package that hold no check
-_NOT_CHECKS = {"base", "registry"}
+_NOT_CHECKS = {"base", "options", "registry"}
 _CHECKS: dict[str, type[Check[Any]]] = {}
 _loaded = False
 

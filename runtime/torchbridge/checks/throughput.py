@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.options import positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 from torchbridge.measure import ab
 from torchbridge.measure.baseline import apply_baseline
-from torchbridge.measure.runner import ModelRejected, bind, positive_int
+from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, parse_duration, parse_rate
 
 

@@ -61,27 +61,3 @@ def bind(subject: Subject, batch_size: int | None = None) -> BoundCall:
         raise ModelRejected(f"the model rejects {what}: {type(exc).__name__}: {first}") \
             from exc
     return BoundCall(fn, model, inputs, size)
-
-
-def positive_int(value: object, what: str, allow_none: bool = True) -> int | None:
-    """Validate a marker argument that must be a whole number >= 1."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{what} must be a whole number >= 1, got {value!r}")
-    return value
-
-
-def fraction(value: object, what: str, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not low < float(value) < high:
-        raise ConfigError(f"{what} must be a number strictly between {low:g} and {high:g}, "
-                          f"got {value!r}")
-    return float(value)
-
-
-def flag(value: object, what: str) -> bool:
-    """Validate a marker argument that must be ``True`` or ``False``."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{what} must be True or False, got {value!r}")
-    return value
