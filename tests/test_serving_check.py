@@ -343,3 +343,12 @@ def test_padded_row_whose_eager_reference_raises_is_named() -> None:
     assert not result.passed
     assert ("padded_parity: row 0 (seq=1): the eager reference raised ValueError: needs two "
             "tokens") in result.message
+
+
+def test_serving_parity_on_outputs_without_signal_passes_with_a_warning() -> None:
+    model = mlp()
+    torch.nn.init.zeros_(model[2].weight)  # a zero-initialised head: all-zero outputs
+    torch.nn.init.zeros_(model[2].bias)
+    result = run("serving", Subject(model, sample(2)), auth=False, overload=False)
+    assert result.passed, result.message
+    assert "; warning: no signal in output (every value within 1e-06 of 0)" in result.message

@@ -43,6 +43,7 @@ from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import compare_outputs
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.signal import SIGNAL_FLOOR, no_signal_note, silent_outputs
 from torchbridge.core.subject import Subject
 from torchbridge.core.variants import distinct_rows
 from torchbridge.errors import CheckSkipped, ConfigError
@@ -234,9 +235,12 @@ def _parity(server: Any, gate: Gate, subject: Subject, model: Any, config: Servi
         comparison = compare_outputs(actual, expected, rtol=config.rtol, atol=config.atol)
         left_out = (f"; not served, so not compared (not tensors): {', '.join(dropped)}"
                     if dropped else "")
-        return comparison.ok, _agreement(comparison) + left_out
+        silent.extend(silent_outputs(expected))
+        return comparison.ok, _agreement(comparison) + left_out + no_signal_note(expected)
 
+    silent: list[str] = []
     report.run("predict_parity", whole)
+    report.steps[-1].data["no_signal"] = silent
     report.step("batched_parity",
                 lambda: batched_parity(server, gate, subject, model, count, tol))
     declared = padding_of(model)
@@ -387,4 +391,8 @@ def _result(name: str, device: str, report: _Report) -> CheckResult:
     result.message = "; ".join(parts) if parts else (
         f"all {len(report.steps)} serving sub-checks passed: "
         + ", ".join(s.name for s in report.steps))
+    silent = [p for s in report.steps for p in s.data.get("no_signal", [])]
+    if silent and not parts:  # parity on outputs without signal proves little: say so
+        result.message += (f"; warning: no signal in {', '.join(silent[:3])} (every value "
+                           f"within {SIGNAL_FLOOR:g} of 0), so parity with eager cannot fail")
     return result
