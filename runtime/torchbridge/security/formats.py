@@ -69,14 +69,14 @@ class PickleSniff:
         bytes such as ``\\x89.`` form a valid but harmless pickle): a complete or
         window-cut parse with a consistent stack that imports something or runs to 16
         opcodes. Otherwise a complete parse, a cut one, one that imports a dotted name,
-        or a ``PROTO`` followed by a few sound opcodes (a truncated pickle is still one).
+        or one that opens with ``PROTO`` (a truncated or corrupt pickle is still one).
         """
         if strict:
             return (self.complete or self.cut) and self.opcodes >= 3 and \
                 (self.loads_code or self.opcodes >= 16)
         if self.complete or (self.cut and (self.opcodes >= 2 or self.long_arg)):
             return True
-        return self.imports or (self.proto and self.opcodes >= 4)
+        return self.imports or self.proto  # \x80 + a protocol number: a pickle header
 
 
 class _Null(io.StringIO):
@@ -96,7 +96,8 @@ def sniff_pickle(head: bytes, whole: bool, size: int | None = None) -> PickleSni
 
 
 def _sniff_pickle(head: bytes, whole: bool, size: int | None) -> PickleSniff:
-    opcodes, imports, proto, code = 0, False, head[:1] == b"\x80", False
+    opcodes, imports, code = 0, False, False
+    proto = len(head) >= 2 and head[0] == 0x80 and head[1] <= 5
     stream = io.BytesIO(head)
     end = 0
     try:
