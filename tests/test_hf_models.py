@@ -139,6 +139,21 @@ def test_serving_check_passes_on_text_models_with_dict_inputs(name: str) -> None
     assert "predict_parity" in result.message and "batched_parity" in result.message
 
 
+def test_tb_export_dim_on_two_named_inputs_exports_one_symbol(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from torchbridge.cli.main import main as tb
+
+    code = tb(["export", "--model", "hf_models:bert", "--input-shape", "input_ids=2,8",
+               "--input-shape", "attention_mask=2,8", "--dtype", "int64",
+               "--dim", "seq=input_ids:1,attention_mask:1:1-32", "--format", "pt2",
+               "--output-dir", str(tmp_path), "--json"])
+    assert code == 0
+    (report,) = json.loads(capsys.readouterr().out)["reports"]
+    assert "seq max" in [v["label"] for v in report["validations"]]
+    ranges = report["details"]["range_constraints"].values()
+    assert list(ranges).count("VR[1, 32]") == 1  # one symbol for both inputs
+
+
 def test_server_accepts_every_seq_input_at_a_length_the_sample_did_not_have() -> None:
     import httpx
 
