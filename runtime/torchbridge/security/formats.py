@@ -207,7 +207,7 @@ class _ZlibReader(io.RawIOBase):
 
 def open_decompressed(kind: str, raw: IO[bytes]) -> io.BufferedIOBase:
     """A stream of the decompressed bytes of ``raw``. Raises ``ValueError`` for kinds
-    the standard library cannot decode (lz4, zstd)."""
+    no installed library can decode (zstd; lz4 without the ``lz4`` package)."""
     if kind == "gzip":
         import gzip
 
@@ -218,6 +218,14 @@ def open_decompressed(kind: str, raw: IO[bytes]) -> io.BufferedIOBase:
         return lzma.LZMAFile(raw, "rb", format=lzma.FORMAT_AUTO)
     if kind == "zlib":
         return io.BufferedReader(_ZlibReader(raw))
+    if kind == "lz4":  # joblib's compress="lz4", when the lz4 package is installed
+        try:
+            import lz4.frame
+        except ImportError:
+            pass
+        else:
+            reader: io.BufferedIOBase = lz4.frame.LZ4FrameFile(raw, "rb")
+            return reader
     raise ValueError(f"{kind}-compressed data cannot be decoded without a third-party "
                      "decoder, so it cannot be scanned")
 
