@@ -98,6 +98,17 @@ def test_safetensors_reload_matches_outputs_with_caches(name: str) -> None:
     assert any(".layers[0].keys" in leaf["path"] for leaf in leaves)
 
 
+@pytest.mark.parametrize("name", ["resnet", "vit", "convnext"])
+def test_vision_model_exports_to_safetensors_and_keeps_its_golden(name: str,
+                                                                  tmp_path: Path) -> None:
+    assert run("export", subject(name), "safetensors").status is Status.PASSED
+    run("accuracy", subject(name), "g.safetensors",
+        context=RunContext(golden_dir=tmp_path, update_golden=True))
+    result = run("accuracy", subject(name), "g.safetensors",
+                 context=RunContext(golden_dir=tmp_path))
+    assert result.status is Status.PASSED, result.message
+
+
 @pytest.mark.parametrize("name", ["gpt2", "t5"])
 def test_golden_round_trip_stores_and_checks_cache_tensors(name: str, tmp_path: Path) -> None:
     from safetensors import safe_open
