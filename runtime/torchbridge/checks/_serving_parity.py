@@ -176,7 +176,9 @@ class Held:
                 await until(gate.entered.is_set)
                 queued = [asyncio.ensure_future(client.post("/predict", json=b))
                           for b in bodies]
-                await until(lambda: state.batcher.depth >= len(bodies))
+                # All queued, or one answered already (refused): its status is reported.
+                await until(lambda: state.batcher.depth >= len(bodies)
+                            or any(q.done() for q in queued))
                 gate.open.set()
                 await held
                 return list(await asyncio.gather(*queued))
