@@ -287,3 +287,13 @@ def test_an_alias_of_an_allowlisted_object_is_resolved_not_guessed() -> None:
     # Followed statically in already-imported torch/numpy modules: the object it names.
     assert classify(["torch.nn.Parameter"]) == ([], [])
     assert classify(["torch._utils.os.system"])[0] == ["torch._utils.os.system"]
+
+
+def test_dicts_keyed_by_globals_and_odd_protocol0_lines_are_walked(tmp_path: Path) -> None:
+    path = tmp_path / "dtypes.pt"
+    torch.save({torch.float32: 1, torch.int64: 2}, path)
+    assert scan_file(path).verdict is Verdict.SAFE
+    # A non-decimal PUT argument: pickle fails there, and so does the walk (no crash),
+    # keeping the global it saw first.
+    found = scan_pickle_stream(io.BytesIO(b"cposix\nsystem\npx1\n."))
+    assert found.error and "posix.system" in found.globals

@@ -198,6 +198,15 @@ def _fork_exec(directory: Path, marker: Path) -> Any:
     return Reduce(_posixsubprocess.fork_exec, *args)
 
 
+def _torch_module_beside(directory: Path, marker: Path) -> Path:
+    # ``__torch__`` names TorchScript classes, which only TorchScript's own unpickler
+    # resolves; pickle imports it like any module, from a __torch__.py beside the file.
+    (directory / "__torch__.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n\nclass Model:\n"
+        "    pass\n")
+    return _write(directory, "model.pkl", b"\x80\x02c__torch__\nModel\n)\x81.")
+
+
 def _dunder_path(module: str, path: str) -> Callable[[Path, Path], Path]:
     """``module.path`` resolves to ``dict.get`` of the builtins: get('exec')(code)."""
     def build(directory: Path, marker: Path) -> Path:
@@ -428,6 +437,8 @@ def _cases() -> list[Case]:
         Case("pathlib_write_text", gadget, True, UNSAFE,
              _reduce_file("write_text.pkl", _write_text, protocol=4)),
         Case("torch_hub_load_local", gadget, True, UNSAFE, _reduce_file("hub.pt", _hub)),
+        Case("torch_module_beside_plain_pickle", gadget, True, UNSAFE,
+             _torch_module_beside),
         Case("dunder_numpy_builtins", gadget, True, UNSAFE,
              _dunder_path("numpy", "__builtins__.get")),
         Case("dunder_print_self", gadget, True, UNSAFE,

@@ -214,12 +214,12 @@ _MARK = _Mark()
 _OPAQUE = _Opaque()
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a dict keyed by a global (torch.float32) is fine
 class _Global:
     name: str
 
 
-@dataclass
+@dataclass(eq=False)
 class _Made:
     """An object built from a global: ``callee(*args)`` (``new``: ``callee.__new__``)."""
 
@@ -444,12 +444,12 @@ class _Walker:
 
     def _memo_op(self, name: str, arg: Any) -> bool:
         if name in _GET_OPS:
-            index = int(arg)
+            index = _int_arg(name, arg)
             if index not in self.memo:
                 raise PickleError(f"memo key {index} not found")
             self.push(self.memo[index])
         elif name in _PUT_OPS or name == "MEMOIZE":
-            index = len(self.memo) if name == "MEMOIZE" else int(arg)
+            index = len(self.memo) if name == "MEMOIZE" else _int_arg(name, arg)
             if len(self.memo) >= self.limits.max_memo and index not in self.memo:
                 raise LimitExceeded(f"more than max_memo={self.limits.max_memo} memo entries")
             self.memo[index] = self.top()
@@ -535,6 +535,15 @@ class _Walker:
             padding = self.reader.read(1)[0]
             self.reader.skip(padding)
         self.reader.skip(math.prod(shape) * itemsize)
+
+
+def _int_arg(name: str, arg: Any) -> int:
+    """An opcode's integer argument (protocol 0 writes it as a decimal line); raises
+    :class:`PickleError` where pickle fails to parse it."""
+    try:
+        return int(arg)
+    except (TypeError, ValueError):
+        raise PickleError(f"{name}: bad integer argument {arg!r:.40}") from None
 
 
 def _dtype_itemsize(dtype: Any) -> int | None:
@@ -636,7 +645,11 @@ def scan_pickle_stream(stream: IO[bytes], limits: ScanLimits = DEFAULT_LIMITS, *
         marks = (len(findings.globals), len(findings.calls), len(findings.rebuilt))
         try:
             _walk_one(_Walker(reader, findings, limits), code)
-        except PickleError as exc:
+        except LimitExceeded:
+            raise
+        except Exception as exc:  # PickleError, or bytes no pickle would accept either
+            if not isinstance(exc, PickleError):
+                exc = PickleError(f"{type(exc).__name__}: {str(exc)[:200]}")
             if not findings.pickles:
                 findings.error = str(exc)
                 return findings
