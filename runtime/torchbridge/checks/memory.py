@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.options import positive_int
+from torchbridge.checks.options import option, per_device, positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
@@ -22,16 +22,16 @@ from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, format_bytes, parse_bytes
 
 
-def _headroom(value: object) -> float | int | None:
+def _headroom(value: object, what: str) -> float | int | None:
     """A fraction of free memory (0 < f < 1) or an amount of bytes to keep free."""
     if value is None:
         return None
     if isinstance(value, float) and 0 < value < 1:
         return value
     try:
-        return parse_bytes(value, "headroom")
+        return parse_bytes(value, what)
     except ConfigError:
-        raise ConfigError(f"headroom: give a fraction of free memory between 0 and 1 (0.2) "
+        raise ConfigError(f"{what}: give a fraction of free memory between 0 and 1 (0.2) "
                           f"or an amount ('2GiB'), got {value!r}") from None
 
 
@@ -40,14 +40,9 @@ class MemoryConfig(CheckConfig):
     """``peak`` budget (bytes or '1GiB', per device if a dict), ``headroom`` to leave free,
     ``batch_size`` (default: the sample's)."""
 
-    peak: Any = None
-    headroom: Any = None
-    batch_size: Any = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "peak", PerDevice.parse(self.peak, parse_bytes, "peak"))
-        object.__setattr__(self, "headroom", _headroom(self.headroom))
-        object.__setattr__(self, "batch_size", positive_int(self.batch_size, "batch_size"))
+    peak: PerDevice[int] = option(None, per_device(parse_bytes))
+    headroom: float | int | None = option(None, _headroom)
+    batch_size: int | None = option(None, positive_int)
 
 
 @register

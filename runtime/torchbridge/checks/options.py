@@ -64,3 +64,13 @@ def flag(value: object, what: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{what} must be True or False, got {value!r}")
     return value
+
+
+def count(value: object, what: str) -> int:
+    """A whole number >= 1 that must be given (no ``None``)."""
+    return int(positive_int(value, what, allow_none=False) or 0)
+
+
+def between(low: float, high: float) -> Callable[[object, str], float]:
+    """A :func:`fraction` parser for the open interval (``low``, ``high``)."""
+    return lambda value, name: fraction(value, name, low, high)
