@@ -10,10 +10,9 @@ Skipped, with the reason, on a device that is not a CUDA GPU or without NVML.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.options import positive_int
+from torchbridge.checks.options import option, optional, positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
@@ -22,21 +21,19 @@ from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import parse_duration
 
 
+def _percent(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise ConfigError(f"{what} must be a number in (0, 100], got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class GpuUtilizationConfig(CheckConfig):
     """``min_percent`` mean utilisation (0-100), ``duration`` of the run, ``batch_size``."""
 
-    min_percent: Any = None
-    duration: Any = "2s"
-    batch_size: Any = None
-
-    def __post_init__(self) -> None:
-        value = self.min_percent
-        if value is not None and (isinstance(value, bool) or
-                                  not isinstance(value, int | float) or not 0 < value <= 100):
-            raise ConfigError(f"min_percent must be a number in (0, 100], got {value!r}")
-        object.__setattr__(self, "duration", parse_duration(self.duration, "duration"))
-        object.__setattr__(self, "batch_size", positive_int(self.batch_size, "batch_size"))
+    min_percent: float | None = option(None, optional(_percent))
+    duration: float = option("2s", parse_duration)
+    batch_size: int | None = option(None, positive_int)
 
 
 @register
