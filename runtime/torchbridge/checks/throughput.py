@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.options import positive_int
+from torchbridge.checks.options import count, flag, option, per_device, positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
@@ -26,16 +26,15 @@ from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, parse_duration, parse_rate
 
 
-def _batch_sizes(value: object) -> tuple[int, ...] | None:
+def _batch_sizes(value: object, what: str) -> tuple[int, ...] | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(f"batch_sizes must be a non-empty list of whole numbers >= 1, "
+        raise ConfigError(f"{what} must be a non-empty list of whole numbers >= 1, "
                           f"got {value!r}")
-    return tuple(int(positive_int(v, f"batch_sizes entry {v!r}", allow_none=False) or 1)
-                 for v in value)
+    return tuple(count(v, f"{what} entry {v!r}") for v in value)
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,11 @@ class ThroughputConfig(CheckConfig):
     """``min_samples_per_s`` (per device if a dict), ``batch_sizes`` (default: the sample's),
     ``max_time`` per batch size, ``stress`` (stop at the first OOM instead of failing)."""
 
-    min_samples_per_s: Any = None
-    batch_sizes: Any = None
-    max_time: Any = "1s"
-    stress: bool = False
-    threads: Any = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "min_samples_per_s", PerDevice.parse(
-            self.min_samples_per_s, parse_rate, "min_samples_per_s"))
-        object.__setattr__(self, "batch_sizes", _batch_sizes(self.batch_sizes))
-        object.__setattr__(self, "max_time", parse_duration(self.max_time, "max_time"))
-        object.__setattr__(self, "threads", positive_int(self.threads, "threads"))
-        if not isinstance(self.stress, bool):
-            raise ConfigError(f"stress must be True or False, got {self.stress!r}")
+    min_samples_per_s: PerDevice[float] = option(None, per_device(parse_rate))
+    batch_sizes: tuple[int, ...] | None = option(None, _batch_sizes)
+    max_time: float = option("1s", parse_duration)
+    stress: bool = option(False, flag)
+    threads: int | None = option(None, positive_int)
 
 
 def _round_rates(details: dict[str, Any]) -> list[float] | None:
