@@ -18,7 +18,15 @@ from typing import Any
 
 from torchbridge.checks._latency_sizing import Sizing, inconclusive_reason, size
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.options import flag, fraction, positive_int
+from torchbridge.checks.options import (
+    between,
+    count,
+    flag,
+    option,
+    optional,
+    per_device,
+    positive_int,
+)
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
@@ -40,33 +48,17 @@ class LatencyConfig(CheckConfig):
     for the kept samples a pass needs (299 for p99 at 95 %), at most 120 s.
     """
 
-    p50: Any = None
-    p90: Any = None
-    p95: Any = None
-    p99: Any = None
-    batch_size: Any = None
-    threads: Any = None
-    max_time: Any = None
-    max_samples: Any = 100_000
-    confidence: Any = 0.95
-    warmup: Any = None
-    host_filter: Any = True
-
-    def __post_init__(self) -> None:
-        for name in GATED:
-            object.__setattr__(self, name, PerDevice.parse(getattr(self, name), parse_duration,
-                                                           name))
-        object.__setattr__(self, "batch_size", positive_int(self.batch_size, "batch_size"))
-        object.__setattr__(self, "threads", positive_int(self.threads, "threads"))
-        if self.max_time is not None:
-            object.__setattr__(self, "max_time", parse_duration(self.max_time, "max_time"))
-        object.__setattr__(self, "max_samples",
-                           positive_int(self.max_samples, "max_samples", allow_none=False))
-        object.__setattr__(self, "confidence",
-                           fraction(self.confidence, "confidence", 0.5, 1.0))
-        if self.warmup is not None:
-            object.__setattr__(self, "warmup", parse_duration(self.warmup, "warmup"))
-        flag(self.host_filter, "host_filter")
+    p50: PerDevice[float] = option(None, per_device(parse_duration))
+    p90: PerDevice[float] = option(None, per_device(parse_duration))
+    p95: PerDevice[float] = option(None, per_device(parse_duration))
+    p99: PerDevice[float] = option(None, per_device(parse_duration))
+    batch_size: int | None = option(None, positive_int)
+    threads: int | None = option(None, positive_int)
+    max_time: float | None = option(None, optional(parse_duration))
+    max_samples: int = option(100_000, count)
+    confidence: float = option(0.95, between(0.5, 1.0))
+    warmup: float | None = option(None, optional(parse_duration))
+    host_filter: bool = option(True, flag)
 
     def budgets_for(self, device: str) -> dict[str, float]:
         """Gated percentiles and their budgets (seconds) on ``device``."""
@@ -165,7 +157,7 @@ class LatencyCheck(Check[LatencyConfig]):
                             ab.SideRequest(context.test_id, subject.device, call.batch_size,
                                            measured.env.threads),
                             ab.LocalSide(call.fn, subject.device),
-                            ab.paired_seconds(measured.seconds))
+                            ab.paired_seconds(measured.seconds + measured.warmup.seconds))
         return result
 
     def _record(self, result: CheckResult, measured: Any, budgets_ns: dict[str, float],
