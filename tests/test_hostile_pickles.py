@@ -297,3 +297,22 @@ def test_dicts_keyed_by_globals_and_odd_protocol0_lines_are_walked(tmp_path: Pat
     # keeping the global it saw first.
     found = scan_pickle_stream(io.BytesIO(b"cposix\nsystem\npx1\n."))
     assert found.error and "posix.system" in found.globals
+
+
+def test_a_pt2_with_aotinductor_native_code_is_refused(built: BUILT, tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    from torchbridge.security.safe_load import load_pt2
+
+    path = tmp_path / "aoti.pt2"
+    shutil.copy(built["pt2_tb_export"][1], path)
+    with zipfile.ZipFile(path, "a") as archive:
+        root = archive.namelist()[0].split("/", 1)[0]
+        archive.writestr(f"{root}/data/aotinductor/model/model.so", b"\x7fELF")
+    from torchbridge.security.pt2_archive import check_archive
+
+    with pytest.raises(UnsafeModelError, match="refused"):
+        load_pt2(path)
+    with zipfile.ZipFile(path) as archive:
+        assert any("AOTInductor native code" in p for p in check_archive(archive))
