@@ -90,6 +90,13 @@ def test_seq_on_input_ids_alone_fails_where_the_mask_keeps_its_length() -> None:
     assert f"seq={hf.MAX_LEN}: raised" in result.message
 
 
+def test_export_with_seq_on_input_ids_alone_says_to_declare_it_on_the_mask_too() -> None:
+    result = run("export", subject("bert", input={"input_ids": 1}), "pt2")
+    assert result.status is Status.FAILED
+    assert "a dynamic dim is fixed by the model" in result.message
+    assert "declare input=['input_ids', 'attention_mask', 'token_type_ids']" in result.message
+
+
 @pytest.mark.parametrize("name", WITH_CACHE)
 def test_safetensors_reload_matches_outputs_with_caches(name: str) -> None:
     result = run("export", subject(name), "safetensors")
