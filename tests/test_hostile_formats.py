@@ -260,3 +260,18 @@ def test_mutated_corpus_files_always_get_a_verdict_without_scanner_defects(
             assert verdict.verdict in set(Verdict)
             assert not any("could not be scanned" in r for r in verdict.reasons), \
                 (name, trial, verdict.reasons)
+
+
+def test_a_header_too_wide_to_parse_cheaply_is_refused_before_json(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import struct
+
+    from torchbridge.security import safetensors_header
+
+    monkeypatch.setattr(safetensors_header, "MAX_HEADER_ITEMS", 50)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1] * 60,
+                               "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "wide.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    verdict = scan_file(path)
+    assert verdict.verdict is Verdict.INVALID and "JSON items" in verdict.reasons[0]

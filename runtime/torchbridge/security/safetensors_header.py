@@ -32,6 +32,10 @@ DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0"
               "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 
+#: JSON items (commas) a header may hold: six per tensor for a million tensors.
+MAX_HEADER_ITEMS = 6_000_000
+
+
 class InvalidArtifact(ValueError):
     """The file is not a valid instance of the format it claims; the message says why."""
 
@@ -87,6 +91,10 @@ def parse_header(raw: bytes, data_size: int, name: str) -> dict[str, Any]:
     """
     if not raw.lstrip(b" ").startswith(b"{"):
         raise InvalidArtifact(f"{name}: header does not open a JSON object")
+    items = raw.count(b",")
+    if items > MAX_HEADER_ITEMS:  # json.loads would build tens of millions of objects
+        raise InvalidArtifact(f"{name}: header holds {items} JSON items, more than the "
+                              f"{MAX_HEADER_ITEMS} a file of a million tensors needs")
     try:
         header = json.loads(raw)
     except RecursionError:
