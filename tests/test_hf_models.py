@@ -88,6 +88,7 @@ def test_seq_on_input_ids_alone_fails_where_the_mask_keeps_its_length() -> None:
                  empty_batch="rejects", batch_invariance=False)
     assert result.status is Status.FAILED
     assert f"seq={hf.MAX_LEN}: raised" in result.message
+    assert "declare input=['input_ids', 'attention_mask', 'token_type_ids']" in result.message
 
 
 def test_export_with_seq_on_input_ids_alone_says_to_declare_it_on_the_mask_too() -> None:

@@ -164,6 +164,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
         for name, size in dims:
             resized = subject.with_dim(name, size)
             _, problem = runner(resized)
+            problem += subject.sharing_hint(name) if problem else ""
             cases.append(Case(f"{name}={size}", not problem, problem, _shapes(resized)))
         invariance = self._invariance(runner, subject, base, batch, config) \
             if config.batch_invariance else None

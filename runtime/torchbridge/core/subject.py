@@ -351,6 +351,29 @@ class Subject:
                   for key, value in named_inputs(self.inputs)]
         return rebuild(self.inputs, values)
 
+    def unshared_twins(self, name: str) -> list[InputKey]:
+        """Inputs that have dim ``name``'s length on its axis although the dim is declared
+        on one input only: candidates when the model ties them (a mask beside the ids)."""
+        dim = self.spec.dims[name]
+        if len(dim.axes) > 1:
+            return []
+        key, axis = dim.first
+        length = self.dim_size(name)
+        return [other for other, value in named_inputs(self.inputs) if other != key
+                and isinstance(value, torch.Tensor) and -value.dim() <= axis < value.dim()
+                and value.shape[axis] == length]
+
+    def sharing_hint(self, name: str) -> str:
+        """``; if the model ties them, declare input=[...]`` for :meth:`unshared_twins`."""
+        twins = self.unshared_twins(name)
+        if not twins:
+            return ""
+        key, axis = self.spec.dims[name].first
+        listed = ", ".join(repr(k) for k in [key, *twins])
+        return (f"; dim {name!r} is declared on {key!r} only, but "
+                f"{', '.join(str(t) for t in twins)} have the same length on axis {axis}: "
+                f"if the model ties them, declare input=[{listed}]")
+
     def dim_size(self, name: str) -> int:
         """The sample's length of named dynamic dim ``name``."""
         if name not in self.spec.dims:

@@ -91,26 +91,8 @@ def capture(model: Any, subject: Subject, *, dynamic: bool) -> Any:
         try:
             return torch.export.export(model, args, kwargs or None, dynamic_shapes=shapes)
         except Exception as exc:
-            raise ExportFailed(explain_capture_error(exc) + _unshared_hint(subject)) from None
-
-
-def _unshared_hint(subject: Subject) -> str:
-    """When a dim lives on one input while other inputs have its length on its axis (a
-    mask beside the ids), the model usually ties them, which fixes the dim: say so."""
-    hints = []
-    for name, dim in subject.spec.dims.items():
-        if len(dim.axes) > 1:
-            continue
-        key, axis = dim.first
-        length = subject.dim_size(name)
-        twins = [str(k) for k, v in named_inputs(subject.inputs) if k != key
-                 and isinstance(v, torch.Tensor) and -v.dim() <= axis < v.dim()
-                 and v.shape[axis] == length]
-        if twins:
-            hints.append(f"dim {name!r} is declared on {key!r} only, but {', '.join(twins)} "
-                         f"have the same length on axis {axis}: if the model ties them, "
-                         f"declare input=[{key!r}, {', '.join(repr(t) for t in twins)}]")
-    return "".join(f". {hint}" for hint in hints)
+            hints = "".join(subject.sharing_hint(name) for name in subject.spec.dims)
+            raise ExportFailed(explain_capture_error(exc) + hints) from None
 
 
 def _convert_script(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
