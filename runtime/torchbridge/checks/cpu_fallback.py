@@ -13,6 +13,7 @@ from torchbridge.checks.base import Check, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import compare_outputs
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.signal import no_signal_note
 from torchbridge.core.subject import Subject, call_model, to_device
 from torchbridge.errors import HardwareSkipped
 
@@ -61,7 +62,8 @@ class CpuFallbackCheck(Check[CpuFallbackConfig]):
         result.details["comparison"] = comparison.to_dict()
         if comparison.ok:
             result.message = (f"CPU output matches {subject.device} (max abs "
-                              f"{comparison.max_abs:.3g}, max rel {comparison.max_rel:.3g})")
+                              f"{comparison.max_abs:.3g}, max rel {comparison.max_rel:.3g})"
+                              + no_signal_note(on_cpu))
         else:
             result.status = Status.FAILED
             result.message = f"CPU output differs from {subject.device}: {comparison.describe()}"

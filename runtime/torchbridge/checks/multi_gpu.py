@@ -13,6 +13,7 @@ from torchbridge.checks.base import Check, RunContext
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import OutputComparison, compare_outputs
 from torchbridge.core.result import CheckResult, Status
+from torchbridge.core.signal import no_signal_note
 from torchbridge.core.subject import Subject, call_model, to_device
 from torchbridge.errors import HardwareSkipped
 
@@ -66,5 +67,6 @@ class MultiGpuCheck(Check[MultiGpuConfig]):
             result.status = Status.FAILED
             result.message = "outputs differ between GPUs: " + " | ".join(bad)
         else:
-            result.message = f"outputs agree on {count} GPUs ({', '.join(outputs)})"
+            result.message = (f"outputs agree on {count} GPUs ({', '.join(outputs)})"
+                              + no_signal_note(outputs[first]))
         return result
