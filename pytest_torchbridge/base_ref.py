@@ -210,7 +210,9 @@ class SideWorker:
 
     def start(self) -> None:
         to_worker, from_worker = os.pipe(), os.pipe()
-        env = {k: v for k, v in os.environ.items() if k != BASELINE_REF_ENV}
+        # No recursion, and no job summary from a worker whose ini writes --tb-markdown.
+        env = {k: v for k, v in os.environ.items()
+               if k not in (BASELINE_REF_ENV, "GITHUB_STEP_SUMMARY")}
         env["PYTHONPATH"] = os.pathsep.join(self.paths)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         child = (to_worker[0], from_worker[1])

@@ -228,8 +228,8 @@ def _pair(head: Side, base: Side, calls: int, head_first: bool) -> float:
 def compare(head: Side, base: Side, *, seconds: float, label: str,
             threshold: float = 0.10, confidence: float = 0.95,
             warmup_seconds: float = 0.2, block_calls: int | None = None) -> PairedComparison:
-    """Time ``head`` and ``base`` interleaved for about ``seconds`` (at least
-    :data:`MIN_PAIRS` pairs unless that overruns the budget twice over).
+    """Time ``head`` and ``base`` interleaved for about ``seconds``, warm-up included (at
+    least :data:`MIN_PAIRS` pairs unless that overruns the budget twice over).
 
     Raises :class:`ValueError` for a non-positive ``seconds``; whatever a side raises
     (e.g. :class:`NotCompared`) propagates.
@@ -246,13 +246,13 @@ def compare(head: Side, base: Side, *, seconds: float, label: str,
 def _interleave(head: Side, base: Side, seconds: float, label: str, threshold: float,
                 confidence: float, warmup_seconds: float, block_calls: int | None
                 ) -> PairedComparison:
+    begin = time.perf_counter()  # the budget covers the warm-up too
     base.warm_up(warmup_seconds)
     head.warm_up(warmup_seconds)
     calls = block_calls or _block_calls(head)
     for index in range(DISCARDED_PAIRS):
         _pair(head, base, calls, index % 2 == 0)
     ratios: list[float] = []
-    begin = time.perf_counter()
     while not _enough(len(ratios), time.perf_counter() - begin, seconds):
         ratios.append(_pair(head, base, calls, len(ratios) % 2 == 0))
     return summarize_ratios(ratios, label=label, threshold=threshold, confidence=confidence,
@@ -317,9 +317,10 @@ def local_baseline(label: str, bind_call: Callable[[SideRequest], tuple[Callable
     return PairedBaseline(label, connect, threshold, confidence)
 
 
-def paired_seconds(one_sided: float, floor: float = 0.5) -> float:
-    """The paired phase's budget: as long as the one-sided measurement took (so an A/B
-    item costs about twice a one-sided one), at least ``floor`` seconds."""
+def paired_seconds(one_sided: float, floor: float = 0.25) -> float:
+    """The paired phase's budget, warm-up included: as long as the one-sided measurement
+    took with its warm-up (so an A/B item times about twice as long as a one-sided one),
+    at least ``floor`` seconds."""
     return max(floor, one_sided) if math.isfinite(one_sided) else floor
 
 
