@@ -16,7 +16,8 @@ markdown table (one row per case) and a summary, and writes both to ``--out`` if
 Each peer call runs under a 60 s alarm; a FIFO is not handed to the peers (they would
 block on it forever).
 
-    .venv/bin/python benchmarks/scanner_agreement.py --out benchmarks/results/agreement.md
+    .venv/bin/python benchmarks/scanner_agreement.py \
+        --out benchmarks/results/scanner_agreement.md --docs docs/security.md
 """
 
 from __future__ import annotations
@@ -146,9 +147,27 @@ def render(table: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+START, END = "<!-- agreement:start -->", "<!-- agreement:end -->"
+
+
+def update_docs(path: Path, text: str) -> None:
+    """Replace what lies between the agreement markers in ``path`` with the summary and
+    the per-case table (folded in a ``<details>``)."""
+    per_case, _, summary = text.partition("\n\n")
+    block = (f"{START}\n{summary.strip()}\n\n<details><summary>Per-case verdicts</summary>"
+             f"\n\n{per_case}\n\n</details>\n{END}")
+    doc = path.read_text()
+    head, found, rest = doc.partition(START)
+    if not found or END not in rest:
+        raise SystemExit(f"{path}: no {START} ... {END} block")
+    path.write_text(head + block + rest.split(END, 1)[1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="also write the markdown here")
+    ap.add_argument("--docs", default=None,
+                    help="rewrite the agreement block of this page (docs/security.md)")
     args = ap.parse_args()
     logging.disable(logging.CRITICAL)
     table = rows()
@@ -156,6 +175,8 @@ def main() -> int:
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    if args.docs:
+        update_docs(Path(args.docs), text)
     return 1 if any(r["payload_ran"] for r in table) else 0
 
 
