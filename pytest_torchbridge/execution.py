@@ -63,8 +63,13 @@ def build_subject(request: pytest.FixtureRequest, device: str, fixtures: dict[st
                    reference=reference, name=type(model).__name__)
 
 
-def run_context(item: pytest.Item, opts: Settings) -> Any:
-    """The typed run context of ``item``: the runtime sees settings, never pytest."""
+def run_context(item: pytest.Item, opts: Settings, compare: bool = False) -> Any:
+    """The typed run context of ``item``: the runtime sees settings, never pytest.
+
+    ``compare``: measure against ``--tb-baseline-ref`` too. Only marker items can: a side
+    worker re-collects the item by node id and serves its case, which a ``tb_checks`` call
+    inside a test body or a checklist-file item does not have.
+    """
     from torchbridge.checks import RunContext
     from torchbridge.measure.baseline import BaselineSettings
 
@@ -73,7 +78,7 @@ def run_context(item: pytest.Item, opts: Settings) -> Any:
     return RunContext(test_id=item.nodeid, golden_dir=Path(str(item.path)).parent,
                       update_golden=opts.update_golden,
                       seed=item_seed(opts.seed, item.nodeid), baseline=baseline,
-                      compare_with=base_ref.paired_baseline(item.config),
+                      compare_with=base_ref.paired_baseline(item.config) if compare else None,
                       size_for_threshold=opts.regression_threshold
                       if opts.baseline or opts.save_baseline else None)
 
@@ -119,6 +124,7 @@ def run_case(item: pytest.Function, case: CheckCase) -> None:
 
         serve(item, subject, served)
         return
-    result = execute(registry.get(case.check), subject, case.config, run_context(item, opts))
+    result = execute(registry.get(case.check), subject, case.config,
+                     run_context(item, opts, compare=True))
     record(item, result)
     conclude(result)

@@ -122,6 +122,25 @@ def test_a_much_slower_model_is_a_regression_in_the_message_and_every_report(
     assert 'name="tb.latency.baseline_ratio"' in (repo.path / "junit.xml").read_text()
 
 
+def test_a_src_layout_package_is_imported_from_each_tree(pytester: pytest.Pytester) -> None:
+    """If the base worker imported the working tree's package, 4x the work would read as
+    unchanged; a regression shows it built the model from the base's own src/."""
+    package = pytester.mkdir("src") / "tinypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(MODEL.format(repeats=1))
+    pytester.makeconftest(CONFTEST.replace("from tinymodel import", "from tinypkg import"))
+    pytester.makepyfile(test_model=TEST)
+    pytester.makeini("[pytest]\npythonpath = src\n")
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "base")
+    git(pytester.path, "branch", "base")
+    (package / "__init__.py").write_text(MODEL.format(repeats=4))
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*regression: p50 +* % against base*"])
+
+
 def test_an_item_absent_at_the_ref_is_reported_not_compared(repo: pytest.Pytester) -> None:
     (repo.path / "test_model.py").write_text(TEST + SECOND_TEST)
     run(repo).assert_outcomes(passed=4)
