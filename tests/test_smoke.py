@@ -264,3 +264,13 @@ def test_a_fresh_server_without_inference_traffic_can_be_watched() -> None:
     finally:
         fresh.server.stop()
     assert scrape.buckets == {} and sum(scrape.requests.values()) == 0
+
+
+def test_watch_without_enough_traffic_is_not_exercised_and_fails(
+        current: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = smoke(capsys, "--url", current.url, "--watch", "1s", "--interval", "0.5s",
+                         "--min-requests", "1000")
+    assert code == 1
+    watched = report["steps"][-1]
+    assert watched["name"] == "watch" and watched["exercised"] is False
+    assert "fewer than 1000 requests, so no threshold was applied" in watched["detail"]

@@ -116,8 +116,9 @@ def _print(report: Any) -> None:
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for step in report.steps:
-        table.add_row(step.name, "[green]passed[/]" if step.passed else "[red]FAILED[/]",
-                      step.detail)
+        status = "[green]passed[/]" if step.passed else \
+            "[red]FAILED[/]" if step.exercised else "[red]NOT EXERCISED[/]"
+        table.add_row(step.name, status, step.detail)
     console = Console()
     console.print(table)
     console.print("[green]smoke test passed[/]" if report.passed else

@@ -182,10 +182,15 @@ def watch(url: str, config: WatchConfig, api_key: str | None = None,
                                          _data(current)))
                 return report
     final = window(first, last, config)
-    note = "" if final.requests >= config.min_requests else \
-        f" (fewer than {config.min_requests} requests: thresholds not applied)"
-    report.steps.append(Step("watch", True, f"{config.duration_s:.0f} s, {polls} poll(s): "
-                                            f"{_describe(final)}{note}", _data(final)))
+    text = f"{config.duration_s:.0f} s, {polls} poll(s): {_describe(final)}"
+    if final.requests < config.min_requests:  # thresholds never applied: not a pass
+        step = Step.not_exercised("watch", f"{text}: fewer than {config.min_requests} "
+                                           "requests, so no threshold was applied; send "
+                                           "traffic or lower --min-requests")
+        step.data = _data(final)
+        report.steps.append(step)
+        return report
+    report.steps.append(Step("watch", True, text, _data(final)))
     return report
 
 
