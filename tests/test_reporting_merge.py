@@ -160,3 +160,13 @@ def test_gate_fails_when_nothing_was_checked_unless_allowed(tmp_path: Path) -> N
     assert not verdict.passed
     assert "nothing was checked" in verdict.reasons[0]
     assert decide(merged, GatePolicy(allow_empty=True)).passed
+
+
+def test_gate_fails_when_every_check_was_skipped_unless_allowed(tmp_path: Path) -> None:
+    merged = merge_reports([write(tmp_path / "r.json", document([
+        result("t.py::a", status="skipped"), result("t.py::b", status="skipped")]))])
+    verdict = decide(merged)
+    assert not verdict.passed
+    assert verdict.reasons == ["every one of the 2 check result(s) was skipped: nothing was "
+                               "checked, so nothing can pass (allow this with --allow-empty)"]
+    assert decide(merged, GatePolicy(allow_empty=True)).passed

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--allow-regressions", action="store_true",
                        help="significant regressions against the baseline do not fail the gate")
     merge.add_argument("--allow-empty", action="store_true",
-                       help="reports without any result do not fail the gate")
+                       help="reports without any result, or with skipped results only, "
+                            "do not fail the gate")
     merge.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return root
 

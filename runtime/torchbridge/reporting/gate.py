@@ -1,8 +1,8 @@
 """The merge gate: one verdict, with its reasons, from a merged report.
 
 The gate fails when a check failed or errored, when a baseline comparison found a
-significant regression, when nothing was checked at all (unless allowed), and — only
-when asked — when a check was skipped.
+significant regression, when nothing was checked at all — no results, or only skipped
+ones — (unless allowed), and, only when asked, when a check was skipped.
 """
 
 from __future__ import annotations
@@ -78,5 +78,10 @@ def decide(report: MergedReport, policy: GatePolicy | None = None) -> GateVerdic
     if not report.results and not policy.allow_empty:
         reasons.append("no check results at all: nothing was checked, so nothing can pass "
                        "(allow this with --allow-empty)")
+    elif report.results and len(by_status.get("skipped", [])) == len(report.results) \
+            and not policy.allow_empty and not policy.fail_on_skip:
+        reasons.append(f"every one of the {len(report.results)} check result(s) was skipped: "
+                       "nothing was checked, so nothing can pass (allow this with "
+                       "--allow-empty)")
     return GateVerdict(passed=not reasons, reasons=reasons, counts=counts,
                    regressions=len(found))
