@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from torchbridge.checks.base import CheckConfig
+from torchbridge.checks.options import option
 from torchbridge.core.compare import Tolerance, default_tolerance
 from torchbridge.core.trees import flatten
 from torchbridge.errors import ConfigError
@@ -53,6 +54,16 @@ def per_output(name: str, value: Any) -> dict[str, Tolerance]:
     return checked
 
 
+def tolerance_option(value: object, what: str) -> float | None:
+    """:func:`tolerance` as a config field's parser."""
+    return tolerance(what, value)
+
+
+def per_output_option(value: object, what: str) -> dict[str, Tolerance]:
+    """:func:`per_output` as a config field's parser."""
+    return per_output(what, value)
+
+
 def is_accelerator(device: str) -> bool:
     return torch.device(device).type != "cpu"
 
@@ -84,11 +95,6 @@ class ToleranceConfig(CheckConfig):
     """Base of configs that compare outputs: ``rtol``/``atol`` for every output and
     ``per_output`` ``{"logits": (rtol, atol)}`` overrides, validated alike everywhere."""
 
-    rtol: float | None = None
-    atol: float | None = None
-    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rtol", tolerance("rtol", self.rtol))
-        object.__setattr__(self, "atol", tolerance("atol", self.atol))
-        object.__setattr__(self, "per_output", per_output("per_output", self.per_output))
+    rtol: float | None = option(None, tolerance_option)
+    atol: float | None = option(None, tolerance_option)
+    per_output: Mapping[str, Tolerance] = option(None, per_output_option)
