@@ -16,6 +16,7 @@ import torch
 
 from torchbridge.checks import _goldens, _tolerances
 from torchbridge.checks.base import Check, RunContext
+from torchbridge.checks.options import option, optional
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import (
     LeafComparison,
@@ -32,6 +33,12 @@ from torchbridge.errors import ConfigError
 UPDATE_HINT = "run `pytest --tb-update-golden` to create it, then review and commit it"
 
 
+def _file_path(value: object, what: str) -> str:
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ConfigError(f"{what} must be a file path, got {value!r}")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class AccuracyConfig(_tolerances.ToleranceConfig):
     """``golden``: safetensors file of expected outputs, relative to the test's folder.
@@ -42,15 +49,8 @@ class AccuracyConfig(_tolerances.ToleranceConfig):
 
     positional = ("golden",)
 
-    golden: str | None = None
+    golden: str | None = option(None, optional(_file_path))
 
-    def __post_init__(self) -> None:
-        if self.golden is not None and (not isinstance(self.golden, str | Path)
-                                        or not str(self.golden).strip()):
-            raise ConfigError(f"golden must be a file path, got {self.golden!r}")
-        if self.golden is not None:
-            object.__setattr__(self, "golden", str(self.golden))
-        super().__post_init__()
 
 
 def golden_path(config: AccuracyConfig, context: RunContext) -> Path:
