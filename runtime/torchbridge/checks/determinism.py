@@ -12,6 +12,7 @@ from typing import Any
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.forward import training_modules
+from torchbridge.checks.options import option
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import OutputComparison, compare_outputs
 from torchbridge.core.result import CheckResult, Status
@@ -27,15 +28,14 @@ class DeterminismConfig(CheckConfig):
     a model freshly built by the ``model_factory`` fixture (default: when one exists)."""
 
     runs: int = 3
-    rtol: float | None = None
-    atol: float | None = None
+    rtol: float | None = option(None, _tolerances.tolerance_option)
+    atol: float | None = option(None, _tolerances.tolerance_option)
     across_instances: bool | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 2:
             raise ConfigError(f"runs must be a whole number >= 2, got {self.runs!r}")
-        object.__setattr__(self, "rtol", _tolerances.tolerance("rtol", self.rtol))
-        object.__setattr__(self, "atol", _tolerances.tolerance("atol", self.atol))
         if self.across_instances not in (None, True, False):
             raise ConfigError(f"across_instances must be True or False, "
                               f"got {self.across_instances!r}")
