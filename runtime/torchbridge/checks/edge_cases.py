@@ -12,6 +12,7 @@ import torch
 
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.options import count, flag, option, optional
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import OutputComparison, compare_outputs, nonfinite_outputs
 from torchbridge.core.result import CheckResult, Status
@@ -24,13 +25,27 @@ from torchbridge.errors import ConfigError
 EMPTY_BATCH_MODES = ("must_work", "rejects")
 
 
-def _sizes(name: str, value: Any) -> tuple[int, ...]:
+def _sizes(value: Any, name: str) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, tuple | list) or not value or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise ConfigError(f"{name} must be whole numbers >= 0, got {value!r}")
     return tuple(value)
+
+
+def _dims(value: object, what: str) -> dict[str, tuple[int, ...]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what} maps dim names to sizes, e.g. {{'seq': (1, 512)}}, "
+                          f"got {value!r}")
+    return {str(k): _sizes(v, f"{what}[{k!r}]") for k, v in value.items()}
+
+
+def _empty_batch(value: object, what: str) -> str:
+    if value not in EMPTY_BATCH_MODES:
+        raise ConfigError(f"{what} must be one of {', '.join(EMPTY_BATCH_MODES)}, "
+                          f"got {value!r}")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -41,34 +56,13 @@ class EdgeCasesConfig(CheckConfig):
     ``invariance_rtol``/``invariance_atol``. ``empty_batch``: ``"must_work"`` or
     ``"rejects"`` (the model refuses empty input by design: an exception is expected)."""
 
-    batch_sizes: tuple[int, ...] | None = None
-    dims: Mapping[str, tuple[int, ...]] | None = None
-    batch_invariance: bool = True
-    invariance_rtol: float | None = None
-    invariance_atol: float | None = None
-    invariance_rows: int = 8
-    empty_batch: str = "must_work"
-
-    def __post_init__(self) -> None:
-        if self.batch_sizes is not None:
-            object.__setattr__(self, "batch_sizes", _sizes("batch_sizes", self.batch_sizes))
-        if self.dims is not None:
-            if not isinstance(self.dims, Mapping):
-                raise ConfigError(f"dims maps dim names to sizes, e.g. {{'seq': (1, 512)}}, "
-                                  f"got {self.dims!r}")
-            object.__setattr__(self, "dims", {str(k): _sizes(f"dims[{k!r}]", v)
-                                              for k, v in self.dims.items()})
-        if self.empty_batch not in EMPTY_BATCH_MODES:
-            raise ConfigError(f"empty_batch must be one of {', '.join(EMPTY_BATCH_MODES)}, "
-                              f"got {self.empty_batch!r}")
-        for name in ("invariance_rtol", "invariance_atol"):
-            object.__setattr__(self, name, _tolerances.tolerance(name, getattr(self, name)))
-        rows = self.invariance_rows
-        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise ConfigError(f"invariance_rows must be a whole number >= 1, got {rows!r}")
-        if not isinstance(self.batch_invariance, bool):
-            raise ConfigError(f"batch_invariance must be True or False, "
-                              f"got {self.batch_invariance!r}")
+    batch_sizes: tuple[int, ...] | None = option(None, optional(_sizes))
+    dims: Mapping[str, tuple[int, ...]] | None = option(None, optional(_dims))
+    batch_invariance: bool = option(True, flag)
+    invariance_rtol: float | None = option(None, _tolerances.tolerance_option)
+    invariance_atol: float | None = option(None, _tolerances.tolerance_option)
+    invariance_rows: int = option(8, count)
+    empty_batch: str = option("must_work", _empty_batch)
 
 
 @dataclass
