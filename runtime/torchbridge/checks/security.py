@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.options import flag, option, optional
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
@@ -31,6 +32,12 @@ def _names(value: Any, what: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _checksum_file(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{what} must be the path of a sha256sum file, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class SecurityConfig(CheckConfig):
     """``artifacts``: files to scan and open safely; ``checksum``: a sha256sum file that
@@ -38,23 +45,11 @@ class SecurityConfig(CheckConfig):
     ``roundtrip``: save and reload the state dict through safetensors;
     ``allowed_globals``: ``module.name`` globals to treat as safe in checkpoints."""
 
-    artifacts: tuple[str, ...] = ()
-    checksum: str | None = None
-    secrets: bool = True
-    roundtrip: bool = True
-    allowed_globals: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "artifacts", _names(self.artifacts, "artifacts"))
-        object.__setattr__(self, "allowed_globals",
-                           _names(self.allowed_globals, "allowed_globals"))
-        if self.checksum is not None and (not isinstance(self.checksum, str)
-                                          or not self.checksum.strip()):
-            raise ConfigError(f"checksum must be the path of a sha256sum file, got "
-                              f"{self.checksum!r}")
-        for flag in ("secrets", "roundtrip"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+    artifacts: tuple[str, ...] = option((), _names)
+    checksum: str | None = option(None, optional(_checksum_file))
+    secrets: bool = option(True, flag)
+    roundtrip: bool = option(True, flag)
+    allowed_globals: tuple[str, ...] = option((), _names)
 
 
 @register
