@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import re
 import shutil
@@ -65,6 +66,8 @@ TEXT_SUFFIXES = {".txt", ".md", ".json", ".yaml", ".yml", ".py", ".cfg", ".toml"
                  ".csv", ".rst", ".html", ".log", ".sha256", ".sh", ".xml"}
 _STORAGE = re.compile(r"(^|/)(data|weights|constants|tensors?)/[^/]*$")
 _SPOOL = 32 * MiB
+_STORAGE_SNIFF = 4096
+_NUMBERED = re.compile(r"(^|/)\d+$")
 _CONTAINERS = {"zip", "tar", "npy", *formats.DECODABLE, "lz4", "zstd"}
 #: The first pickle of a legacy (non-zip) ``torch.save`` file: its magic number.
 LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
@@ -127,7 +130,9 @@ def archive_format(names: list[str]) -> str:
 
 def _named(name: str, location: str, walk: _Walk) -> str:
     """A member's label for locations, recording a secret its name holds (one scan)."""
-    found = name_findings(name, location) if walk.secrets else []
+    if not walk.secrets or _NUMBERED.search(name):  # torch's data/0, data/1, ...
+        return name
+    found = name_findings(name, location)
     walk.result.findings += found
     return f"<redacted name, {len(name)} chars>" if found else name
 
@@ -212,17 +217,18 @@ class _Walk:
     # ------------------------------------------------------------------ dispatch
 
     def blob(self, f: IO[bytes], size: int, location: str, depth: int, *, suffix: str = "",
-             top: bool = False, strict: bool = False, force_pickle: bool = False
-             ) -> list[str]:
-        """Scan seekable ``f`` (``size`` bytes) as everything it parses as; its kinds."""
+             top: bool = False, strict: bool = False, force_pickle: bool = False,
+             storage: bool = False) -> list[str]:
+        """Scan seekable ``f`` (``size`` bytes) as everything it parses as; its kinds.
+        ``storage``: tensor bytes, judged only as ``torch.load`` would read them."""
         self.budget.check_time()
         f.seek(0)
         head = f.read(self.limits.sniff_bytes)
         f.seek(0)
-        kinds = formats.sniff(head, f, size, strict=strict)
+        kinds = formats.sniff(head, f, size, strict=strict, storage=storage)
         if force_pickle and not {"pickle", "zip"} & set(kinds):
             kinds.append("pickle")  # torch.load reads a zip as a zip, anything else as pickles
-        header = self._safetensors(f, head, size, location, suffix)
+        header = None if storage else self._safetensors(f, head, size, location, suffix)
         if header is not None:
             kinds.append("safetensors")
         if top:
@@ -355,13 +361,15 @@ class _Walk:
         suffix = PurePosixPath(name).suffix.lower()
         with opener() as raw:
             counted = CountingReader(raw, self.budget, cap, location)
-            head = counted.read(self.limits.sniff_bytes)
-            whole = len(head) < self.limits.sniff_bytes or \
-                (declared is not None and len(head) >= declared)
+            # A tensor storage: its first 4 KiB say whether it is a pickle (a checkpoint
+            # of 20,000 tensors then costs 80 MB of reads, not 1.3 GB).
+            window = _STORAGE_SNIFF if storage else self.limits.sniff_bytes
+            head = counted.read(window)
+            whole = len(head) < window or (declared is not None and len(head) >= declared)
             size = len(head) if whole else (declared if declared is not None else
                                              cap or len(head) + 1)
             strict = storage or suffix in TEXT_SUFFIXES
-            kinds = formats.sniff(head, None, size, strict=strict)
+            kinds = formats.sniff(head, None, size, strict=strict, storage=storage)
             parsed = bool(kinds) or force_pickle or looks_like_safetensors(head, size) \
                 or suffix == ".safetensors"
             if not parsed:
@@ -381,8 +389,11 @@ class _Walk:
         with spool:
             size = spool.seek(0, os.SEEK_END)
             spool.seek(0)
-            self.blob(spool, size, location, depth + 1, suffix=suffix,
-                      strict=strict and not force_pickle, force_pickle=force_pickle)
+            # In memory, a plain BytesIO: the pickle walker reads it opcode by opcode.
+            data: IO[bytes] = io.BytesIO(spool.read()) if size <= _SPOOL else spool
+            self.blob(data, size, location, depth + 1, suffix=suffix,
+                      strict=strict and not force_pickle, force_pickle=force_pickle,
+                      storage=storage and not force_pickle)
 
     def zip(self, f: IO[bytes], location: str, depth: int, top: bool, suffix: str) -> None:
         """Every member of a zip archive, checked against the limits before decoding."""

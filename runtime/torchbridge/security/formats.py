@@ -169,16 +169,27 @@ def compression(head: bytes) -> str | None:
         return "bz2"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
-    if head.startswith(b"\x5d\x00\x00") and len(head) >= 13:
+    if head.startswith(b"\x5d\x00\x00") and len(head) >= 13 and _decodes(
+            lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE), head):
         return "lzma"
     if head.startswith(b"\x04\x22\x4d\x18"):
         return "lz4"
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         return "zstd"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0 and \
-            head[1] in (0x01, 0x5E, 0x9C, 0xDA):
+            head[1] in (0x01, 0x5E, 0x9C, 0xDA) and _decodes(zlib.decompressobj, head):
         return "zlib"
     return None
+
+
+def _decodes(make: Any, head: bytes) -> bool:
+    """Whether the first KiB of ``head`` decodes with a fresh decompressor from ``make``
+    (two-byte zlib and three-byte lzma headers occur by chance in tensor data)."""
+    try:
+        make().decompress(head[:1024])
+    except Exception:  # zlib.error, lzma.LZMAError: not that format
+        return False
+    return True
 
 
 class _ZlibReader(io.RawIOBase):
@@ -276,11 +287,21 @@ def npy_header(stream: IO[bytes]) -> tuple[Any, int]:
     return dtype, count
 
 
-def sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool = False
-          ) -> list[str]:
+#: What ``torch.load`` makes of bytes it is handed: a zip, a (legacy) tar, or pickles.
+TORCH_LOAD_KINDS = ("zip", "tar", "pickle")
+
+
+def sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool = False,
+          storage: bool = False) -> list[str]:
     """Every container format ``head`` (and, for zip, the seekable ``stream``) opens, in
     a stable order; pickle is decided by :func:`sniff_pickle`. Safetensors is not
-    included (it needs its own validation)."""
+    included (it needs its own validation). ``storage``: raw tensor bytes, which only
+    ``torch.load`` might be handed, so only its kinds count."""
+    kinds = _sniff(head, stream, size, strict=strict)
+    return [k for k in kinds if k in TORCH_LOAD_KINDS] if storage else kinds
+
+
+def _sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool) -> list[str]:
     kinds: list[str] = []
     if head.startswith(ZIP_MAGIC) or (stream is not None and is_zip(stream)):
         kinds.append("zip")
