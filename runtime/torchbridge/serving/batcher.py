@@ -282,7 +282,9 @@ class Batcher:
                 _call(self._hooks, "on_fallback", len(batch))
                 log.info("a batch of %d requests raised (%s); running them one at a time",
                          len(batch), type(outputs).__name__)
-                outputs = [self._one(work) for work in batch]
+                # Each answer is encoded before the next pass: a model may return views of
+                # a buffer that its next call overwrites.
+                return [self._encode(work, self._one(work)) for work in batch]
         return [self._encode(work, result) for work, result in zip(batch, outputs, strict=True)]
 
     def _one(self, work: Work) -> Any:
@@ -297,6 +299,8 @@ class Batcher:
                 raise RuntimeError(f"compute returned {len(results)} results for "
                                    f"{len(batch)} requests")
             return results
+        except StopIteration as exc:  # cannot be set on an asyncio future (TypeError)
+            return _Fault(exc)
         except Exception as exc:
             return exc
         except BaseException as exc:  # a model's sys.exit must not end the worker
@@ -317,6 +321,10 @@ class Batcher:
             failure = exc if hasattr(exc, "status") else EncodeFailed(exc)
             _call(self._hooks, "on_failure", failure)
             return failure
+        except BaseException as exc:  # an output object's hook may raise anything
+            fault = _Fault(exc)
+            _call(self._hooks, "on_failure", fault)
+            return fault
 
     def _died(self, exc: BaseException) -> None:
         """The worker loop itself failed: refuse new work, fail everything waiting, and
@@ -378,6 +386,8 @@ def _deliver(batch: list[Work], results: list[Any]) -> None:
         if work.future.done():
             continue  # timed out or disconnected meanwhile; nobody is waiting
         if isinstance(result, BaseException):
+            if isinstance(result, StopIteration) or not isinstance(result, Exception):
+                result = _Fault(result)  # asyncio futures refuse these
             work.future.set_exception(result)
         else:
             work.future.set_result(result)

@@ -170,11 +170,14 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _hostname(value: str) -> str:
-    """``example.com:8000`` → ``example.com``; ``[::1]:8000`` → ``::1``."""
+    """``example.com:8000`` → ``example.com``; ``[::1]:8000`` → ``::1``; ``""`` (matching
+    nothing) when what follows the name is not a port (``localhost:80@evil.com``)."""
     if value.startswith("["):
-        return value[1:].partition("]")[0]
+        name, _, rest = value[1:].partition("]")
+        return name if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else ""
     if value.count(":") == 1:
-        return value.partition(":")[0]
+        name, _, port = value.partition(":")
+        return name if port.isdigit() else ""
     return value
 
 

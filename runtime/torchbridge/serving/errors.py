@@ -50,6 +50,21 @@ class ModelFault(Exception):
         self.reason = type(exc).__name__
 
 
+def failure_reason(exc: BaseException) -> str:
+    """The label of a failed request for answers, logs and the failures counter: the
+    ``reason`` of the server's own exceptions (``non_finite``, ``row_count``, the type a
+    contained ``SystemExit`` had, ...), otherwise the exception's type name. A model's own
+    exception may carry a ``reason`` attribute too (``UnicodeDecodeError`` does), which can
+    quote inputs and is unbounded as a metric label, so it is never used."""
+    if "OutOfMemory" in type(exc).__name__:
+        return "oom"
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason and \
+            type(exc).__module__.startswith("torchbridge.serving."):
+        return reason
+    return type(exc).__name__
+
+
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 

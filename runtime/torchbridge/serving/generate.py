@@ -19,7 +19,13 @@ from typing import Any
 import orjson
 import torch
 
-from torchbridge.serving.errors import ApiError, ModelFault, overloaded
+from torchbridge.serving.errors import (
+    ApiError,
+    ModelFault,
+    OutputInvalid,
+    failure_reason,
+    overloaded,
+)
 from torchbridge.serving.logging import log_exception
 from torchbridge.serving.state import ServingState
 
@@ -27,6 +33,7 @@ log = logging.getLogger("torchbridge.serving")
 _DONE = object()
 _INT64_MAX = 2**63 - 1
 #: config attributes and model attributes that give a language model's context length
+_FIELDS = frozenset({"input_ids", "max_new_tokens", "eos_token_id", "stream"})
 _POSITION_NAMES = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len",
                    "max_sequence_length", "seq_length")
 
@@ -37,6 +44,11 @@ class GenerateRequest:
     def __init__(self, body: Any, state: ServingState) -> None:
         if not isinstance(body, dict):
             raise ApiError(400, 'body must be a JSON object {"input_ids": [...]}')
+        unknown = sorted(set(body) - _FIELDS)
+        if unknown:  # sampling settings the model would never see: a wrong 200
+            raise ApiError(422, f"unknown field(s) {unknown}; /generate takes "
+                                f"{sorted(_FIELDS)} (greedy decoding as the model's "
+                                "stream/generate does it)")
         ids = body.get("input_ids")
         rows = [ids] if isinstance(ids, list) and ids and not isinstance(ids[0], list) else ids
         if not isinstance(rows, list) or not rows or not all(
@@ -140,7 +152,13 @@ class Generation:
         with torch.inference_mode():
             full = model.generate(ids, max_new_tokens=self.request.max_new_tokens,
                                   eos_token_id=self.request.eos_token_id)
-        return iter(full[:, ids.shape[1]:].unbind(1))
+        full = torch.as_tensor(full)
+        prompt = ids.shape[1]
+        if full.dim() != 2 or full.shape[0] != ids.shape[0] or full.shape[1] < prompt or \
+                not torch.equal(full[:, :prompt].to(ids.device, ids.dtype), ids):
+            raise OutputInvalid(f"model.generate returned {list(full.shape)}, not the "
+                                f"{list(ids.shape)} prompt followed by the new tokens", "tokens")
+        return iter(full[:, prompt:].unbind(1))
 
     def _step(self) -> Any:
         try:
@@ -148,10 +166,32 @@ class Generation:
                 self._iterator = self._start()
             with torch.inference_mode():
                 return next(self._iterator, _DONE)
+        except StopIteration as exc:  # cannot cross into an asyncio future (TypeError)
+            raise ModelFault(exc) from exc
         except Exception:
             raise
         except BaseException as exc:  # a model's sys.exit must not reach the event loop
             raise ModelFault(exc) from exc
+
+    def _tokens(self, token: Any) -> list[int]:
+        """One step's tokens, one per prompt, as ints in the vocabulary; else
+        :class:`OutputInvalid` (500): a 200 must never carry a token that is not one."""
+        values = torch.as_tensor(token).detach().reshape(-1).cpu()
+        if values.numel() != len(self.tokens):
+            raise OutputInvalid(f"the model produced {values.numel()} token(s) for "
+                                f"{len(self.tokens)} prompt(s) in one step", "row_count")
+        if values.is_floating_point() or values.is_complex() or values.dtype is torch.bool:
+            if not (values.is_floating_point() and bool(torch.isfinite(values).all())
+                    and bool((values == values.round()).all())):
+                raise OutputInvalid(f"the model produced tokens of dtype {values.dtype} "
+                                    "that are not integers", "tokens")
+            values = values.double()
+        step = [int(value) for value in values.tolist()]
+        vocab = vocab_size(self.state.model)
+        limit = vocab if vocab is not None else _INT64_MAX + 1
+        if any(value < 0 or value >= limit for value in step):
+            raise OutputInvalid(f"the model produced a token outside [0, {limit})", "tokens")
+        return step
 
     def _close(self) -> None:
         close = getattr(self._iterator, "close", None)
@@ -168,6 +208,10 @@ class Generation:
         last = self.start
         try:
             while True:
+                # A model that ignores max_new_tokens or eos must not run to the deadline.
+                if self.finish_reason == "eos" or \
+                        len(self.tokens[0]) >= self.request.max_new_tokens:
+                    return
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
                     raise ApiError(504, "deadline passed during generation")
@@ -178,24 +222,27 @@ class Generation:
                     raise ApiError(504, "deadline passed during generation") from None
                 if token is _DONE:
                     return
+                step = self._tokens(token)
                 now = time.monotonic()
                 histogram = metrics.inter_token if last != self.start else \
                     metrics.time_to_first_token
                 histogram.observe(now - last)
                 last = now
-                step = [int(t) for t in torch.as_tensor(token).reshape(-1).tolist()]
-                for row, value in zip(self.tokens, step, strict=False):
+                for row, value in zip(self.tokens, step, strict=True):
                     row.append(value)
                 if self.request.eos_token_id is not None and \
                         all(self.request.eos_token_id in row for row in self.tokens):
                     self.finish_reason = "eos"
                 yield step
         except Exception as exc:
+            if isinstance(exc, OutputInvalid):
+                state.metrics.on_failure(exc)
+                log.error("generation refused: %s", exc.message)
             if isinstance(exc, ApiError):
                 raise
             state.metrics.on_failure(exc)
             log_exception(log, "generation failed", exc, state.config.log_payloads)
-            name = getattr(exc, "reason", None) or type(exc).__name__
+            name = failure_reason(exc)
             raise ApiError(500, f"generation failed ({name}); see the server log") from exc
         finally:
             state.generating -= 1

@@ -17,6 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from torchbridge.serving.errors import failure_reason
+
 log = logging.getLogger("torchbridge.serving")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -108,9 +110,7 @@ class ServerMetrics:
         self.dropped.labels(reason).inc()
 
     def on_failure(self, exc: BaseException) -> None:
-        reason = "oom" if "OutOfMemory" in type(exc).__name__ else \
-            str(getattr(exc, "reason", "") or type(exc).__name__)
-        self.inference_failures.labels(reason).inc()
+        self.inference_failures.labels(failure_reason(exc)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

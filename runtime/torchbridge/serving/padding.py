@@ -9,8 +9,10 @@ mask can declare padding instead, as an attribute::
 
 ``dim`` is a named dynamic dim of the input spec; every input that has it (the inputs the
 spec names, and the mask) is padded along its axis to the longest request in the batch,
-with ``value`` (the mask with 0). Outputs that carry the padded length on that axis are
-cut back to each request's own length.
+with ``value`` (the mask with 0). Outputs that carry the padded length are cut back to
+each request's own length; which outputs do (and on which axis) is learned at warm-up by
+running the sample at another length, never guessed from a size that may be equal by
+coincidence (``pooled`` of 4 features in a batch padded to 4 tokens).
 """
 
 from __future__ import annotations
@@ -74,36 +76,28 @@ def declared_padding(model: Any, spec: InputSpec, sig: Signature) -> Padding | N
     return Padding(axis, indices, float(declared.get("value", 0)), names.index(mask))
 
 
+def resized(arrays: Sequence[np.ndarray], padding: Padding, length: int
+            ) -> list[np.ndarray]:
+    """One request's inputs padded (or cut) to ``length`` along the padded axis."""
+    out = list(arrays)
+    for index in padding.inputs:
+        array = arrays[index]
+        have = array.shape[padding.axis]
+        if length <= have:
+            out[index] = np.ascontiguousarray(np.take(array, range(length), padding.axis))
+            continue
+        widths = [(0, 0)] * array.ndim
+        widths[padding.axis] = (0, length - have)
+        fill = 0 if index == padding.mask else padding.value
+        out[index] = np.pad(array, widths, constant_values=fill)
+    return out
+
+
 def pad_batch(batches: Sequence[Sequence[np.ndarray]], padding: Padding
               ) -> tuple[list[list[np.ndarray]], list[int]]:
     """Each request's inputs padded to the longest length in the batch, and the lengths."""
     lengths = [padding.length(arrays) for arrays in batches]
     longest = max(lengths)
-    out = []
-    for arrays, length in zip(batches, lengths, strict=True):
-        padded = list(arrays)
-        if length < longest:
-            for index in padding.inputs:
-                widths = [(0, 0)] * arrays[index].ndim
-                widths[padding.axis] = (0, longest - length)
-                fill = 0 if index == padding.mask else padding.value
-                padded[index] = np.pad(arrays[index], widths, constant_values=fill)
-        out.append(padded)
+    out = [resized(arrays, padding, longest) if length < longest else list(arrays)
+           for arrays, length in zip(batches, lengths, strict=True)]
     return out, lengths
-
-
-def unpad(tree: Any, axis: int, longest: int, length: int) -> Any:
-    """Cut array leaves that carry the padded length on ``axis`` back to ``length``."""
-    if length == longest:
-        return tree
-    if isinstance(tree, np.ndarray):
-        if tree.ndim > axis and tree.shape[axis] == longest:
-            index = [slice(None)] * tree.ndim
-            index[axis] = slice(0, length)
-            return np.ascontiguousarray(tree[tuple(index)])
-        return tree
-    if isinstance(tree, dict):
-        return {k: unpad(v, axis, longest, length) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [unpad(v, axis, longest, length) for v in tree]
-    return tree

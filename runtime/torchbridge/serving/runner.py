@@ -22,7 +22,9 @@ names every dropped output in a warning.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,17 +37,27 @@ from torchbridge.core.subject import call_model
 from torchbridge.core.trees import to_plain
 from torchbridge.serving.batcher import Work
 from torchbridge.serving.errors import ModelFault, OutputInvalid
-from torchbridge.serving.padding import Padding, pad_batch, unpad
+from torchbridge.serving.padding import Padding, pad_batch
 from torchbridge.serving.schemas import Signature
 
 log = logging.getLogger("torchbridge.serving")
 _STANDARD_NODES = (dict, list, tuple)
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _child(prefix: str, key: str | int) -> str:
-    """The name of a leaf below ``prefix`` (``output_0`` style at the top)."""
+    """The name of a leaf below ``prefix`` (``output_0`` style at the top).
+
+    Names are unique within one output: a key that is not a plain word (``a.b``, ``x[0]``,
+    ``""``) is written quoted, ``["a.b"]``, so ``{"a.b": s, "a": {"b": t}}`` gives ``["a.b"]``
+    and ``a.b`` -- two leaves can never share a name, and so never share a batch layout.
+    """
     if isinstance(key, int):
         return f"{prefix}[{key}]" if prefix else f"output_{key}"
+    if not _PLAIN_KEY.match(key):
+        return f"{prefix}[{json.dumps(key)}]"
     return f"{prefix}.{key}" if prefix else key
 
 
@@ -148,65 +160,111 @@ def check_finite(tree: Any) -> None:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """Which output leaves carry the batch on dim 0, learned at warm-up.
+    """Which output leaves carry the batch, and on which axis, learned at warm-up.
 
-    ``batch``: names of the leaves that do. ``batched``: whether requests may share a
-    forward pass -- only when every leaf carries the batch and a row's values do not depend
-    on its batch mates. ``reason`` says why not, for the start-up log.
+    ``batch``: leaf name -> the axis that carries the batch (0 for most outputs; 1 for an
+    RNN's final state ``(layers, batch, hidden)``). A leaf that keeps one row at every batch
+    size is listed with axis 0 too, so its row count is checked (see
+    :func:`learn_layout`). ``batched``: whether requests may share a forward pass -- only
+    when every leaf carries the batch and no row's values depend on its batch mates at
+    any batch size tried. ``reason`` says why not, for the start-up log.
     """
 
-    batch: frozenset[str]
+    batch: Mapping[str, int]
     batched: bool
     reason: str = ""
 
 
-def learn_layout(single: Any, full: Any, rows: int, flipped: Any = None,
+def batch_axis(one: np.ndarray, many: np.ndarray | None, rows: int) -> int | None:
+    """The axis of a leaf that is 1 at one row and ``rows`` at ``rows`` rows, all other
+    dims unchanged; ``None`` when there is no such axis (a batch-level output)."""
+    return following_axis(one, many, 1, rows)
+
+
+def following_axis(one: np.ndarray, other: np.ndarray | None, size: int, changed: int
+                   ) -> int | None:
+    """The one axis on which a leaf is ``size`` in one run and ``changed`` in another run
+    whose input differs only in that size, all other dims unchanged; ``None`` when there
+    is none. Learned this way, never from a size equal by coincidence."""
+    if other is None or one.ndim != other.ndim or size == changed:
+        return None
+    for axis in range(one.ndim):
+        rest = one.shape[:axis] + one.shape[axis + 1:]
+        if one.shape[axis] == size and other.shape[axis] == changed and \
+                rest == other.shape[:axis] + other.shape[axis + 1:]:
+            return axis
+    return None
+
+
+def learn_layout(alone: Sequence[Any], runs: Mapping[int, Any], flipped: Any = None,
                  rtol: float = 1e-3, atol: float = 1e-4) -> OutputLayout:
-    """The layout from the outputs of one forward pass at 1 row (``single``), one at
-    ``rows`` rows (``full``, whose row 0 is the same input as ``single``) and optionally
-    one of the same rows in reverse order (``flipped``).
+    """The layout from warm-up outputs: ``alone[j]`` is row ``j`` run alone (``alone[0]``
+    the sample's first row), ``runs[k]`` rows ``0..k-1`` run together, ``flipped`` the
+    largest run with its rows reversed.
 
-    A leaf carries the batch when its dim 0 is 1 in the first run and ``rows`` in the
-    second. Batching is allowed when every leaf does, row 0 of every leaf agrees between
-    the first two runs, and the reversed run gives the same rows reversed (within
-    ``rtol``/``atol``; exactly for integers and booleans) -- otherwise a row's answer
-    would depend on which other requests shared its batch, or where it sat in it.
+    A leaf carries the batch on the axis found by :func:`batch_axis` between ``alone[0]``
+    and the largest run. Batching is allowed when every leaf does, every run has its size
+    on that axis for every leaf, every row of every run agrees with that row run alone
+    (for as many rows as ``alone`` holds) and the reversed run gives the same rows reversed
+    (within ``rtol``/``atol``; exactly for integers and booleans) -- otherwise a row's
+    answer would depend on which other requests shared its batch, how many, or where it
+    sat in it. Trying every batch size matters: a model may misbehave at three rows only.
 
-    Every leaf with one row in the first run has its row count checked on every answer
-    (``batch``), also one that did not follow the row count at ``rows`` rows: a leaf of one
-    row at any batch size is either a batch-level output kept with ``keepdim`` or a model
-    that drops rows, and a client cannot tell which, so a multi-row request then answers
-    500 naming it rather than a 200 with fewer rows than it sent.
+    Every leaf with one row at one row has its row count checked on every answer, also one
+    that did not follow the row count: a leaf of one row at any batch size is either a
+    batch-level output kept with ``keepdim`` or a model that drops rows, and a client cannot
+    tell which, so a multi-row request then answers 500 naming it rather than a 200 with
+    fewer rows than it sent.
     """
-    one = dict(leaves(single))
-    many = dict(leaves(full))
-    batch = frozenset(n for n, a in one.items() if a.ndim and a.shape[0] == 1)
-    follows = frozenset(n for n in batch if n in many and many[n].ndim
-                        and many[n].shape[0] == rows and many[n].shape[1:] == one[n].shape[1:])
-    if rows <= 1:  # a batch holds one row, so one request: nothing is ever split
-        return OutputLayout(batch, True)
-    other = sorted(set(one) - follows)
+    one = dict(leaves(alone[0]))
+    if not runs:  # a batch holds one row, so one request: nothing is ever split
+        return OutputLayout({n: 0 for n, a in one.items() if a.ndim and a.shape[0] == 1}, True)
+    rows = max(runs)
+    many = dict(leaves(runs[rows]))
+    axes = {n: axis for n, a in one.items()
+            if (axis := batch_axis(a, many.get(n), rows)) is not None}
+    other = sorted(set(one) - set(axes))
     if other or set(many) != set(one):
+        ambiguous = [n for n in other if one[n].ndim and one[n].shape[0] == 1]
         shapes = ", ".join(f"{n} {list(one[n].shape)} at 1 row, "
                            f"{list(many[n].shape) if n in many else 'absent'} at {rows}"
                            for n in other) or "the outputs differ between the runs"
-        ambiguous = sorted(batch - follows)
         note = "" if not ambiguous else (
             f"; {', '.join(ambiguous)} keep(s) one row at any batch size, so requests of "
             "more than one row answer 500 (return a batch-level output without a batch "
             "dim, e.g. mean(0) without keepdim, to serve them)")
-        return OutputLayout(batch, False, f"output(s) that do not carry the batch on dim 0: "
-                                          f"{shapes}{note}")
+        return OutputLayout({**axes, **dict.fromkeys(ambiguous, 0)}, False,
+                            f"output(s) that do not carry the batch: {shapes}{note}")
+    by_row = [dict(leaves(tree)) for tree in alone]
+    for size in sorted(runs):
+        reason = _run_differs(dict(leaves(runs[size])), by_row, axes, size, rtol, atol)
+        if reason:
+            return OutputLayout(axes, False, reason)
     back = dict(leaves(flipped)) if flipped is not None else {}
-    for name in sorted(batch):
-        same = _close(one[name][0], many[name][0], rtol, atol)
-        if same and name in back:
-            same = back[name].shape == many[name].shape and \
-                _close(back[name][::-1], many[name], rtol, atol)
-        if not same:
-            return OutputLayout(batch, False, f"output {name!r} of a row changes with its "
-                                              "batch mates")
-    return OutputLayout(batch, True)
+    for name, axis in sorted(axes.items()):
+        if name in back and not (back[name].shape == many[name].shape and _close(
+                np.flip(back[name], axis), many[name], rtol, atol)):
+            return OutputLayout(axes, False, f"output {name!r} of a row changes with its "
+                                             "place in the batch")
+    return OutputLayout(axes, True)
+
+
+def _run_differs(got: Mapping[str, np.ndarray], by_row: Sequence[Mapping[str, np.ndarray]],
+                 axes: Mapping[str, int], size: int, rtol: float, atol: float) -> str:
+    """Why a run of ``size`` rows cannot be split into its rows ("" when it can)."""
+    if set(got) != set(axes):
+        return f"the outputs at {size} rows are not those at 1 row"
+    for name, axis in sorted(axes.items()):
+        array = got[name]
+        if array.ndim <= axis or array.shape[axis] != size:
+            return f"output {name!r} does not carry the batch at {size} rows " \
+                   f"({list(array.shape)})"
+        for row, alone in enumerate(by_row[:size]):
+            if not _close(np.take(array, row, axis), np.take(alone[name], 0, axis),
+                          rtol, atol):
+                return f"output {name!r} of a row changes with its batch mates " \
+                       f"(row {row} at {size} rows)"
+    return ""
 
 
 def _close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
@@ -228,6 +286,9 @@ class ModelRunner:
         self._on_failure = on_failure
         #: set by warm-up; ``None`` until then (requests are then served alone, unchecked)
         self.layout: OutputLayout | None = None
+        #: with padding: leaf name -> the axis that carries the padded length, learned at
+        #: warm-up; only these are cut back to a request's own length
+        self.padded: Mapping[str, int] = {}
         self._warned: set[str] = set()
 
     def tensors(self, requests: Sequence[Sequence[np.ndarray]]) -> list[torch.Tensor]:
@@ -285,9 +346,9 @@ class ModelRunner:
             if self._on_failure is not None:
                 self._on_failure(exc)
             raise
-        if lengths and self.padding is not None:
+        if lengths:
             longest = max(lengths)
-            parts = [unpad(part, self.padding.axis, longest, length)
+            parts = [map_leaves(part, _unpad(self.padded, longest, length))
                      for part, length in zip(parts, lengths, strict=True)]
         return parts
 
@@ -306,9 +367,10 @@ class ModelRunner:
                                     "learned which carry the batch", "row_count")
             return [tree]
         for name, array in leaves(tree):
-            if name in layout.batch:
-                if array.ndim == 0 or array.shape[0] != total:
-                    got = array.shape[0] if array.ndim else "no batch dim"
+            axis = layout.batch.get(name)
+            if axis is not None:
+                if array.ndim <= axis or array.shape[axis] != total:
+                    got = array.shape[axis] if array.ndim > axis else "no batch dim"
                     raise OutputInvalid(f"output {name!r} has {got} row(s) for "
                                         f"{total} input row(s)", "row_count")
             elif len(rows) > 1:
@@ -325,6 +387,27 @@ class ModelRunner:
         return parts
 
 
-def _cut(batch: frozenset[str], start: int, stop: int
+def _cut(batch: Mapping[str, int], start: int, stop: int
          ) -> Callable[[str, np.ndarray], np.ndarray]:
-    return lambda name, array: array[start:stop] if name in batch else array
+    def cut(name: str, array: np.ndarray) -> np.ndarray:
+        axis = batch.get(name)
+        if axis is None:
+            return array
+        if axis == 0:
+            return array[start:stop]
+        # orjson serialises C-contiguous arrays only
+        return np.ascontiguousarray(np.take(array, range(start, stop), axis))
+
+    return cut
+
+
+def _unpad(padded: Mapping[str, int], longest: int, length: int
+           ) -> Callable[[str, np.ndarray], np.ndarray]:
+    """Cut the leaves that carry the padded length back to a request's ``length``."""
+    def cut(name: str, array: np.ndarray) -> np.ndarray:
+        axis = padded.get(name)
+        if axis is None or length == longest or array.shape[axis] != longest:
+            return array
+        return np.ascontiguousarray(np.take(array, range(length), axis))
+
+    return cut

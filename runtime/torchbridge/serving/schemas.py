@@ -22,6 +22,7 @@ V2_DATATYPES: dict[torch.dtype, str] = {
     torch.bool: "BOOL", torch.uint8: "UINT8", torch.int8: "INT8", torch.int16: "INT16",
     torch.int32: "INT32", torch.int64: "INT64", torch.float16: "FP16",
     torch.float32: "FP32", torch.float64: "FP64", torch.bfloat16: "BF16",
+    torch.uint16: "UINT16", torch.uint32: "UINT32", torch.uint64: "UINT64",
 }
 _NUMPY_BY_V2 = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16,
                 "UINT32": np.uint32, "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16,

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,11 +30,26 @@ from torchbridge.serving.batcher import (
     WorkerDied,
 )
 from torchbridge.serving.config import ServerConfig
-from torchbridge.serving.errors import ApiError, KeyRing, OutputInvalid, RateLimiter, overloaded
+from torchbridge.serving.errors import (
+    ApiError,
+    KeyRing,
+    OutputInvalid,
+    RateLimiter,
+    failure_reason,
+    overloaded,
+)
 from torchbridge.serving.logging import AuditLog, log_exception
 from torchbridge.serving.metrics import ServerMetrics
-from torchbridge.serving.padding import Padding
-from torchbridge.serving.runner import ModelRunner, OutputLayout, check_finite, learn_layout, leaves
+from torchbridge.serving.padding import Padding, resized
+from torchbridge.serving.runner import (
+    ModelRunner,
+    OutputLayout,
+    check_finite,
+    following_axis,
+    learn_layout,
+    leaves,
+    map_leaves,
+)
 from torchbridge.serving.schemas import (
     V2_DATATYPES,
     InvalidInput,
@@ -147,14 +162,19 @@ class ServingState:
                  self.config.model_version)
 
     async def _learn(self) -> OutputLayout:
-        """Run the full request path at 1 and at ``max_batch_size`` rows (and the latter
-        with its rows reversed): forward pass, every encoder; learn which outputs carry the
-        batch and whether rows depend on their batch mates."""
+        """Run the full request path at 1 and at ``max_batch_size`` rows: forward pass,
+        every encoder; learn which outputs carry the batch. If they all do, also run each
+        varied row alone, the rows together at every smaller batch size (see
+        :func:`warmup_sizes`) and the largest batch reversed, to learn whether any row's
+        answer depends on its batch mates, their number or its place among them."""
         rows = self.config.max_batch_size
-        single = await self._warm_run(sample_arrays(self.sample, self.sig, 1), prove=True)
+        base = sample_arrays(self.sample, self.sig, 1)
+        single = await self._warm_run(base, prove=True)
         self.outputs = output_metadata(single)
+        if self.padding is not None:
+            await self._learn_padded(base, single)
         if rows == 1:
-            return learn_layout(single, single, 1)
+            return learn_layout([single], {})
         modulus = _vocab(self.model)
         try:
             varied = sample_arrays(self.sample, self.sig, rows, True, modulus)
@@ -164,20 +184,45 @@ class ServingState:
                      rows)
             varied = sample_arrays(self.sample, self.sig, rows)
             full = await self._warm_run(varied)
-        layout = learn_layout(single, full, rows)
+        layout = learn_layout([single], {rows: full})
         if layout.batched:
+            alone = [single] + [await self._warm_run(_rows(varied, self.sig, row, row + 1))
+                                for row in range(1, rows)]
+            runs = {rows: full}
+            for size in warmup_sizes(rows):
+                runs[size] = await self._warm_run(_rows(varied, self.sig, 0, size))
             reversed_rows = [_reverse(a, s.batch_axis) for a, s in zip(varied, self.sig.inputs,
                                                                         strict=True)]
             flipped = await self._warm_run(reversed_rows)
-            layout = learn_layout(single, full, rows, flipped)
+            layout = learn_layout(alone, runs, flipped)
         self.outputs = output_metadata(single, layout.batch)
         return layout
+
+    async def _learn_padded(self, base: list[np.ndarray], single: Any) -> None:
+        """Which outputs carry the padded length, and on which axis: the sample run again
+        one position longer (or shorter, at the top of the dim's range) must change
+        exactly those. If the dim has one allowed length, requests never differ in it and
+        padding is switched off."""
+        padding = self.padding
+        assert padding is not None
+        length = padding.length(base)
+        low, high = self.sig.inputs[padding.inputs[0]].ranges.get(padding.axis, (1, None))
+        other = length + 1 if high is None or length < high else length - 1
+        if other < max(low, 1):
+            self.padding = self.runner.padding = None
+            return
+        changed = dict(leaves(await self._warm_run(resized(base, padding, other))))
+        self.runner.padded = {
+            name: axis for name, array in leaves(single)
+            if (axis := following_axis(array, changed.get(name), length, other)) is not None}
 
     async def _warm_run(self, arrays: list[np.ndarray], prove: bool = False) -> Any:
         """One forward pass of the warm-up; with ``prove``, also every response encoder on
         its output (once is enough: encodability does not depend on the row count, and
         a language model's logits are large)."""
         tree = await self.infer(arrays, time.monotonic() + 600.0, encode=None)
+        # Copies: a model may return views of a buffer it overwrites on its next call.
+        tree = map_leaves(tree, lambda _, array: array.copy())
         if not prove:
             return tree
         try:
@@ -253,7 +298,7 @@ class ServingState:
             log_exception(log, str(exc), exc.__cause__ or exc, self.config.log_payloads)
             raise ApiError(500, f"{exc}; see the server log") from exc
         except Exception as exc:
-            name = getattr(exc, "reason", None) or type(exc).__name__
+            name = failure_reason(exc)
             log_exception(log, "inference failed", exc, self.config.log_payloads)
             raise ApiError(500, f"inference failed ({name}); see the server log") from exc
         finally:
@@ -334,6 +379,23 @@ def _varied(array: np.ndarray, axis: int, rows: int, modulus: int | None) -> np.
     return np.moveaxis(moved, 0, axis)
 
 
+def warmup_sizes(rows: int) -> list[int]:
+    """Batch sizes that warm-up tries besides 1 and ``rows``: every one up to 64, and
+    beyond that powers of two and ``rows - 1`` (a model may misbehave at one size only)."""
+    sizes = set(range(2, min(rows, 65)))
+    if rows > 65:
+        sizes |= {2 ** k for k in range(7, rows.bit_length())} | {rows - 1}
+    return sorted(size for size in sizes if size < rows)
+
+
+def _rows(arrays: Sequence[np.ndarray], sig: Signature, start: int, stop: int
+          ) -> list[np.ndarray]:
+    """Rows ``start:stop`` of a request's arrays (inputs without a batch dim whole)."""
+    return [array if spec.batch_axis is None else
+            np.ascontiguousarray(np.take(array, range(start, stop), spec.batch_axis))
+            for array, spec in zip(arrays, sig.inputs, strict=True)]
+
+
 def _reverse(array: np.ndarray, axis: int | None) -> np.ndarray:
     return array if axis is None else np.ascontiguousarray(np.flip(array, axis))
 
@@ -346,20 +408,22 @@ def _vocab(model: Any) -> int | None:
 
 def _zero_nonfinite(tree: Any) -> Any:
     """``tree`` with NaN and infinities replaced by 0, to prove the encoders on it."""
-    from torchbridge.serving.runner import map_leaves
 
     return map_leaves(tree, lambda _, a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
                       if a.dtype.kind in "fc" else a)
 
 
-def output_metadata(tree: Any, batch: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """v2 output metadata from one result: names, datatypes, shapes with -1 for the batch
-    dim of the outputs in ``batch`` (of every output with a dim when ``batch`` is None)."""
+def output_metadata(tree: Any, batch: Mapping[str, int] | None = None
+                    ) -> list[dict[str, Any]]:
+    """v2 output metadata from one result: names, datatypes, shapes with -1 on the batch
+    axis of the outputs in ``batch`` (on dim 0 of every output when ``batch`` is None)."""
     out = []
     for name, array in leaves(tree):
         dtype = torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype
-        carries = array.ndim and (batch is None or name in batch)
-        shape = [-1, *array.shape[1:]] if carries else list(array.shape)
+        axis = (0 if array.ndim else None) if batch is None else batch.get(name)
+        shape = list(array.shape)
+        if axis is not None and axis < len(shape):
+            shape[axis] = -1
         out.append({"name": name, "datatype": V2_DATATYPES.get(dtype, "BYTES"), "shape": shape})
     return out
 

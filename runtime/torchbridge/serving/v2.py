@@ -97,6 +97,8 @@ def parse_request(body: Any, blobs: bytes, sig: Signature) -> V2Request:
             offset += size
         elif "data" not in entry:
             raise InvalidInput(f"inputs[{index}] needs data (or binary_data_size)", 400)
+        if str(entry["name"]) in by_name:  # which one would the model get?
+            raise InvalidInput(f"input {entry['name']!r} is given more than once", 400)
         by_name[str(entry["name"])] = (entry, blob)
     if offset != len(blobs):
         raise InvalidInput(f"{len(blobs) - offset} binary bytes after the last input", 400)
@@ -150,6 +152,8 @@ def _input(entry: dict[str, Any], blob: bytes | None, spec: TensorSpec) -> np.nd
             raise InvalidInput(f"{where}: {len(blob)} binary bytes, shape {shape} of "
                                f"{spec.datatype} needs {count * wire.itemsize}")
         array = np.frombuffer(blob, dtype=wire)
+        if spec.datatype == "BOOL":  # a byte of 2 read as bool stays 2 inside the tensor
+            array = np.frombuffer(blob, dtype=np.uint8) != 0
         if spec.datatype == "BF16":  # bfloat16 is the top half of a float32
             array = (array.astype(np.uint32) << 16).view(np.float32)
         array = array.astype(spec.numpy_dtype)
@@ -175,9 +179,12 @@ def _outputs(value: Any) -> tuple[tuple[str, ...] | None, frozenset[str]]:
 
 
 def datatype(array: np.ndarray) -> str:
-    """The v2 datatype of an output array."""
-    dtype = torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype
-    return V2_DATATYPES.get(dtype, "BYTES")
+    """The v2 datatype of an output array; ``ValueError`` for one with none (never sent
+    as ``BYTES``, which a client would decode as length-prefixed strings)."""
+    kind = V2_DATATYPES.get(torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype)
+    if kind is None:
+        raise ValueError(f"outputs of dtype {array.dtype} have no v2 datatype")
+    return kind
 
 
 def encode_response(tree: Any, request: V2Request, model: str, version: str,

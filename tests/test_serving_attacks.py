@@ -1,0 +1,597 @@
+"""Variants of issue 14's attacks, replayed against a real server on 127.0.0.1.
+
+Each test is one attack that broke the server (or a near variant of one that did): the
+assertion is what a client must see instead of a wrong 200, a hang or a leak. Models are
+tiny; requests that must share one forward pass are queued while the worker is held
+inside an earlier pass (see :func:`_as_one_batch`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from serving_models import FEATURES, POISON, TinyGenerator, mlp, sample
+from torch import nn
+
+from torchbridge.serving import ServerConfig
+from torchbridge.serving.live import LiveServer
+
+# ---------------------------------------------------------------------- helpers
+
+
+class Held(nn.Module):
+    """Wraps a model; while ``hold`` is clear a forward pass waits inside the worker, so
+    requests sent meanwhile queue up and are then served as one batch."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+
+    def forward(self, x: torch.Tensor) -> Any:
+        self.entered.set()
+        self.hold.wait(20)
+        return self.inner(x)
+
+
+def _rows(count: int, seed: int, first: float | None = None) -> list[list[float]]:
+    x = torch.randn(count, FEATURES, generator=torch.Generator().manual_seed(seed))
+    if first is not None:
+        x[0, 0] = first
+    return x.tolist()
+
+
+def _as_one_batch(live: LiveServer, held: Held, bodies: list[Any], path: str = "/predict",
+                  blocker_body: Any = None) -> list[httpx.Response]:
+    """Post ``bodies`` so that the worker takes them together (they queue while it is
+    held inside a forward pass for an extra request, which is answered first); asserts
+    that they did share one forward pass."""
+    held.hold.clear()
+    held.entered.clear()
+    with ThreadPoolExecutor(len(bodies) + 1) as pool:
+        blocker = pool.submit(live.client.post, "/predict",
+                              json=blocker_body or {"inputs": _rows(1, 999)})
+        assert held.entered.wait(10)
+        futures = [pool.submit(live.client.post, path, json=b) for b in bodies]
+        deadline = time.monotonic() + 10
+        while live.state.batcher.depth < len(bodies) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        held.hold.set()
+        assert blocker.result().status_code == 200
+        responses = [f.result() for f in futures]
+    if live.state.unbatched_reason == "":
+        assert {r.headers["x-batched-with"] for r in responses if r.status_code == 200} \
+            <= {str(len(bodies)), "1"}
+    return responses
+
+
+def _close(got: Any, want: torch.Tensor) -> None:
+    torch.testing.assert_close(torch.tensor(got, dtype=want.dtype), want, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------- 1: un-batching by coincidence
+
+
+class CollidingNames(nn.Module):
+    """A batch-level output whose name, flattened, is the same as a per-row output's:
+    ``{"a.b": summary, "a": {"b": logits}}``, three classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(FEATURES, 3)
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        logits = self.proj(x)
+        return {"a.b": logits.mean(0), "a": {"b": logits}}
+
+
+def test_outputs_whose_flat_names_collide_keep_both_and_are_never_split() -> None:
+    inner = CollidingNames().eval()
+    held = Held(inner)
+    with LiveServer(held, sample(1), ServerConfig(max_batch_size=3)) as live:
+        bodies = [{"inputs": _rows(1, seed)} for seed in range(3)]
+        responses = _as_one_batch(live, held, bodies)
+        names = [o["name"] for o in live.client.get("/v2/models/model").json()["outputs"]]
+    assert len(set(names)) == 2, names
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200, response.text
+        alone = inner(torch.tensor(body["inputs"]))
+        _close(response.json()["outputs"]["a.b"], alone["a.b"])
+
+
+class MatesAtThree(nn.Module):
+    """Rows depend on their batch mates only when a batch holds exactly three rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        return out - out.mean(0, keepdim=True) if x.shape[0] == 3 else out
+
+
+def test_rows_that_depend_on_mates_only_at_three_rows_are_not_batched() -> None:
+    inner = MatesAtThree().eval()
+    held = Held(inner)
+    with LiveServer(held, sample(1), ServerConfig(max_batch_size=4)) as live:
+        bodies = [{"inputs": _rows(1, seed)} for seed in range(3)]
+        responses = _as_one_batch(live, held, bodies)
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200, response.text
+        _close(response.json()["outputs"], inner(torch.tensor(body["inputs"])))
+
+
+class Recurrent(nn.Module):
+    """A one-layer GRU: its final state ``(layers, batch, hidden)`` carries the batch on
+    dim 1, and dim 0 is 1 at every batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.gru = nn.GRU(FEATURES, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, state = self.gru(x)
+        return out, state
+
+
+def test_an_output_with_the_batch_on_dim_1_is_split_on_dim_1() -> None:
+    inner = Recurrent().eval()
+    held = Held(inner)
+    with LiveServer(held, torch.randn(1, 3, FEATURES), ServerConfig(max_batch_size=4)) as live:
+        bodies = [{"inputs": torch.randn(rows, 3, FEATURES).tolist()} for rows in (2, 1)]
+        responses = _as_one_batch(live, held, bodies,
+                                  blocker_body={"inputs": torch.randn(1, 3, FEATURES).tolist()})
+        assert live.state.unbatched_reason == ""
+    assert responses[0].headers["x-batched-with"] == "2"
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200, response.text
+        out, state = inner(torch.tensor(body["inputs"]))
+        _close(response.json()["outputs"][0], out)
+        _close(response.json()["outputs"][1], state)
+
+
+# ------------------------------------------------------- 2: non-finite values
+
+
+class Inf(nn.Module):
+    """Answers +inf, -inf or NaN (by the first feature: 1, 2, 3) in FP16, FP32 and FP64."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        value = {1.0: float("inf"), 2.0: float("-inf"), 3.0: float("nan")}.get(
+            float(x[0, 0]), 0.0)
+        out = x[:, :2] * 0 + value
+        return {"h": out.half(), "f": out.float(), "d": out.double()}
+
+
+@pytest.mark.parametrize("trigger", [1.0, 2.0, 3.0])
+def test_every_json_encoding_refuses_non_finite_values_and_binary_carries_them(
+        trigger: float) -> None:
+    with LiveServer(Inf(), torch.zeros(1, FEATURES), ServerConfig(max_batch_size=2)) as live:
+        row = [[trigger] + [0.0] * (FEATURES - 1)]
+        predict = live.client.post("/predict", json={"inputs": row})
+        entry = {"name": "input_0", "shape": [1, FEATURES], "datatype": "FP32",
+                 "data": row[0]}
+        replies = {name: live.client.post("/v2/models/model/infer", json={
+            "inputs": [entry], "outputs": [{"name": name}]}) for name in ("h", "f", "d")}
+        binary = live.client.post("/v2/models/model/infer", json={
+            "inputs": [entry], "parameters": {"binary_data_output": True}})
+    assert predict.status_code == 500 and "non-finite" in predict.json()["error"]
+    for name, reply in replies.items():
+        assert reply.status_code == 500, (name, reply.text)
+        assert f"'{name}'" in reply.json()["error"]
+    assert binary.status_code == 200
+    header = int(binary.headers["inference-header-content-length"])
+    half = np.frombuffer(binary.content[header:header + 4], dtype="<f2")
+    assert np.array_equal(half, np.full(2, {1.0: np.inf, 2.0: -np.inf, 3.0: np.nan}[trigger],
+                                        dtype=np.float16), equal_nan=True)
+
+
+# ------------------------------------------------------- 3: row counts
+
+
+class WrongRows(nn.Module):
+    """Answers twice the rows for a POISON row, none for a row whose first feature is -POISON."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if bool((x[:, 0] == POISON).any()):
+            return torch.cat([out, out])
+        if bool((x[:, 0] == -POISON).any()):
+            return out[:0]
+        return out
+
+
+@pytest.mark.parametrize("first", [POISON, -POISON])
+def test_a_lone_request_answered_with_more_or_no_rows_is_a_500(first: float) -> None:
+    with LiveServer(WrongRows().eval(), sample(1), ServerConfig(max_batch_size=4)) as live:
+        response = live.client.post("/predict", json={"inputs": _rows(1, 1, first)})
+    assert response.status_code == 500 and "row(s)" in response.json()["error"]
+
+
+# ------------------------------------------------------- 5: BaseExceptions
+
+
+class _Custom(BaseException):
+    pass
+
+
+class Raising(nn.Module):
+    """Raises by the first feature: 1 StopIteration, 2 KeyboardInterrupt, 3 GeneratorExit,
+    4 a custom BaseException."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kind = {1.0: StopIteration, 2.0: KeyboardInterrupt, 3.0: GeneratorExit,
+                4.0: _Custom}.get(float(x[0, 0]))
+        if kind is not None:
+            raise kind("row")
+        return self.inner(x)
+
+
+@pytest.fixture(scope="module")
+def raising() -> Iterator[LiveServer]:
+    config = ServerConfig(max_batch_size=4, timeout_seconds=5)
+    with LiveServer(Raising().eval(), sample(1) + 10, config) as live:
+        yield live
+
+
+@pytest.mark.parametrize("kind", [1.0, 2.0, 3.0, 4.0])
+def test_a_model_raising_any_base_exception_gets_a_prompt_500_and_serving_goes_on(
+        raising: LiveServer, kind: float) -> None:
+    start = time.monotonic()
+    response = raising.client.post("/predict", json={"inputs": _rows(1, 0, kind)})
+    assert response.status_code == 500, response.text
+    assert time.monotonic() - start < 3
+    assert raising.client.post("/predict", json={"inputs": _rows(1, 1)}).status_code == 200
+    assert raising.client.get("/health").status_code == 200
+
+
+class _Reasoned(ValueError):
+    def __init__(self, secret: str) -> None:
+        super().__init__("bad row")
+        self.reason = secret
+
+
+class ReasonLeak(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] == POISON).any()):
+            raise _Reasoned(f"row {x[0, 1].item():.6f}")
+        return self.inner(x)
+
+
+def test_a_model_exceptions_attributes_reach_neither_the_answer_nor_metric_labels() -> None:
+    with LiveServer(ReasonLeak().eval(), sample(1), ServerConfig(max_batch_size=2)) as live:
+        rows = _rows(1, 5, POISON)
+        response = live.client.post("/predict", json={"inputs": rows})
+        metrics = live.state.metrics.render().decode()
+    secret = f"{rows[0][1]:.6f}"
+    assert response.status_code == 500
+    assert secret not in response.text and secret not in metrics
+    assert 'reason="_Reasoned"' in metrics
+
+
+# ------------------------------------------------------- generate
+
+
+class BadGenerator(TinyGenerator):
+    """``mode`` picks the fault: one token for every prompt, an endless stream, a token
+    beyond the vocabulary, a float token, ``generate`` that drops the prompt."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def stream(self, input_ids: torch.Tensor, max_new_tokens: int,
+               eos_token_id: int | None = None) -> Iterator[torch.Tensor]:
+        rows = input_ids.shape[0]
+        while True:
+            if self.mode == "short":
+                yield torch.tensor([1])
+            elif self.mode == "vocab":
+                yield torch.full((rows,), 10**30 if rows > 1 else 99)
+            elif self.mode == "float":
+                yield torch.full((rows,), float("nan"))
+            else:
+                yield torch.ones(rows, dtype=torch.long)
+
+
+@pytest.mark.parametrize("mode", ["short", "vocab", "float"])
+def test_generated_tokens_that_do_not_fit_the_request_are_a_500(mode: str) -> None:
+    with LiveServer(BadGenerator(mode), torch.tensor([[1, 2]]), ServerConfig()) as live:
+        plain = live.client.post("/generate", json={"input_ids": [[1, 2], [3, 4]],
+                                                    "max_new_tokens": 3})
+        streamed = live.client.post("/generate", json={"input_ids": [[1, 2], [3, 4]],
+                                                       "max_new_tokens": 3, "stream": True})
+    assert plain.status_code == 500, plain.text
+    assert "event: error" in streamed.text and "event: done" not in streamed.text
+
+
+def test_a_stream_that_ignores_max_new_tokens_is_cut_at_it() -> None:
+    with LiveServer(BadGenerator("endless"), torch.tensor([[1, 2]]), ServerConfig()) as live:
+        response = live.client.post("/generate", json={"input_ids": [1, 2],
+                                                       "max_new_tokens": 3},
+                                    headers={"X-Request-Timeout": "3"})
+    assert response.status_code == 200, response.text
+    assert response.json()["tokens"] == [[1, 1, 1]]
+
+
+class PromptDropper(nn.Module):
+    """``generate`` that returns only the new tokens (not the prompt first)."""
+
+    vocab_size = 16
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids.float()
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int,
+                 eos_token_id: int | None = None) -> torch.Tensor:
+        return torch.full((input_ids.shape[0], max_new_tokens), 5)
+
+
+def test_generate_that_does_not_return_the_prompt_first_is_a_500() -> None:
+    with LiveServer(PromptDropper(), torch.tensor([[1, 2]]), ServerConfig()) as live:
+        response = live.client.post("/generate", json={"input_ids": [1, 2, 3],
+                                                       "max_new_tokens": 2})
+    assert response.status_code == 500 and "prompt" in response.json()["error"]
+
+
+@pytest.mark.parametrize("extra", [{"temperature": 0.7}, {"top_k": 5}, {"do_sample": True}])
+def test_generate_refuses_parameters_it_would_silently_ignore(extra: dict[str, Any]) -> None:
+    with LiveServer(TinyGenerator(), torch.tensor([[1, 2]]), ServerConfig()) as live:
+        response = live.client.post("/generate", json={"input_ids": [1, 2], **extra})
+    assert response.status_code == 422 and next(iter(extra)) in response.json()["error"]
+
+
+# ------------------------------------------------------- v2 and binary data
+
+
+class Unsigned(nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"u16": x.to(torch.uint16), "u32": x.to(torch.uint32), "u64": x.to(torch.uint64)}
+
+
+def test_unsigned_outputs_carry_their_v2_datatype_in_json_and_binary() -> None:
+    sample_ints = torch.tensor([[1, 2, 3]], dtype=torch.int32)
+    with LiveServer(Unsigned(), sample_ints, ServerConfig(max_batch_size=2)) as live:
+        entry = {"name": "input_0", "shape": [1, 3], "datatype": "INT32", "data": [7, 8, 9]}
+        as_json = live.client.post("/v2/models/model/infer", json={"inputs": [entry]})
+        as_binary = live.client.post("/v2/models/model/infer", json={
+            "inputs": [entry], "parameters": {"binary_data_output": True}})
+    assert as_json.status_code == 200
+    kinds = {o["name"]: o["datatype"] for o in as_json.json()["outputs"]}
+    assert kinds == {"u16": "UINT16", "u32": "UINT32", "u64": "UINT64"}
+    header = int(as_binary.headers["inference-header-content-length"])
+    head = json.loads(as_binary.content[:header])
+    assert head["outputs"][0]["parameters"]["binary_data_size"] == 6
+    assert np.frombuffer(as_binary.content[header:header + 6], "<u2").tolist() == [7, 8, 9]
+
+
+class BoolCount(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(-1)  # how many are true
+
+
+def test_binary_bool_bytes_other_than_0_and_1_are_true_not_raw_bytes() -> None:
+    with LiveServer(BoolCount(), torch.ones(1, 3, dtype=torch.bool),
+                    ServerConfig(max_batch_size=2)) as live:
+        head = json.dumps({"inputs": [{"name": "input_0", "shape": [1, 3], "datatype": "BOOL",
+                                       "parameters": {"binary_data_size": 3}}]}).encode()
+        response = live.client.post("/v2/models/model/infer", content=head + b"\x02\x00\xff",
+                                    headers={"Inference-Header-Content-Length": str(len(head)),
+                                             "Content-Type": "application/octet-stream"})
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 200:
+        assert response.json()["outputs"][0]["data"] == [2]
+
+
+@pytest.fixture(scope="module")
+def keyless() -> Iterator[LiveServer]:
+    with LiveServer(mlp(), sample(1), ServerConfig(max_batch_size=2, read_timeout_s=1.0)) as live:
+        yield live
+
+
+def test_v2_inputs_named_twice_are_refused(keyless: LiveServer) -> None:
+    entry = {"name": "input_0", "shape": [1, FEATURES], "datatype": "FP32",
+             "data": _rows(1, 0)[0]}
+    response = keyless.client.post("/v2/models/model/infer", json={"inputs": [entry, entry]})
+    assert response.status_code == 400 and "more than once" in response.json()["error"]
+
+
+@pytest.mark.parametrize("value", ["-1", "1e3", "99999", "abc", "0x10", "1_0"])
+def test_a_bad_inference_header_content_length_is_a_400(keyless: LiveServer,
+                                                          value: str) -> None:
+    body = json.dumps({"inputs": [{"name": "input_0", "shape": [1, FEATURES],
+                                   "datatype": "FP32", "data": _rows(1, 0)[0]}]}).encode()
+    response = keyless.client.post("/v2/models/model/infer", content=body,
+                                   headers={"Inference-Header-Content-Length": value,
+                                            "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("kind", ["application/json; charset=utf-8", "Application/JSON"])
+def test_json_content_types_with_parameters_or_capitals_pass(keyless: LiveServer,
+                                                             kind: str) -> None:
+    response = keyless.client.post("/predict", content=json.dumps({"inputs": _rows(1, 0)}),
+                                   headers={"Content-Type": kind})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("kind", ["text/plain; charset=application/json", "application/jsonx",
+                                  "multipart/form-data; boundary=x", ""])
+def test_types_a_page_can_post_are_415_however_spelled(keyless: LiveServer, kind: str) -> None:
+    headers = {"Content-Type": kind} if kind else {}
+    response = keyless.client.post("/predict", content=json.dumps({"inputs": _rows(1, 0)}),
+                                   headers=headers)
+    assert response.status_code == 415, response.text
+
+
+@pytest.mark.parametrize("host", ["localhost.evil.com", "127.0.0.1.nip.io", "evil.com:80",
+                                  "[::2]", "localhost:80@evil.com", "0x7f000001"])
+def test_rebinding_host_names_are_400(keyless: LiveServer, host: str) -> None:
+    response = keyless.client.get("/v2/models/model", headers={"Host": host})
+    assert response.status_code == 400, host
+
+
+def test_a_websocket_handshake_is_refused_before_any_route(keyless: LiveServer) -> None:
+    port = int(keyless.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /predict HTTP/1.1\r\nHost: evil.com\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        head = sock.recv(4096)
+    assert not head.startswith(b"HTTP/1.1 101"), head[:200]
+
+
+# ------------------------------------------------------- routes with keys
+
+
+@pytest.fixture(scope="module")
+def keyed() -> Iterator[LiveServer]:
+    config = ServerConfig(max_batch_size=2, api_keys={"admin-key-0001": ("admin", "infer")})
+    with LiveServer(mlp(), sample(1), config) as live:
+        yield live
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/predict/"), ("POST", "/PREDICT"), ("POST", "/pre%64ict"),
+    ("POST", "//predict"), ("POST", "/v2/models/model/infer/"), ("POST", "/v2/models/x/infer"),
+    ("POST", "/v2/models/model/versions/1/infer"), ("HEAD", "/metrics"), ("GET", "/v2"),
+    ("OPTIONS", "/predict"), ("GET", "/v2/models/model"), ("GET", "/metrics/"),
+    ("GET", "/v2/models/model/versions/1"), ("POST", "/generate")])
+def test_nothing_but_probes_and_docs_answers_without_a_key(keyed: LiveServer, method: str,
+                                                           path: str) -> None:
+    body = json.dumps({"inputs": _rows(1, 0)}).encode()
+    response = keyed.client.request(method, path, content=body,
+                                    headers={"Content-Type": "application/json"})
+    assert response.status_code == 401, (path, response.status_code)
+
+
+# ------------------------------------------------------- faults in the fallback path
+
+
+class Reusing(nn.Module):
+    """Writes every answer into one buffer it reuses (as static-buffer models do) and
+    raises on a POISON row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+        self.buffer = torch.zeros(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] == POISON).any()):
+            raise ValueError("poisoned row")
+        out = self.buffer[: x.shape[0]]
+        out.copy_(self.inner(x))
+        return out
+
+
+def test_a_batch_re_run_request_by_request_answers_each_its_own_values() -> None:
+    inner = Reusing().eval()
+    held = Held(inner)
+    with LiveServer(held, sample(1), ServerConfig(max_batch_size=4)) as live:
+        bodies = [{"inputs": _rows(1, 1)}, {"inputs": _rows(1, 2)},
+                  {"inputs": _rows(1, 3, POISON)}]
+        responses = _as_one_batch(live, held, bodies)
+        assert live.state.batcher.fallbacks == 1
+    assert responses[2].status_code == 500
+    for body, response in zip(bodies[:2], responses[:2], strict=True):
+        assert response.status_code == 200
+        _close(response.json()["outputs"], inner.inner(torch.tensor(body["inputs"])))
+
+
+# ------------------------------------------------------- logs
+
+
+def test_a_failed_batch_logs_no_input_values(caplog: pytest.LogCaptureFixture) -> None:
+    from serving_models import LeakyErrorMLP
+
+    caplog.set_level(logging.DEBUG, logger="torchbridge")
+    with LiveServer(LeakyErrorMLP().eval(), sample(1), ServerConfig(max_batch_size=2)) as live:
+        rows = _rows(1, 7, POISON)
+        assert live.client.post("/predict", json={"inputs": rows}).status_code == 500
+    secret = repr(rows[0][1])[:8]
+    text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    assert secret not in text
+
+
+# ------------------------------------------------------- padding by shape coincidence
+
+PADDED_SPEC = {"dims": {"seq": {"input": ["input_ids", "attention_mask"], "axis": 1,
+                                "min": 1, "max": 8}}}
+
+
+class MaskedPool(nn.Module):
+    """Per-token features and a masked mean over 4 features: ``pooled`` is ``(batch, 4)``,
+    so a padded batch whose longest request has 4 tokens has 4 on ``pooled``'s axis 1 too."""
+
+    serving_padding = {"dim": "seq", "value": 0, "mask": "attention_mask"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(32, 4)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        tokens = self.embed(input_ids) * attention_mask[..., None]
+        pooled = tokens.sum(1) / attention_mask.sum(1, keepdim=True)
+        return {"pooled": pooled, "tokens": tokens}
+
+
+class HeldPair(Held):
+    serving_padding = MaskedPool.serving_padding
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        self.entered.set()
+        self.hold.wait(20)
+        return self.inner(input_ids, attention_mask)
+
+
+def _ids(length: int) -> dict[str, Any]:
+    return {"inputs": {"input_ids": [[(5 * i + 1) % 32 for i in range(length)]],
+                       "attention_mask": [[1] * length]}}
+
+
+def test_an_output_whose_size_equals_the_padded_length_is_not_cut() -> None:
+    inner = MaskedPool().eval()
+    held = HeldPair(inner)
+    sample_pair = {"input_ids": torch.ones(1, 3, dtype=torch.long),
+                   "attention_mask": torch.ones(1, 3, dtype=torch.long)}
+    with LiveServer(held, sample_pair, ServerConfig(max_batch_size=4),
+                    input_spec=PADDED_SPEC) as live:
+        bodies = [_ids(4), _ids(2)]
+        responses = _as_one_batch(live, held, bodies, blocker_body=_ids(3))
+    assert responses[1].headers["x-batched-with"] == "2"
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200, response.text
+        alone = inner(**{k: torch.tensor(v) for k, v in body["inputs"].items()})
+        for name in ("pooled", "tokens"):
+            _close(response.json()["outputs"][name], alone[name])
