@@ -74,3 +74,13 @@ def count(value: object, what: str) -> int:
 def between(low: float, high: float) -> Callable[[object, str], float]:
     """A :func:`fraction` parser for the open interval (``low``, ``high``)."""
     return lambda value, name: fraction(value, name, low, high)
+
+
+def batch_sizes(value: object, what: str) -> tuple[int, ...]:
+    """Batch sizes: one whole number or a non-empty list of them, each >= 1."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError(f"{what} must be a non-empty list of whole numbers >= 1, "
+                          f"got {value!r}")
+    return tuple(count(v, f"{what} entry {v!r}") for v in value)

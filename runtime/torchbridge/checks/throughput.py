@@ -15,26 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.options import count, flag, option, per_device, positive_int
+from torchbridge.checks.options import (
+    batch_sizes,
+    flag,
+    option,
+    optional,
+    per_device,
+    positive_int,
+)
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
-from torchbridge.errors import ConfigError
 from torchbridge.measure import ab
 from torchbridge.measure.baseline import apply_baseline
 from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, parse_duration, parse_rate
-
-
-def _batch_sizes(value: object, what: str) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(f"{what} must be a non-empty list of whole numbers >= 1, "
-                          f"got {value!r}")
-    return tuple(count(v, f"{what} entry {v!r}") for v in value)
 
 
 @dataclass(frozen=True)
@@ -43,7 +38,7 @@ class ThroughputConfig(CheckConfig):
     ``max_time`` per batch size, ``stress`` (stop at the first OOM instead of failing)."""
 
     min_samples_per_s: PerDevice[float] = option(None, per_device(parse_rate))
-    batch_sizes: tuple[int, ...] | None = option(None, _batch_sizes)
+    batch_sizes: tuple[int, ...] | None = option(None, optional(batch_sizes))
     max_time: float = option("1s", parse_duration)
     stress: bool = option(False, flag)
     threads: int | None = option(None, positive_int)
