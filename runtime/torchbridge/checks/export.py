@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchbridge.checks._tolerances import per_output as check_per_output
-from torchbridge.checks._tolerances import tolerance
+from torchbridge.checks._tolerances import per_output_option, tolerance_option
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.forward import training_modules
+from torchbridge.checks.options import batch_sizes, flag, option, optional
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import Tolerance
 from torchbridge.core.result import CheckResult, Status
@@ -24,6 +24,14 @@ from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript", "safetensors", "pt2")
+
+
+def _format(value: object, what: str) -> str:
+    fmt = str(value).lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"{what} must be one of {', '.join(FORMATS)}, got {value!r}; "
+                          "e.g. @tb.export('onnx')")
+    return fmt
 
 
 @dataclass(frozen=True)
@@ -39,29 +47,21 @@ class ExportConfig(CheckConfig):
 
     positional = ("format",)
 
-    format: str = ""
-    dynamic: bool = True
+    format: str = option("", _format)
+    dynamic: bool = option(True, flag)
     method: str | None = None
     exporter: str | None = None
     opset: int | None = None
-    rtol: float | None = None
-    atol: float | None = None
-    per_output: Mapping[str, Tolerance] | None = None
-    batch_sizes: tuple[int, ...] | None = None
-    allow_tracer_warnings: bool = False
+    rtol: float | None = option(None, tolerance_option)
+    atol: float | None = option(None, tolerance_option)
+    per_output: Mapping[str, Tolerance] = option(None, per_output_option)
+    batch_sizes: tuple[int, ...] | None = option(None, optional(batch_sizes))
+    allow_tracer_warnings: bool = option(False, flag)
 
     def __post_init__(self) -> None:
-        fmt = str(self.format).lower()
-        if fmt not in FORMATS:
-            raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got "
-                              f"{self.format!r}; e.g. @tb.export('onnx')")
-        object.__setattr__(self, "format", fmt)
-        if not isinstance(self.dynamic, bool):
-            raise ConfigError(f"dynamic must be True or False, got {self.dynamic!r}")
+        super().__post_init__()
+        fmt = self.format
         self._only_for("method", "torchscript", ("trace", "script"))
-        if not isinstance(self.allow_tracer_warnings, bool):
-            raise ConfigError(f"allow_tracer_warnings must be True or False, got "
-                              f"{self.allow_tracer_warnings!r}")
         if self.allow_tracer_warnings and fmt != "torchscript":
             raise ConfigError(f"allow_tracer_warnings applies to format 'torchscript' only, "
                               f"not {fmt!r}")
@@ -73,10 +73,6 @@ class ExportConfig(CheckConfig):
                     or not 7 <= self.opset <= 30:
                 raise ConfigError(f"opset must be an integer ONNX opset (e.g. 18), "
                                   f"got {self.opset!r}")
-        object.__setattr__(self, "rtol", tolerance("rtol", self.rtol))
-        object.__setattr__(self, "atol", tolerance("atol", self.atol))
-        object.__setattr__(self, "per_output", check_per_output("per_output", self.per_output))
-        object.__setattr__(self, "batch_sizes", _batch_sizes(self.batch_sizes))
 
     def _only_for(self, name: str, fmt: str, allowed: tuple[str, ...]) -> None:
         value = getattr(self, name)
@@ -86,18 +82,6 @@ class ExportConfig(CheckConfig):
             raise ConfigError(f"{name} applies to format {fmt!r} only, not {self.format!r}")
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _batch_sizes(value: Any) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list | tuple) or not value or any(
-            isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in value):
-        raise ConfigError(f"batch_sizes must be a non-empty list of integers >= 1, "
-                          f"got {value!r}")
-    return tuple(value)
 
 
 def options_from(config: ExportConfig) -> Any:
