@@ -53,3 +53,13 @@ def test_without_embeddings_integers_stay_below_the_default_bound() -> None:
     x = synthesize_inputs([(64, 64)], ["int64"], model=torch.nn.Identity())
     assert isinstance(x, torch.Tensor)
     assert int(x.min()) >= 0 and int(x.max()) < 100
+
+
+def test_named_inputs_are_probed_by_keyword(tiny_bert: torch.nn.Module) -> None:
+    from torchbridge.inputs import synthesize_named
+
+    # In an order BERT's forward does not take them positionally: types before ids.
+    inputs = synthesize_named(["token_type_ids", "input_ids"], [(4, 16), (4, 16)], ["int64"],
+                              model=tiny_bert)
+    assert set(inputs["token_type_ids"].unique().tolist()) <= {0, 1}
+    assert int(inputs["input_ids"].max()) > 500

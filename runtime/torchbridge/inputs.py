@@ -78,10 +78,12 @@ def vocab_size(model: Any) -> int | None:
     return min(sizes) if sizes else None
 
 
-def embedding_bounds(model: Any, inputs: Sequence[torch.Tensor]) -> list[int | None]:
-    """For each input (positional, in order), the smallest ``num_embeddings`` of the
-    embedding tables it feeds as it is (same tensor), from one forward pass with hooks;
-    ``None`` for an input that feeds none directly. Errors of the pass propagate."""
+def embedding_bounds(model: Any, inputs: Sequence[torch.Tensor],
+                     names: Sequence[str] | None = None) -> list[int | None]:
+    """For each input (in order), the smallest ``num_embeddings`` of the embedding tables
+    it feeds as it is (same tensor), from one forward pass with hooks (positional, or by
+    keyword when ``names`` are given); ``None`` for an input that feeds none directly.
+    Errors of the pass propagate."""
     from torchbridge.core.subject import call_model
 
     fed: dict[int, list[int]] = {}
@@ -96,7 +98,8 @@ def embedding_bounds(model: Any, inputs: Sequence[torch.Tensor]) -> list[int | N
                if isinstance(m, _EMBEDDINGS)]
     try:
         with torch.inference_mode():
-            call_model(model, inputs[0] if len(inputs) == 1 else tuple(inputs))
+            call_model(model, dict(zip(names, inputs, strict=True)) if names
+                       else inputs[0] if len(inputs) == 1 else tuple(inputs))
     finally:
         for handle in handles:
             handle.remove()
@@ -115,7 +118,8 @@ def _per_input(int_high: int | Sequence[int | None] | None, count: int) -> list[
 
 def synthesize_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str] = ("float32",),
                       *, int_high: int | Sequence[int | None] | None = None, seed: int = 0,
-                      device: str = "cpu", model: Any = None
+                      device: str = "cpu", model: Any = None,
+                      names: Sequence[str] | None = None
                       ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Random inputs of the given shapes; one tensor for one shape, else a tuple.
 
@@ -124,30 +128,31 @@ def synthesize_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str] =
     for "from the model"), else, with ``model``, the embedding tables each input feeds
     (:func:`embedding_bounds`; an integer input that feeds none directly keeps the
     smallest table's size, which is valid wherever it goes), else 100. The draw is
-    seeded, so two calls give the same inputs. Raises :class:`ConfigError` for a bad
-    shape, dtype or bound.
+    seeded, so two calls give the same inputs. ``names``: the model takes the inputs as
+    these keywords (for probing the tables). Raises :class:`ConfigError` for a bad shape,
+    dtype or bound.
     """
     if not shapes:
         raise ConfigError("no input shape given; pass --input-shape, e.g. --input-shape 8,128")
-    names = list(dtypes) or ["float32"]
-    if len(names) not in (1, len(shapes)):
-        raise ConfigError(f"{len(names)} --dtype values for {len(shapes)} input shapes; give "
+    spelled = list(dtypes) or ["float32"]
+    if len(spelled) not in (1, len(shapes)):
+        raise ConfigError(f"{len(spelled)} --dtype values for {len(shapes)} input shapes; give "
                           "one dtype for all inputs or one per input")
-    names = names * len(shapes) if len(names) == 1 else names
+    spelled = spelled * len(shapes) if len(spelled) == 1 else spelled
     given = _per_input(int_high, len(shapes))
     for high in given:
         if high is not None and (isinstance(high, bool) or not isinstance(high, int)
                                  or high < 1):
             raise ConfigError(f"int_high must be a positive integer, got {high!r}")
     safe = vocab_size(model) or DEFAULT_INT_HIGH
-    dtypes_ = [parse_dtype(name) for name in names]
+    dtypes_ = [parse_dtype(name) for name in spelled]
     highs = [h if h is not None else safe for h in given]
     tensors = _draw(shapes, dtypes_, highs, seed, device)
     probe = [i for i, (h, d) in enumerate(zip(given, dtypes_, strict=True))
              if h is None and _integer(d)]
     if probe and vocab_size(model) is not None:
         try:
-            bounds = embedding_bounds(model, tensors)
+            bounds = embedding_bounds(model, tensors, names)
         except Exception:  # inputs that do not fit: check_inputs_fit reports it to the user
             bounds = [None] * len(tensors)
         highs = [bounds[i] or highs[i] if i in probe else highs[i] for i in range(len(highs))]
@@ -218,7 +223,8 @@ def synthesize_named(names: Sequence[str] | None, shapes: Sequence[tuple[int, ..
         if plain:
             raise ConfigError("--dtype: give NAME=DTYPE for every input or plain dtypes")
         plain = [by_name.get(name, "float32") for name in names]
-    tensors = synthesize_inputs(shapes, plain or ["float32"], model=model, device=device)
+    tensors = synthesize_inputs(shapes, plain or ["float32"], model=model, device=device,
+                                names=names)
     return dict(zip(names, (tensors,) if isinstance(tensors, torch.Tensor) else tensors,
                     strict=True))
 
