@@ -39,7 +39,9 @@ from torchbridge.checks._serving_parity import (
 from torchbridge.checks._serving_parity import body as request_body
 from torchbridge.checks._serving_tokens import NAME as TOKENS
 from torchbridge.checks._serving_tokens import generates, token_latency
+from torchbridge.checks._tolerances import tolerance_option
 from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.options import count, flag, option, optional
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import compare_outputs
 from torchbridge.core.result import CheckResult, Status
@@ -67,35 +69,24 @@ class ServingConfig(CheckConfig):
     gated by ``ttft_p99``/``itl_p99`` when given.
     """
 
-    max_batch_size: int = 8
+    max_batch_size: int = option(8, count)
     max_batch_delay_ms: float = 2.0
-    max_queue_size: int = 16
-    timeout: Any = "30s"
-    deadline_probe: Any = "300ms"
-    max_body: Any = "1MiB"
-    rtol: float | None = None
-    atol: float | None = None
-    auth: bool = True
-    overload: bool = True
-    concurrent_requests: int = 8
-    ttft_p99: Any = None
-    itl_p99: Any = None
-    token_requests: int = 8
-    max_new_tokens: int = 8
+    max_queue_size: int = option(16, count)
+    timeout: float = option("30s", parse_duration)
+    deadline_probe: float = option("300ms", parse_duration)
+    max_body: int = option("1MiB", parse_bytes)
+    rtol: float | None = option(None, tolerance_option)
+    atol: float | None = option(None, tolerance_option)
+    auth: bool = option(True, flag)
+    overload: bool = option(True, flag)
+    concurrent_requests: int = option(8, count)
+    ttft_p99: float | None = option(None, optional(parse_duration))
+    itl_p99: float | None = option(None, optional(parse_duration))
+    token_requests: int = option(8, count)
+    max_new_tokens: int = option(8, count)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_queue_size", "concurrent_requests",
-                     "token_requests", "max_new_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        object.__setattr__(self, "timeout", parse_duration(self.timeout, "timeout"))
-        object.__setattr__(self, "deadline_probe",
-                           parse_duration(self.deadline_probe, "deadline_probe"))
-        object.__setattr__(self, "max_body", parse_bytes(self.max_body, "max_body"))
-        for name in ("ttft_p99", "itl_p99"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, parse_duration(getattr(self, name), name))
+        super().__post_init__()
         if self.deadline_probe >= self.timeout:
             raise ConfigError("deadline_probe must be shorter than timeout")
         if float(self.max_batch_delay_ms) < 0:
