@@ -595,3 +595,108 @@ def test_an_output_whose_size_equals_the_padded_length_is_not_cut() -> None:
         alone = inner(**{k: torch.tensor(v) for k, v in body["inputs"].items()})
         for name in ("pooled", "tokens"):
             _close(response.json()["outputs"][name], alone[name])
+
+
+# ------------------------------------------------------- objects and keys in outputs
+
+
+class IntAndStrKeys(nn.Module):
+    """``{0: logits, "0": summary}``: two outputs whose keys are the same as strings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> dict[Any, torch.Tensor]:
+        logits = self.inner(x)
+        return {0: logits, "0": logits.sum(1)}
+
+
+def test_output_keys_that_collide_as_strings_keep_the_server_not_ready() -> None:
+    with pytest.raises(RuntimeError, match=r"warm-up failed.*'0'"):
+        LiveServer(IntAndStrKeys().eval(), sample(1), ServerConfig(max_batch_size=2),
+                   ready_timeout=20).start()
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, GeneratorExit, _Custom])
+def test_a_base_exception_in_warm_up_keeps_the_server_alive_but_not_ready(
+        kind: type[BaseException]) -> None:
+    class Always(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise kind("warm-up")
+
+    live = LiveServer(Always(), sample(1), ServerConfig(max_batch_size=2), ready_timeout=20)
+    with pytest.raises(RuntimeError, match=kind.__name__):
+        live.start()
+
+
+# ------------------------------------------------------- slow and greedy clients
+
+
+def _port(live: LiveServer) -> int:
+    return int(live.url.rsplit(":", 1)[1])
+
+
+def _read_until_closed(sock: socket.socket, limit_s: float) -> bytes:
+    sock.settimeout(limit_s)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except OSError:
+        pass
+    return b"".join(chunks)
+
+
+def test_slow_headers_of_a_second_keep_alive_request_are_cut(keyless: LiveServer) -> None:
+    body = json.dumps({"inputs": _rows(1, 0)}).encode()
+    first = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    with socket.create_connection(("127.0.0.1", _port(keyless)), timeout=5) as sock:
+        sock.sendall(first)
+        time.sleep(0.3)  # the first answer arrives; the connection stays open
+        start = time.monotonic()
+        try:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            for _ in range(100):  # 5 s of one byte per 50 ms
+                sock.sendall(b"a")
+                time.sleep(0.05)
+        except OSError:
+            pass  # closed by the server, as it should
+        raw = _read_until_closed(sock, 5)
+    assert raw.count(b"HTTP/1.1 ") >= 1 and time.monotonic() - start < 6
+    assert b"408" in raw.split(b"HTTP/1.1 ")[-1][:4]
+
+
+def test_a_slow_body_on_a_route_that_does_not_read_it_does_not_hold_the_connection(
+        keyless: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", _port(keyless)), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
+        start = time.monotonic()
+        closed = False
+        while time.monotonic() - start < 5:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+        raw = _read_until_closed(sock, 1)
+    assert closed or raw.endswith(b"}") or b"408" in raw, raw[-200:]
+    assert time.monotonic() - start < 6
+
+
+def test_headers_larger_than_the_limit_are_a_json_431_before_they_are_all_read(
+        keyless: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", _port(keyless)), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        sent = 0
+        try:
+            while sent < 8 * 2**20:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except OSError:
+            pass
+        raw = _read_until_closed(sock, 2)
+    assert sent < 8 * 2**20, "the server read 8 MiB of headers"
+    assert raw.startswith(b"HTTP/1.1 431") and b'{"error"' in raw

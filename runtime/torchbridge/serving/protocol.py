@@ -9,6 +9,8 @@ number of open connections, and answers the requests it cannot parse with ``text
   gets a JSON 408 and the connection is closed (the body's deadline is the middleware's);
 * a connection limit: past ``max_connections`` open connections, a new one gets a JSON 503
   with ``Retry-After`` and is closed at once;
+* a header size limit: a request line plus headers over :data:`MAX_HEADER_BYTES` get a
+  JSON 431 and the connection is closed (httptools buffers headers without a bound);
 * JSON bodies (``{"error": ...}``) for uvicorn's own 400 (unparsable request, e.g.
   ``Content-Length: 1e20`` or bytes not allowed in a header).
 
@@ -24,7 +26,11 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
+#: most bytes a request line plus headers may take (nginx's default buffers hold 32 KiB);
+#: httptools itself has no limit, so without one a client streams headers into memory
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def json_error_bytes(status: int, message: str, extra: tuple[bytes, ...] = ()) -> bytes:
@@ -45,6 +51,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -58,6 +65,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         if self._header_timer is None:
+            self._header_bytes = 0
             self._header_timer = self.loop.call_later(self.read_timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
@@ -76,7 +84,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # A keep-alive connection's next request starts its own header deadline.
         if self.cycle is None or self.cycle.response_complete:
             self._arm()
+        if self._header_timer is not None:
+            self._header_bytes += len(data)
         super().data_received(data)
+        # Still inside the headers (on_headers_complete disarms) past the limit: refuse
+        # before more arrives. A body sent in the same packet does not count.
+        if self._header_timer is not None and self._header_bytes > MAX_HEADER_BYTES and \
+                not self.transport.is_closing():
+            self._disarm()
+            self.transport.write(json_error_bytes(
+                431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes"))
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._disarm()

@@ -84,6 +84,10 @@ def to_tree(obj: Any, dropped: list[str] | None = None, prefix: str = "") -> Any
     if isinstance(obj, Mapping):
         out = {}
         for key, value in obj.items():
+            if str(key) in out:  # {0: a, "0": b}: one would silently replace the other
+                raise TypeError(f"output keys {key!r} and {str(key)!r} are the same in JSON "
+                                f"({_child(prefix, str(key))!r}); give the outputs distinct "
+                                "names")
             item = to_tree(value, dropped, _child(prefix, str(key)))
             if item is not _DROPPED:
                 out[str(key)] = item

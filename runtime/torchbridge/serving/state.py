@@ -186,11 +186,19 @@ class ServingState:
             full = await self._warm_run(varied)
         layout = learn_layout([single], {rows: full})
         if layout.batched:
-            alone = [single] + [await self._warm_run(_rows(varied, self.sig, row, row + 1))
-                                for row in range(1, rows)]
+            alone = [single]
+            for row in range(1, rows):
+                try:
+                    alone.append(await self._warm_run(_rows(varied, self.sig, row, row + 1)))
+                except ApiError as exc:  # fine in a batch, fails alone: depends on mates
+                    return OutputLayout(layout.batch, False, f"row {row} of the warm-up "
+                                        f"batch fails alone ({exc.message}) but not batched")
             runs = {rows: full}
             for size in warmup_sizes(rows):
-                runs[size] = await self._warm_run(_rows(varied, self.sig, 0, size))
+                try:
+                    runs[size] = await self._warm_run(_rows(varied, self.sig, 0, size))
+                except ApiError as exc:  # such a batch is re-run request by request
+                    log.info("warm-up: a batch of %d rows failed (%s)", size, exc.message)
             reversed_rows = [_reverse(a, s.batch_axis) for a, s in zip(varied, self.sig.inputs,
                                                                         strict=True)]
             flipped = await self._warm_run(reversed_rows)
