@@ -103,7 +103,7 @@ def scaled_and_shuffled(inputs: Inputs, spec: InputSpec, seed: int = 0) -> Input
 def uniform_noise(inputs: Inputs, spec: InputSpec, seed: int = 1) -> Inputs:
     """Inputs of the sample's shapes and dtypes with fresh values: floats uniform in
     ``[0, 1)``, integers uniform in the sample's ``[min, max]`` (valid ids stay valid),
-    booleans as in the sample."""
+    booleans and 0/1 integer inputs (masks) as in the sample."""
 
     def draw(key: InputKey, value: torch.Tensor, axis: int | None) -> torch.Tensor:
         generator = _generator(seed)
@@ -113,6 +113,10 @@ def uniform_noise(inputs: Inputs, spec: InputSpec, seed: int = 1) -> Inputs:
         if value.dtype == torch.bool or value.numel() == 0 or value.dtype.is_complex:
             return value
         low, high = int(value.min()), int(value.max())
+        if low >= 0 and high <= 1:
+            # A 0/1 input is a mask (or token types): random masks would blank whole rows
+            # and divide by zero in eager and artifact alike, so the sample's pattern stays.
+            return value
         drawn = torch.randint(low, high + 1, tuple(value.shape), generator=generator,
                               dtype=torch.int64)
         return drawn.to(dtype=value.dtype, device=value.device)
