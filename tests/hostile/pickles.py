@@ -292,6 +292,64 @@ def _pt2_sample_inputs(directory: Path, marker: Path) -> Path:
     return path
 
 
+def _pt2_program(edit: Callable[[dict[str, Any], Path], None]) -> Callable[[Path, Path], Path]:
+    """A real ``.pt2`` whose serialized program (``models/model.json``) ``edit`` changes:
+    torch turns some of its strings into code (sympy ``eval``, guards ``exec``)."""
+    def build(directory: Path, marker: Path) -> Path:
+        path = _real_pt2(directory)
+
+        def change(name: str, data: bytes) -> bytes | None:
+            if name.startswith("models/") and name.endswith(".json"):
+                doc = json.loads(data)
+                edit(doc, marker)
+                return json.dumps(doc).encode()
+            return None
+
+        _rewrite_zip(path, change)
+        return path
+    return build
+
+
+def _guards_code(doc: dict[str, Any], marker: Path) -> None:
+    # ExportedProgram.module() exec's the guards into a function every forward runs.
+    doc["guards_code"] = [f"__import__('os').system({_touch(marker)!r}) == 0"]
+
+
+def _sympy_size(doc: dict[str, Any], marker: Path) -> None:
+    # torch.export.load sympify()s every expr_str: eval, with sympy's names in scope.
+    tensors = doc["graph_module"]["graph"]["tensor_values"]
+    code = (f"Integer.__new__.__globals__['__builtins__']['__import__']('os')"
+            f".system({_touch(marker)!r})")
+    for meta in tensors.values():
+        meta["sizes"][0] = {"as_expr": {"expr_str": code, "hint": {"as_int": 1}}}
+
+
+def _guard_quote_injection(doc: dict[str, Any], marker: Path) -> None:
+    # No dunder, no import in sight: torch pastes the guard, unparsed, into a "..."
+    # message literal; a string constant holding a double quote breaks out of it.
+    command = list(_touch(marker).encode())
+    code = f"import os;os.system(bytes({command}).decode())"
+    doc["guards_code"] = [f"1 == 1 or 'a\"+str(exec(\"{code}\"))+\"a'"]
+
+
+def _dynamic_pt2(directory: Path, marker: Path) -> Path:
+    """A benign ``.pt2`` with a derived dynamic dim: guards and sympy expressions."""
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.linear(x).sum() + y[: x.shape[0] // 2].sum()
+
+    half = torch.export.Dim("half", min=1, max=32)
+    program = torch.export.export(Head(), (torch.ones(4, 4), torch.ones(8)),
+                                  dynamic_shapes={"x": {0: 2 * half}, "y": {0: 4 * half}})
+    path = directory / "dynamic.pt2"
+    torch.export.save(program, str(path))
+    return path
+
+
 # --------------------------------------------------------------------- benign
 
 
@@ -447,6 +505,11 @@ def _cases() -> list[Case]:
         Case("pt2_opaque_constant", pt2, True, UNSAFE, _pt2_opaque_constant),
         Case("pt2_legacy_weights_file", pt2, True, UNSAFE, _pt2_legacy_weights),
         Case("pt2_sample_inputs", pt2, True, UNSAFE, _pt2_sample_inputs),
+        Case("pt2_guards_code_exec", pt2, True, UNSAFE, _pt2_program(_guards_code)),
+        Case("pt2_sympy_expr_eval", pt2, True, UNSAFE, _pt2_program(_sympy_size)),
+        Case("pt2_guard_quote_injection", pt2, True, UNSAFE,
+             _pt2_program(_guard_quote_injection)),
+        Case("pt2_dynamic_shapes", "benign", False, SAFE, _dynamic_pt2),
         Case("state_dict_zip", "benign", False, SAFE, _state_dict(legacy=False)),
         Case("state_dict_legacy", "benign", False, SAFE, _state_dict(legacy=True)),
         Case("optimizer_state", "benign", False, SAFE, _optimizer),

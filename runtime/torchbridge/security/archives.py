@@ -444,11 +444,13 @@ class _Walk:
 
     def _pt2_pickled(self, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
                      ) -> set[str]:
-        """Members of a ``.pt2`` that ``torch.export.load`` unpickles (PART A's map)."""
+        """Members of a ``.pt2`` that ``torch.export.load`` unpickles (PART A's map).
+        Also records as unsafe the code its serialized programs hold (sympy/guards)."""
         try:
-            from torchbridge.security.pt2_archive import unpickled_members
+            from torchbridge.security.pt2_archive import program_problems, unpickled_members
         except ImportError:
             return set()
+        self.result.unsafe += program_problems(archive, self.limits)
 
         def read(name: str) -> bytes:
             info = archive.getinfo(name)

@@ -28,6 +28,7 @@ from typing import IO
 from torchbridge.security.limits import DEFAULT_LIMITS, LimitExceeded, ScanLimits
 from torchbridge.security.pickles import PickleFindings, scan_pickle_stream
 from torchbridge.security.policy import classify, explain
+from torchbridge.security.pt2_program import check_program
 
 _TEXT = {"archive_format", "archive_version", "version", ".data/version", "byteorder",
          ".data/serialization_id"}
@@ -127,14 +128,40 @@ def scan_torch_load_member(archive: zipfile.ZipFile, name: str,
         return [scan_pickle_stream(member, limits, multiple=True)]
 
 
+def program_problems(archive: zipfile.ZipFile, limits: ScanLimits = DEFAULT_LIMITS
+                     ) -> list[str]:
+    """Why the serialized programs (the ``.json`` members) of this ``.pt2`` would run code
+    when torch loads or runs them (:func:`~torchbridge.security.pt2_program.check_program`):
+    sympy expressions, guards and node targets are code, not data."""
+    problems = []
+    for info in archive.infolist():
+        if not info.filename.endswith(".json"):
+            continue
+        if info.file_size > limits.max_header_bytes:  # the JSON bound, as for safetensors
+            problems.append(f"{info.filename}: {info.file_size} bytes > max_header_bytes "
+                            f"{limits.max_header_bytes}; the program cannot be checked")
+            continue
+        try:
+            doc = json.loads(archive.read(info))
+        except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+            if tail(info.filename).startswith("models/"):
+                problems.append(f"{info.filename}: not readable JSON "
+                                f"({type(exc).__name__}); the program cannot be checked")
+            continue
+        problems += [f"{info.filename}: {why}" for why in check_program(doc)]
+    return problems
+
+
 def check_archive(archive: zipfile.ZipFile, allowed: Iterable[str] = (),
                   limits: ScanLimits = DEFAULT_LIMITS) -> list[str]:
     """Why loading this ``.pt2`` archive with ``torch.export.load`` is not safe: one
-    reason per problem (empty: every member torch unpickles is allowlist-``safe``)."""
+    reason per problem (empty: every member torch unpickles is allowlist-``safe`` and the
+    programs hold no code, see :func:`program_problems`)."""
     allowed = tuple(allowed)
     names = [i.filename for i in archive.infolist()]
     problems = [f"{n}: AOTInductor native code (a shared library runs when loaded)"
                 for n in names if tail(n).startswith(AOTI_DIR)][:1]
+    problems += program_problems(archive, limits)
     for name in unpickled_members(names, archive.read):
         if tail(name).startswith(AOTI_DIR):
             continue

@@ -179,8 +179,8 @@ def check_file(path: str | Path, *, allowed_globals: Iterable[Any] = (),
         raise UnsafeModelError(reason, verdict)
     pt2 = _pt2_verdict(path, names, limits)
     if pt2 is not None:
-        raise UnsafeModelError(f"refused {path}: torch.export.load would unpickle members "
-                               "that are not safe: " + "; ".join(pt2.reasons[:6]), pt2)
+        raise UnsafeModelError(f"refused {path}: torch.export.load would unpickle or run "
+                               "what is not safe: " + "; ".join(pt2.reasons[:6]), pt2)
     return verdict
 
 
