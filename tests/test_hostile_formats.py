@@ -275,3 +275,16 @@ def test_a_header_too_wide_to_parse_cheaply_is_refused_before_json(
     path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
     verdict = scan_file(path)
     assert verdict.verdict is Verdict.INVALID and "JSON items" in verdict.reasons[0]
+
+
+def test_safetensors_whose_header_length_reads_as_a_pickle_proto_is_safe(tmp_path: Path
+                                                                         ) -> None:
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})
+    raw = header.encode().ljust(0x280)  # safetensors pads headers with spaces
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16))
+    assert path.read_bytes()[:2] == b"\x80\x02"  # PROTO 2, to a pickle sniffer
+    verdict = scan_file(path)
+    assert verdict.verdict is Verdict.SAFE, verdict.reasons

@@ -231,6 +231,11 @@ class _Walk:
         header = None if storage else self._safetensors(f, head, size, location, suffix)
         if header is not None:
             kinds.append("safetensors")
+        if len(kinds) > 1 and "pickle" in kinds and not force_pickle and not \
+                formats.sniff_pickle(head, len(head) >= size, size).is_pickle(strict=True):
+            # Beside another format only a sound pickle counts: a safetensors header
+            # length of 0x280 opens with the bytes of a PROTO 2 opcode.
+            kinds.remove("pickle")
         if top:
             self.result.kinds = kinds
             self.result.header = header
