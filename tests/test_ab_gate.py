@@ -66,6 +66,13 @@ def test_added_later(model):
     pass
 """
 
+THROUGHPUT_TEST = """
+
+@tb.throughput(max_time="0.3s", threads=1)
+def test_rate(model):
+    pass
+"""
+
 
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com",
@@ -178,13 +185,14 @@ def test_the_header_names_the_ref_and_its_commit(repo: pytest.Pytester) -> None:
                                  f"torchbridge: base base at {sha[:12]}, worktree *"])
 
 
-def test_under_xdist_both_items_are_compared(repo: pytest.Pytester) -> None:
-    (repo.path / "test_model.py").write_text(TEST + SECOND_TEST)
-    git(repo.path, "commit", "-q", "-am", "second item")
+def test_under_xdist_a_throughput_item_is_compared_by_time_per_batch(
+        repo: pytest.Pytester) -> None:
+    (repo.path / "test_model.py").write_text(TEST.split("@tb")[0] + THROUGHPUT_TEST)
+    git(repo.path, "commit", "-q", "-am", "throughput item")
     git(repo.path, "branch", "-f", "base")
     result = repo.runpytest_subprocess("-q", "-n", "2", "--tb-baseline-ref=base",
                                        "--tb-json=report.json")
-    result.assert_outcomes(passed=4)
-    for name in ("test_clf", "test_added_later"):
-        result_ = results_of(repo)[f"test_model.py::{name}[tb-latency]"]
-        assert "baseline_ratio" in result_["metrics"]  # type: ignore[operator]
+    result.assert_outcomes(passed=2)
+    rate = results_of(repo)["test_model.py::test_rate[tb-throughput]"]
+    assert "baseline_ratio" in rate["metrics"]  # type: ignore[operator]
+    assert "time per batch" in str(rate["message"]) and "against base" in str(rate["message"])
