@@ -30,9 +30,10 @@ from torchbridge.checks.options import (
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
-from torchbridge.measure import ab
+from torchbridge.measure import ab, sequential, stats, timing
 from torchbridge.measure.baseline import apply_baseline, sized_stop
 from torchbridge.measure.runner import ModelRejected, bind
+from torchbridge.measure.stats import UNSTEADY_DRIFT
 from torchbridge.units import PerDevice, format_duration, parse_duration
 
 GATED: tuple[str, ...] = ("p50", "p90", "p95", "p99")
@@ -80,8 +81,6 @@ def describe_env(device: str, threads: int, batch: int | None) -> str:
 
 def unsteady_note(drift: float | None) -> str:
     """A warning for the message when the machine's speed changed during the run."""
-    from torchbridge.measure.stats import UNSTEADY_DRIFT
-
     if drift is None or drift <= UNSTEADY_DRIFT:
         return ""
     return (f"; unsteady machine: the median moved {drift * 100:.0f} % between quarters of "
@@ -115,8 +114,6 @@ class LatencyCheck(Check[LatencyConfig]):
     summary = "Per-call latency percentiles within budgets, with confidence bounds."
 
     def run(self, subject: Subject, config: LatencyConfig, context: RunContext) -> CheckResult:
-        from torchbridge.measure import sequential, timing
-
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
         budgets_ns = {k: v * 1e9 for k, v in config.budgets_for(subject.device).items()}
         with timing.threads(config.threads):
@@ -163,8 +160,6 @@ class LatencyCheck(Check[LatencyConfig]):
     def _record(self, result: CheckResult, measured: Any, budgets_ns: dict[str, float],
                 decision: Any, config: LatencyConfig) -> Any:
         """Metrics, budgets and details of the contract; returns the summary."""
-        from torchbridge.measure import stats
-
         samples = measured.samples_ns
         summary = stats.summarize(samples)
         for key, value in (("min", summary.min), ("max", summary.max), ("mean", summary.mean),
