@@ -26,8 +26,9 @@ from torchbridge.checks.options import (
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
-from torchbridge.measure import ab
+from torchbridge.measure import ab, throughput, timing
 from torchbridge.measure.baseline import apply_baseline
+from torchbridge.measure.gpu import UtilizationSampler
 from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, parse_duration, parse_rate
 
@@ -59,9 +60,6 @@ class ThroughputCheck(Check[ThroughputConfig]):
 
     def run(self, subject: Subject, config: ThroughputConfig, context: RunContext
             ) -> CheckResult:
-        from torchbridge.measure import throughput, timing
-        from torchbridge.measure.gpu import UtilizationSampler
-
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
         sizes = config.batch_sizes or (subject.batch_size,)
 
