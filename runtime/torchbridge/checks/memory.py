@@ -18,6 +18,8 @@ from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
+from torchbridge.measure.estimate import estimate_memory
+from torchbridge.measure.memory import free_memory, measure_peak
 from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, format_bytes, parse_bytes
 
@@ -54,9 +56,6 @@ class MemoryCheck(Check[MemoryConfig]):
     summary = "Peak memory of a forward pass within budget; fits in free memory."
 
     def run(self, subject: Subject, config: MemoryConfig, context: RunContext) -> CheckResult:
-        from torchbridge.measure.estimate import estimate_memory
-        from torchbridge.measure.memory import free_memory, measure_peak
-
         result = CheckResult(self.name, Status.PASSED, "", subject.device)
         free = free_memory(subject.device)
         try:
