@@ -17,7 +17,9 @@ from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import CheckSkipped, ConfigError, HardwareSkipped
+from torchbridge.measure.gpu import UtilizationSampler, nvml_unavailable
 from torchbridge.measure.runner import ModelRejected, bind
+from torchbridge.measure.throughput import measure_batch
 from torchbridge.units import parse_duration
 
 
@@ -30,7 +32,6 @@ def _percent(value: object, what: str) -> float:
 @dataclass(frozen=True)
 class GpuUtilizationConfig(CheckConfig):
     """``min_percent`` mean utilisation (0-100), ``duration`` of the run, ``batch_size``."""
-
     min_percent: float | None = option(None, optional(_percent))
     duration: float = option("2s", parse_duration)
     batch_size: int | None = option(None, positive_int)
@@ -46,9 +47,6 @@ class GpuUtilizationCheck(Check[GpuUtilizationConfig]):
 
     def run(self, subject: Subject, config: GpuUtilizationConfig, context: RunContext
             ) -> CheckResult:
-        from torchbridge.measure.gpu import UtilizationSampler, nvml_unavailable
-        from torchbridge.measure.throughput import measure_batch
-
         if subject.device.split(":")[0] != "cuda":
             raise HardwareSkipped(f"GPU utilisation needs a CUDA device; this run uses "
                                   f"{subject.device}")
