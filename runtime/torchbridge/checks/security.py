@@ -19,6 +19,7 @@ from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
+from torchbridge.security.audit import audit
 
 
 def _names(value: Any, what: str) -> tuple[str, ...]:
@@ -60,8 +61,6 @@ class SecurityCheck(Check[SecurityConfig]):
     summary = "Artifacts load safely, no malicious pickles or secrets, checksums verify."
 
     def run(self, subject: Subject, config: SecurityConfig, context: RunContext) -> CheckResult:
-        from torchbridge.security.audit import audit
-
         fresh = subject.fresh_model() if config.roundtrip else None
         report = audit(subject.model, config.artifacts, checksum=config.checksum,
                        base_dir=context.golden_dir, secrets=config.secrets,
