@@ -121,6 +121,9 @@ class ExportCheck(Check[ExportConfig]):
         return f"tb-export-{config.format}{variant}"
 
     def run(self, subject: Subject, config: ExportConfig, context: RunContext) -> CheckResult:
+        # imported here, not at the top: pytester's inner sessions unload modules they first
+        # imported, and a module-level ExportFailed would then be a stale class that no
+        # longer catches what export_model raises (tests/test_export_check.py)
         from torchbridge.export import ExportFailed, artifact_path, export_model
 
         in_training = training_modules(subject.model)
