@@ -38,11 +38,19 @@ class Sizing:
     need: int
     call_s: float | None
 
-    def suggestion(self) -> str:
-        """A ``max_time`` that would collect :attr:`need` kept samples, as users write it."""
-        if self.call_s is None:
+    def suggestion(self, kept: int = 0) -> str:
+        """A ``max_time`` that would collect :attr:`need` kept samples, as users write it.
+
+        From the larger of the median call time and the rate this run kept samples at
+        (``kept`` in :attr:`max_time_s`): warm-up, slow first calls and calls the host
+        filter set aside spend time the median does not show, so a suggestion from the
+        median alone can name the very ``max_time`` that just fell short."""
+        per_sample = [self.call_s] if self.call_s else []
+        if kept:
+            per_sample.append(self.max_time_s / kept)
+        if not per_sample:
             return "a longer max_time"
-        seconds = math.ceil(self.need * MARGIN * self.call_s)
+        seconds = math.ceil(self.need * MARGIN * max(per_sample))
         return f"max_time=\"{seconds}s\""
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +100,10 @@ def inconclusive_reason(gate: Any, confidence: float, sizing: Sizing, kept: int,
             " (sized from the call time, capped)" if sizing.auto else "")
         per_call = (f" at {format_duration(sizing.call_s)} a call" if sizing.call_s
                     else "")
-        return f"{head} in {took}; {sizing.suggestion()} would do{per_call}"
+        if kept and sizing.max_time_s / kept > 2 * (sizing.call_s or 0):
+            per_call += (f" and {format_duration(sizing.max_time_s / kept)} per kept sample "
+                         "in this run (warm-up, slow first calls and set-aside calls count)")
+        return f"{head} in {took}; {sizing.suggestion(kept)} would do{per_call}"
     return (f"the {pct} interval still straddles the budget after {kept} samples; the true "
             f"{gate.name} is too close to the budget to call: raise max_time or move the "
             "budget")

@@ -74,9 +74,12 @@ class Case:
     problem: str = ""
     #: input name → shape fed, for the dynamic-dim cases (shows every shared input resized)
     shapes: dict[str, list[int]] | None = None
+    #: how a case that held was compared, when not the plain way (pairwise outputs)
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         found = {"case": self.name, "ok": self.ok, "problem": self.problem}
+        found |= {"note": self.note} if self.note else {}
         return found | ({"input_shapes": self.shapes} if self.shapes is not None else {})
 
 
@@ -107,12 +110,48 @@ def _leading_dims(output: Any) -> dict[str, int]:
     return {path: int(leaf.shape[0]) for path, leaf in tensor_leaves(output) if leaf.dim()}
 
 
-def _row_of(output: Any, index: int, batch: int) -> Flat:
-    """Row ``index`` of every batch-leading leaf, caches' key/value tensors included."""
-    def pick(_: str, leaf: torch.Tensor) -> torch.Tensor:
-        return leaf.narrow(0, index, 1) if leaf.dim() and leaf.shape[0] == batch else leaf
+def pairwise_axes(single: Any, batched: Any, batch: int) -> dict[str, list[int]]:
+    """Output path → the further axes (after the batch axis) on which the batched output
+    has the batch size and the output for one row has 1: in-batch pairwise outputs such as
+    CLIP's ``logits_per_image`` (B, B), whose row i is paired with every row of its batch
+    by design. Empty for ``batch`` < 2."""
+    if batch < 2:
+        return {}
+    alone = dict(tensor_leaves(single))
+    found: dict[str, list[int]] = {}
+    for path, leaf in tensor_leaves(batched):
+        one = alone.get(path)
+        if one is None or one.dim() != leaf.dim() or leaf.dim() < 2 or leaf.shape[0] != batch:
+            continue
+        axes = [a for a in range(1, leaf.dim()) if leaf.shape[a] == batch and one.shape[a] == 1]
+        if axes:
+            found[path] = axes
+    return found
+
+
+def _row_of(output: Any, index: int, batch: int,
+            pairwise: dict[str, list[int]] | None = None) -> Flat:
+    """Row ``index`` of every batch-leading leaf, caches' key/value tensors included; on a
+    ``pairwise`` leaf's further axes, the row's own entry (``[i, i]`` of a (B, B) output)."""
+    def pick(path: str, leaf: torch.Tensor) -> torch.Tensor:
+        if not leaf.dim() or leaf.shape[0] != batch:
+            return leaf
+        leaf = leaf.narrow(0, index, 1)
+        for axis in (pairwise or {}).get(path, []):
+            leaf = leaf.narrow(axis, index, 1)
+        return leaf
 
     return map_tensors(output, pick)
+
+
+def _pairwise_note(pairwise: dict[str, list[int]]) -> str:
+    """Why a pairwise output was compared on its diagonal only (shown with the pass)."""
+    if not pairwise:
+        return ""
+    listed = ", ".join(f"{path} (axis {', '.join(map(str, axes))})"
+                       for path, axes in pairwise.items())
+    return (f"{listed} pair each row with every row of its batch (the batch size on a "
+            "further axis), so row i is compared on its own entry [i, i]")
 
 
 class _Runner:
@@ -227,11 +266,14 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
             base, subject.device, config.invariance_rtol, config.invariance_atol, {},
             loosen=True)
         worst = OutputComparison()
+        pairwise: dict[str, list[int]] | None = None
         for index in range(min(batch, config.invariance_rows)):
             single, problem = runner(rows_of(index))
             if problem:
                 return Case("batch invariance", False, f"row {index} alone {problem}"), None
-            comparison = compare_outputs(single, _row_of(base, index, batch),
+            if pairwise is None:
+                pairwise = pairwise_axes(single, base, batch)
+            comparison = compare_outputs(single, _row_of(base, index, batch, pairwise),
                                          rtol=config.invariance_rtol,
                                          atol=config.invariance_atol, per_output=overrides)
             if not comparison.ok:
@@ -240,7 +282,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
                             f"{batch}: {comparison.describe()}"), comparison
             if comparison.max_abs >= worst.max_abs:
                 worst = comparison
-        return Case("batch invariance", True), worst
+        return Case("batch invariance", True, note=_pairwise_note(pairwise or {})), worst
 
     def _result(self, subject: Subject, cases: list[Case],
                 invariance: tuple[Case, OutputComparison | None] | None, base: Any) -> CheckResult:
@@ -264,6 +306,8 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
                 ", ".join(case.name for case in cases)
             if invariance is not None:  # invariance of an output without signal proves little
                 result.message += no_signal_note(base)
+                if invariance[0].note:
+                    result.message += f"; note: {invariance[0].note}"
         if subject.notes and any(case.shapes is not None for case in cases):
             result.message += " (" + "; ".join(subject.notes) + ")"
         return result

@@ -193,14 +193,34 @@ def _same_length(value: Any, axis: int, batch_axis: int | None, length: int) -> 
         and value.shape[own] == length
 
 
+def _token_level_like(value: torch.Tensor, declared: Any) -> bool:
+    """Whether ``value`` joins a dim declared on ``declared`` by default: masks and ids
+    (integer or boolean, any rank: a (B, S) mask beside (B, S, H) ``inputs_embeds``) and
+    tensors of the declared input's rank. A floating-point input of another rank (CLIP's
+    (B, 3, H, W) ``pixel_values`` beside (B, S) ids of length 3) only matches by chance."""
+    floating = value.dtype.is_floating_point or value.dtype.is_complex
+    return not floating or (isinstance(declared, torch.Tensor)
+                            and value.dim() == declared.dim())
+
+
+def _not_shared_note(name: str, key: InputKey, axis: int, length: int, other: InputKey,
+                     value: torch.Tensor, declared: Any) -> str:
+    rank = declared.dim() if isinstance(declared, torch.Tensor) else "?"
+    return (f"dim {name!r} declared on {key!r} is not shared with {other!r} although it has "
+            f"the same length {length} on axis {axis}: {other!r} is a {value.dim()}-d "
+            f"floating-point input beside a {rank}-d one, so the match is taken as chance; "
+            f"declare input=[{key!r}, {other!r}] if the model ties them")
+
+
 def resolve_dims(spec: InputSpec, inputs: Inputs) -> tuple[InputSpec, list[str]]:
     """``spec`` with every dim's inputs written out, and a note for each dim that the
     sample showed to be shared.
 
     A dim declared on one input of dict inputs also lives on the other tensors with the
     same length on the same axis (BERT's ``attention_mask`` and ``token_type_ids`` follow
-    ``input_ids``), except where that axis is the input's batch axis. A list or mapping of
-    inputs is taken as written (``input={"input_ids": 1}`` shares nothing).
+    ``input_ids``), except where that axis is the input's batch axis or the tensor is a
+    floating-point input of another rank (an image beside ids; noted, not shared). A list
+    or mapping of inputs is taken as written (``input={"input_ids": 1}`` shares nothing).
 
     Raises :class:`ConfigError` when a dim names an input the sample lacks, an axis the
     input lacks, or inputs that disagree on its length."""
@@ -209,9 +229,12 @@ def resolve_dims(spec: InputSpec, inputs: Inputs) -> tuple[InputSpec, list[str]]
     for name, dim in spec.dims.items():
         length = _check_dim(name, dim, inputs)
         key, axis = dim.first
-        others = [] if dim.explicit or not isinstance(inputs, Mapping) else [
+        twins = [] if dim.explicit or not isinstance(inputs, Mapping) else [
             other for other, value in inputs.items()
             if other != key and _same_length(value, axis, spec.batch_axis(other), length)]
+        others = [o for o in twins if _token_level_like(inputs[o], inputs[key])]
+        notes.extend(_not_shared_note(name, key, axis, length, o, inputs[o], inputs[key])
+                     for o in twins if o not in others)
         if others:
             dims[name] = dataclasses.replace(dim, input=[key, *others])
             notes.append(f"dim {name!r} declared on {key!r} is shared with "

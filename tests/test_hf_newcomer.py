@@ -1,0 +1,109 @@
+"""Cases found trying TorchBridge as a newcomer on more Hugging Face models built from tiny
+configs (CLIP, Llama): each test is a wrong verdict or an unclear result that was fixed.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+import transformers
+from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
+
+from torchbridge.checks import Status, Subject, run
+from torchbridge.checks._latency_sizing import Sizing, inconclusive_reason
+from torchbridge.core.subject import InputSpec, resolve_dims
+
+transformers.logging.set_verbosity_error()
+
+VOCAB = 100
+SEQ_SPEC = {"dims": {"seq": {"input": "input_ids", "axis": 1, "min": 1, "max": 32}}}
+
+
+def clip() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "intermediate_size": 64,
+                     "max_position_embeddings": 32},
+        vision_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "intermediate_size": 64, "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    return CLIPModel(config).eval()
+
+
+def clip_inputs(seq: int = 8) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {"input_ids": torch.randint(3, VOCAB, (2, seq), generator=generator),
+            "attention_mask": torch.ones(2, seq, dtype=torch.long),
+            "pixel_values": torch.rand(2, 3, 32, 32, generator=generator)}
+
+
+def llama() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=64, max_position_embeddings=32))
+    model.config.use_cache = False  # torch.export cannot return a DynamicCache
+    return model.eval()
+
+
+def test_an_image_input_does_not_join_seq_because_its_channels_match_by_chance() -> None:
+    # ids of length 3 beside (B, 3, H, W) pixels: axis 1 matches, but only by chance
+    spec, notes = resolve_dims(InputSpec.coerce(SEQ_SPEC), clip_inputs(seq=3))
+    assert spec.dims["seq"].axes == {"input_ids": 1, "attention_mask": 1}
+    assert any("not shared with 'pixel_values'" in note for note in notes)
+
+
+def test_clip_with_seq_as_long_as_its_channels_passes_edge_cases() -> None:
+    result = run("edge_cases", Subject(clip(), clip_inputs(seq=3), spec=SEQ_SPEC),
+                 empty_batch="rejects")
+    assert result.status is Status.PASSED, result.message
+
+
+def test_clip_pairwise_logits_pass_batch_invariance_on_their_own_entry() -> None:
+    result = run("edge_cases", Subject(clip(), clip_inputs(), spec=SEQ_SPEC),
+                 empty_batch="rejects")
+    assert result.status is Status.PASSED, result.message
+    assert "output.logits_per_image (axis 1)" in result.message
+
+
+class LeakyScores(torch.nn.Module):
+    """(B, B) scores whose own entry [i, i] depends on the batch (centred over it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        embeds = self.proj(x)
+        centred = embeds - embeds.mean(0, keepdim=True)
+        return {"scores": embeds @ centred.T}
+
+
+def test_a_pairwise_output_whose_own_entry_leaks_across_the_batch_still_fails() -> None:
+    torch.manual_seed(0)
+    result = run("edge_cases", Subject(LeakyScores().eval(), torch.randn(4, 4)))
+    assert result.status is Status.FAILED
+    assert "output.scores" in result.message
+
+
+def test_an_inconclusive_latency_never_suggests_the_max_time_that_fell_short() -> None:
+    # 12 samples kept in 1 s (slow first calls) although the median call took 0.7 ms
+    reason = inconclusive_reason(SimpleNamespace(p=0.99, name="p99"), 0.95,
+                                 Sizing(1.0, False, 299, 694e-6), kept=12)
+    assert 'max_time="32s" would do' in reason
+    assert "83.3 ms per kept sample" in reason
+
+
+def test_llama_exports_to_pt2_and_loads_through_the_safe_loader() -> None:
+    subject = Subject(llama(), {"input_ids": torch.randint(3, VOCAB, (2, 8)),
+                                "attention_mask": torch.ones(2, 8, dtype=torch.long)},
+                      spec=SEQ_SPEC)
+    result = run("export", subject, "pt2")
+    assert result.status is Status.PASSED, result.message
