@@ -350,6 +350,50 @@ def _dynamic_pt2(directory: Path, marker: Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------- TorchScript code
+
+
+class _FromFileOnLoad(torch.nn.Module):
+    """``torch.jit.load`` runs ``__setstate__``: ``from_file(shared=True)`` creates the
+    file it names."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, bool]:
+        return (self.target, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool]) -> None:
+        self.target = state[0]
+        self.training = torch.from_file(state[0], shared=True, size=4).numel() > 0
+
+
+class _SaveOnForward(torch.nn.Module):
+    """``torch.save`` is a TorchScript operator: every forward writes the file."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.save(x, self.target)
+        return x * 2
+
+
+def _torchscript_io(module: type[torch.nn.Module]) -> Callable[[Path, Path], Path]:
+    def build(directory: Path, marker: Path) -> Path:
+        path = directory / "scripted.pt"
+        torch.jit.script(module(str(marker))).save(str(path))
+        return path
+    return build
+
+
 # --------------------------------------------------------------------- benign
 
 
@@ -510,6 +554,10 @@ def _cases() -> list[Case]:
         Case("pt2_guard_quote_injection", pt2, True, UNSAFE,
              _pt2_program(_guard_quote_injection)),
         Case("pt2_dynamic_shapes", "benign", False, SAFE, _dynamic_pt2),
+        Case("torchscript_from_file_on_load", gadget, True, UNSAFE,
+             _torchscript_io(_FromFileOnLoad)),
+        Case("torchscript_save_on_forward", gadget, True, UNSAFE,
+             _torchscript_io(_SaveOnForward)),
         Case("state_dict_zip", "benign", False, SAFE, _state_dict(legacy=False)),
         Case("state_dict_legacy", "benign", False, SAFE, _state_dict(legacy=True)),
         Case("optimizer_state", "benign", False, SAFE, _optimizer),

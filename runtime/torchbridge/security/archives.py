@@ -421,6 +421,7 @@ class _Walk:
             if top:
                 self.result.format = "npz" if fmt == "zip" and suffix == ".npz" else fmt
             forced = self._pt2_pickled(archive, infos) if fmt == "pt2" else set()
+            self._torchscript_code(archive, infos)
             for index, info in enumerate(infos):
                 self.result.members += 1
                 label = _named(info.filename, f"{location}: member name #{index}", self)
@@ -469,6 +470,24 @@ class _Walk:
         except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
             self.result.invalid.append(f"pt2 payload configs unreadable ({exc})")
             return set()
+
+    def _torchscript_code(self, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
+                          ) -> None:
+        """TorchScript source (``code/**/*.py``, whatever the archive is called) that
+        reaches files or the network when ``torch.jit.load`` runs it is unsafe."""
+        from torchbridge.security.torchscript_code import code_problems, source_members
+
+        sources = {}
+        for name in source_members([i.filename for i in infos]):
+            info = archive.getinfo(name)
+            if info.file_size > self.limits.max_header_bytes:
+                self.result.unsafe.append(f"{name}: TorchScript source of {info.file_size} "
+                                          "bytes > max_header_bytes; it cannot be checked")
+                continue
+            with archive.open(info) as handle:
+                sources[name] = CountingReader(handle, self.budget).read(
+                    info.file_size).decode("utf-8", "replace")
+        self.result.unsafe += code_problems(sources)
 
     def _zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, location: str,
                     fmt: str, depth: int, forced: bool) -> None:

@@ -1,0 +1,67 @@
+"""The TorchScript source of an archive (``code/**/*.py``) is compiled and run by
+``torch.jit.load``: a class's ``__setstate__`` runs while loading, ``forward`` on every
+call. TorchScript cannot import Python, but some of its operators reach the file system
+or the network: ``torch.save(x, path)`` writes any file, ``torch.from_file(path,
+shared=True)`` creates or truncates one, ``rpc_async``/``remote`` and the ``c10d`` /
+``symm_mem`` collectives talk to other processes.
+
+So the source's identifiers are checked against those operators: the ones torch
+registers with a file-name argument (read from torch's operator schemas when torch is
+importable) and a fixed list. A scripted model never needs them to compute outputs.
+
+Example::
+
+    problems = code_problems({"m/code/__torch__.py": source_text})
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+
+#: Operators (by name) and operator namespaces with effects outside the model.
+_IO_OPS = frozenset({"save", "from_file", "rpc_async", "rpc_sync", "remote",
+                     "load_library", "_load_for_mobile", "_save_for_mobile",
+                     "_save_parameters", "_load_parameters", "_save_jit_module",
+                     "_load_jit_module"})
+_IO_NAMESPACES = frozenset({"c10d", "_c10d_functional", "_c10d_functional_autograd",
+                            "symm_mem", "_dtensor", "_test", "debugprims",
+                            "debug_mode_ops", "rpc", "dist_c10d", "distributed"})
+_FILE_ARGS = frozenset({"filename", "file_name", "path", "file", "f", "url", "host"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUOTED = re.compile(r"""["']([A-Za-z_][A-Za-z0-9_]*)["']""")
+
+
+@functools.lru_cache(maxsize=1)
+def io_operators() -> frozenset[str]:
+    """Names TorchScript code must not call: :data:`_IO_OPS`, the namespaces of
+    :data:`_IO_NAMESPACES`, and every registered operator taking a file name or path."""
+    names = set(_IO_OPS) | _IO_NAMESPACES
+    try:
+        import torch
+    except ImportError:  # scanning without torch: the fixed list only
+        return frozenset(names)
+    for schema in torch._C._jit_get_all_schemas():
+        if any(arg.name in _FILE_ARGS and str(arg.type).startswith("str")
+               for arg in schema.arguments):
+            names.add(schema.name.split("::", 1)[1])
+    return frozenset(names)
+
+
+def source_members(names: list[str]) -> list[str]:
+    """The members of a TorchScript archive that hold its source (``code/**/*.py``)."""
+    return [n for n in names if "/code/" in f"/{n}" and n.endswith(".py")]
+
+
+def code_problems(sources: Mapping[str, str]) -> list[str]:
+    """Why the TorchScript ``sources`` (member name → text) would act outside the model
+    when loaded or run: one reason per member (empty: none found)."""
+    banned = io_operators()
+    problems = []
+    for name, text in sources.items():
+        found = (set(_IDENTIFIER.findall(text)) | set(_QUOTED.findall(text))) & banned
+        if found:
+            problems.append(f"{name}: TorchScript code calls {', '.join(sorted(found))} "
+                            "(file or network access when torch.jit.load runs it)")
+    return problems
