@@ -48,10 +48,12 @@ class PickleSniff:
     ``opcodes``: opcodes read before the end or an error; ``complete``: reached ``STOP``
     with a consistent stack; ``cut``: still valid where the sniff window ended;
     ``imports``: a ``GLOBAL``/``INST`` naming a dotted identifier (or a ``STACK_GLOBAL``
-    after ``PROTO``) was read; ``proto``: opens with ``PROTO``; ``loads_code``: any
+    after ``PROTO``) was read; ``proto``: opens with ``PROTO`` and at least two more
+    opcodes with a sound stack follow before any damage; ``loads_code``: any
     opcode that imports by name (``GLOBAL``, ``INST``, ``STACK_GLOBAL``; ``EXT*`` need
     a populated copyreg registry, which stock Python and torch leave empty);
-    ``long_arg``: the window ended inside a string argument the file can hold.
+    ``long_arg``: the window ended inside a string argument the file can hold, which
+    ends at ``resume`` (0: unknown).
     """
 
     opcodes: int = 0
@@ -61,6 +63,7 @@ class PickleSniff:
     proto: bool = False
     loads_code: bool = False
     long_arg: bool = False
+    resume: int = 0
 
     def is_pickle(self, *, strict: bool) -> bool:
         """Whether a loader would take these bytes for a pickle.
@@ -74,7 +77,7 @@ class PickleSniff:
         if strict:
             return (self.complete or self.cut) and self.opcodes >= 3 and \
                 (self.loads_code or self.opcodes >= 16)
-        if self.complete or (self.cut and (self.opcodes >= 2 or self.long_arg)):
+        if self.complete or (self.cut and (self.opcodes >= 3 or self.long_arg)):
             return True
         return self.imports or self.proto  # \x80 + a protocol number: a pickle header
 
@@ -113,13 +116,20 @@ def _sniff_pickle(head: bytes, whole: bool, size: int | None) -> PickleSniff:
                 break
     except Exception as exc:  # genops raises ValueError; anything else is not a pickle
         cut = not whole and any(t in str(exc) for t in _TRUNCATION)
-        if cut and _long_argument(head, end, size):
-            # A string longer than the sniff window: the prefix before it decides.
+        resume = _long_argument(head, end, size) if cut else None
+        if resume is not None:
+            # A string longer than the sniff window: the prefix before it decides, and
+            # (see sniff) the bytes after it must go on as opcodes.
             return PickleSniff(opcodes + 1, False, _stack_ok(head[:end], allow_cut=True),
-                               imports, proto, code, long_arg=True)
+                               imports, proto, code, long_arg=True, resume=resume)
         cut = cut and _stack_ok(head, allow_cut=True)
+        # A PROTO header, then sound opcodes up to the damage: a corrupt pickle (random
+        # tensor bytes open with 0x80 0x02 once in 11,000 files; three sound opcodes
+        # after it almost never follow).
+        proto = proto and opcodes >= 3 and _stack_ok(head[:end], allow_cut=True)
         return PickleSniff(opcodes, False, cut, imports, proto, code)
-    return PickleSniff(opcodes, _stack_ok(head, allow_cut=False), False, imports, proto, code)
+    return PickleSniff(opcodes, _stack_ok(head, allow_cut=False), False, imports,
+                       proto and opcodes >= 3, code)
 
 
 #: Opcodes whose argument is a length-prefixed string: (length size, struct format).
@@ -127,21 +137,38 @@ _LONG_ARGS = {b"T": (4, "<i"), b"X": (4, "<I"), b"\x8d": (8, "<Q"), b"B": (4, "<
               b"\x8e": (8, "<Q"), b"\x96": (8, "<Q")}
 
 
-def _long_argument(head: bytes, at: int, size: int | None) -> bool:
-    """Whether the opcode at ``at`` is a string argument running past the window that
-    the file can hold: a length-prefixed one whose declared length fits in ``size``, or
-    a newline-terminated text one (``V``/``S``) with no newline in the window."""
+def _long_argument(head: bytes, at: int, size: int | None) -> int | None:
+    """If the opcode at ``at`` is a string argument running past the window that the
+    file can hold, where the bytes after it start (0 when unknown): a length-prefixed one
+    whose declared length fits in ``size``, or a newline-terminated text one (``V`` /
+    ``S``) with no newline in the window."""
     code = head[at:at + 1]
     if code in _LONG_ARGS:
         width, fmt = _LONG_ARGS[code]
         if len(head) < at + 1 + width:
-            return False
+            return None
         (length,) = struct.unpack(fmt, head[at + 1:at + 1 + width])
-        return size is not None and length >= 0 and at + 1 + width + length <= size
+        stop = at + 1 + width + length
+        return stop if size is not None and length >= 0 and stop < size else None
     if code in (b"V", b"S"):
         rest = head[at + 1:]
         printable = sum(32 <= c < 127 or c in (9, 13) or c >= 128 for c in rest[:4096])
-        return b"\n" not in rest and printable >= 0.95 * min(len(rest), 4096)
+        if b"\n" not in rest and printable >= 0.95 * min(len(rest), 4096):
+            return 0
+    return None
+
+
+def _continues(tail: bytes) -> bool:
+    """Whether bytes after a long argument go on as a pickle: three opcodes, or ``STOP``
+    sooner (random data fails within a byte or two)."""
+    count = 0
+    try:
+        for opcode, _, _ in pickletools.genops(io.BytesIO(tail)):
+            count += 1
+            if opcode.name == "STOP" or count >= 3:
+                return True
+    except Exception:  # genops' ValueError: not opcodes
+        return False
     return False
 
 
@@ -301,6 +328,20 @@ def sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool = Fa
     return [k for k in kinds if k in TORCH_LOAD_KINDS] if storage else kinds
 
 
+def _pickle_in(head: bytes, stream: IO[bytes] | None, size: int, strict: bool) -> bool:
+    """Whether ``head`` opens a pickle; past a string longer than the window, the bytes
+    after it (read from ``stream`` when there is one) must go on as opcodes."""
+    found = sniff_pickle(head, whole=len(head) >= size, size=size)
+    if not found.is_pickle(strict=strict):
+        return False
+    if found.long_arg and found.resume and stream is not None and not found.imports:
+        stream.seek(found.resume)
+        tail = stream.read(4096)
+        stream.seek(0)
+        return _continues(tail)
+    return True
+
+
 def _sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool) -> list[str]:
     kinds: list[str] = []
     if head.startswith(ZIP_MAGIC) or (stream is not None and is_zip(stream)):
@@ -312,7 +353,7 @@ def _sniff(head: bytes, stream: IO[bytes] | None, size: int, *, strict: bool) ->
         kinds.append(packed)
     if head.startswith(NPY_MAGIC):
         kinds.append("npy")
-    if sniff_pickle(head, whole=len(head) >= size, size=size).is_pickle(strict=strict):
+    if _pickle_in(head, stream, size, strict):
         kinds.append("pickle")
     return kinds
 
