@@ -700,3 +700,153 @@ def test_headers_larger_than_the_limit_are_a_json_431_before_they_are_all_read(
         raw = _read_until_closed(sock, 2)
     assert sent < 8 * 2**20, "the server read 8 MiB of headers"
     assert raw.startswith(b"HTTP/1.1 431") and b'{"error"' in raw
+
+
+# ------------------------------------------------------- more output structures
+
+
+class TupleSummary(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits = self.inner(x)
+        return logits, logits.mean(0), logits.sum()  # per row, (4,) batch-level, scalar
+
+
+class WithTable(nn.Module):
+    """A per-row output beside a constant table of ``max_batch_size`` (3) rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+        self.table = torch.arange(12.0).reshape(3, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        logits = self.inner(x)
+        return {"rows": {"logits": logits}, "table": self.table + logits.mean()}
+
+
+@pytest.mark.parametrize("build", [TupleSummary, WithTable])
+def test_batch_level_outputs_of_any_structure_answer_each_request_its_own(
+        build: type[nn.Module]) -> None:
+    inner = build().eval()
+    held = Held(inner)
+    with LiveServer(held, sample(1), ServerConfig(max_batch_size=3)) as live:
+        assert live.state.unbatched_reason
+        bodies = [{"inputs": _rows(1, seed)} for seed in range(3)]
+        responses = _as_one_batch(live, held, bodies)
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200, response.text
+        alone = inner(torch.tensor(body["inputs"]))
+        got = response.json()["outputs"]
+        if isinstance(alone, tuple):
+            for index, value in enumerate(alone):
+                _close(got[index], value)
+        else:
+            _close(got["table"], alone["table"])
+            _close(got["rows"]["logits"], alone["rows"]["logits"])
+
+
+class _Blob:
+    pass
+
+
+class ObjectsInOutput(nn.Module):
+    """An encoder-decoder cache, None, a string, an unknown object and a dataclass tree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        keys = x[:, None, :, None].expand(-1, 2, -1, 3).contiguous()
+        cache.self_attention_cache.update(keys, keys, 0)
+        cache.cross_attention_cache.update(keys, keys, 0)
+        return {"logits": self.inner(x), "cache": cache, "none": None, "label": "ok",
+                "blob": _Blob()}
+
+
+def test_an_encoder_decoder_cache_and_other_objects_follow_the_documented_rule() -> None:
+    pytest.importorskip("transformers")
+    model = ObjectsInOutput().eval()
+    with LiveServer(model, sample(1), ServerConfig(max_batch_size=2)) as live:
+        rows = _rows(2, 3)
+        response = live.client.post("/predict", json={"inputs": rows})
+        names = [o["name"] for o in live.client.get("/v2/models/model").json()["outputs"]]
+    assert response.status_code == 200, response.text
+    got = response.json()["outputs"]
+    assert set(got) == {"logits", "cache", "none", "label"}  # the unknown object dropped
+    assert got["none"] is None and got["label"] == "ok"
+    keys = torch.tensor(rows)[:, None, :, None].expand(-1, 2, -1, 3)
+    _close(got["cache"]["self_attention_cache"]["layers"][0]["keys"], keys)
+    assert "cache.cross_attention_cache.layers[0].values" in names
+
+
+class StopInGenerate(nn.Module):
+    vocab_size = 16
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids.float()
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int,
+                 eos_token_id: int | None = None) -> torch.Tensor:
+        return next(iter(()))  # StopIteration escapes
+
+
+def test_stop_iteration_from_generate_is_a_prompt_500() -> None:
+    with LiveServer(StopInGenerate(), torch.tensor([[1, 2]]),
+                    ServerConfig(timeout_seconds=5)) as live:
+        start = time.monotonic()
+        response = live.client.post("/generate", json={"input_ids": [1, 2]})
+    assert response.status_code == 500 and time.monotonic() - start < 3
+
+
+class Ints(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.parametrize("value", [9.223372036854776e18, -9.3e18, 1.8446744073709552e19])
+def test_a_float_just_past_int64_is_refused_not_wrapped(value: float) -> None:
+    with LiveServer(Ints(), torch.zeros(1, 2, dtype=torch.long),
+                    ServerConfig(max_batch_size=2)) as live:
+        response = live.client.post("/predict", json={"inputs": [[value, 1]]})
+    assert response.status_code == 422, response.text
+
+
+class Pair(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"sum": a + b, "diff": a - b}
+
+
+def test_tritonclient_mixing_binary_and_json_inputs_and_outputs() -> None:
+    http = pytest.importorskip("tritonclient.http")
+    pair = (torch.zeros(1, 3), torch.zeros(1, 3))
+    with LiveServer(Pair(), pair, ServerConfig(max_batch_size=4)) as live:
+        client = http.InferenceServerClient(live.url.removeprefix("http://"))
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        b = np.full((2, 3), 0.5, dtype=np.float32)
+        first = http.InferInput("input_0", [2, 3], "FP32")
+        first.set_data_from_numpy(a)  # binary
+        second = http.InferInput("input_1", [2, 3], "FP32")
+        second.set_data_from_numpy(b, binary_data=False)
+        outputs = [http.InferRequestedOutput("sum"),
+                   http.InferRequestedOutput("diff", binary_data=False)]
+        result = client.infer("model", [first, second], outputs=outputs)
+    np.testing.assert_allclose(result.as_numpy("sum"), a + b)
+    np.testing.assert_allclose(result.as_numpy("diff"), a - b)
+
+
+def test_an_output_asked_in_json_stays_json_under_binary_data_output(
+        keyless: LiveServer) -> None:
+    entry = {"name": "input_0", "shape": [1, FEATURES], "datatype": "FP32",
+             "data": _rows(1, 0)[0]}
+    response = keyless.client.post("/v2/models/model/infer", json={
+        "inputs": [entry], "outputs": [{"name": "output_0", "parameters": {"binary_data": False}}],
+        "parameters": {"binary_data_output": True}})
+    assert response.status_code == 200 and len(response.json()["outputs"][0]["data"]) == 4

@@ -74,9 +74,9 @@ def to_tree(obj: Any, dropped: list[str] | None = None, prefix: str = "") -> Any
             tensor = tensor.cpu()
         if tensor.dtype is torch.bfloat16:
             tensor = tensor.float()
-        return np.ascontiguousarray(tensor.numpy())
+        return contiguous(tensor.numpy())
     if isinstance(obj, np.ndarray):
-        return np.ascontiguousarray(obj)
+        return contiguous(obj)
     if obj is None or isinstance(obj, str):
         return obj
     if isinstance(obj, bool | int | float | np.generic):
@@ -113,6 +113,20 @@ def to_tree(obj: Any, dropped: list[str] | None = None, prefix: str = "") -> Any
     if dropped is not None:
         dropped.append(f"{prefix or 'output_0'} ({type(obj).__name__})")
     return _DROPPED
+
+
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` in C order (orjson serialises only that), keeping its shape: unlike
+    ``np.ascontiguousarray``, a 0-d array (a scalar loss) stays 0-d, not ``[x]``."""
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+
+def json_default(obj: Any) -> Any:
+    """orjson's ``default`` for output trees: a 0-d array (a scalar output) as its numpy
+    scalar, which orjson's numpy support writes and its array support refuses."""
+    if isinstance(obj, np.ndarray) and obj.ndim == 0:
+        return obj[()]
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 class _Dropped:

@@ -149,10 +149,20 @@ def to_array(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
         array = raw.astype(target, copy=False)
     if target.kind == "f" and not np.isfinite(array).all():
         raise InvalidInput(f"{where}: values out of range for {spec.datatype}")
-    if target.kind in "iu" and kind in "iu" and raw.size and \
-            (raw.min() < np.iinfo(target).min or raw.max() > np.iinfo(target).max):
+    if target.kind in "iu" and kind in "iu" and raw.size and _out_of_range(raw, target):
         raise InvalidInput(f"{where}: values out of range for {spec.datatype}")
     return array
+
+
+def _out_of_range(raw: np.ndarray, target: Any) -> bool:
+    """Whether integral values fall outside ``target``'s range. Integral floats are
+    compared against the bounds as floats with the top bound exclusive: ``float(2**63 - 1)``
+    rounds up to ``2**63``, so ``9.223372036854776e18 > INT64_MAX`` is False in float
+    arithmetic although the value would wrap to INT64_MIN."""
+    info = np.iinfo(target)
+    if raw.dtype.kind == "f":
+        return bool(raw.min() < float(info.min) or raw.max() >= float(info.max) + 1.0)
+    return bool(raw.min() < info.min or raw.max() > info.max)
 
 
 def check_shape(array: np.ndarray, spec: TensorSpec, where: str) -> None:

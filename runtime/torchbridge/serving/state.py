@@ -45,7 +45,9 @@ from torchbridge.serving.runner import (
     ModelRunner,
     OutputLayout,
     check_finite,
+    contiguous,
     following_axis,
+    json_default,
     learn_layout,
     leaves,
     map_leaves,
@@ -105,7 +107,8 @@ class ServingState:
 
         def encode_predict(tree: Any) -> bytes:
             check_finite(tree)
-            return orjson.dumps({"outputs": tree, "model_version": version}, option=_NUMPY)
+            return orjson.dumps({"outputs": tree, "model_version": version}, option=_NUMPY,
+                                default=json_default)
 
         self.encode_predict: Callable[[Any], bytes] = encode_predict
         #: extra encoders (the v2 route's) that warm-up must prove on the sample's outputs
@@ -240,7 +243,7 @@ class ServingState:
         finite = _zero_nonfinite(tree)
         for name, array in leaves(finite):
             try:
-                orjson.dumps(array, option=_NUMPY)
+                orjson.dumps(array, option=_NUMPY, default=json_default)
             except orjson.JSONEncodeError as exc:
                 raise ValueError(f"output {name!r} ({array.dtype}) cannot be encoded as "
                                  f"JSON: {exc}") from None
@@ -370,7 +373,7 @@ def sample_arrays(sample: Any, sig: Signature, rows: int, vary: bool = False,
             array = np.take(array, index, axis=axis)
             if vary:
                 array = _varied(array, axis, rows, modulus)
-        arrays.append(np.ascontiguousarray(array))
+        arrays.append(contiguous(array))
     return arrays
 
 

@@ -54,6 +54,8 @@ class V2Request:
     wanted: tuple[str, ...] | None
     binary: frozenset[str]
     binary_all: bool
+    #: outputs asked for with ``binary_data: false``: JSON even under ``binary_data_output``
+    as_json: frozenset[str] = frozenset()
 
 
 def split_body(raw: bytes, header: str | None) -> tuple[Any, bytes]:
@@ -107,14 +109,14 @@ def parse_request(body: Any, blobs: bytes, sig: Signature) -> V2Request:
         raise InvalidInput(f"inputs must be named {names}; got {sorted(by_name)}")
     arrays = [_input(*by_name[spec.name if sig.known else names[0]], spec)
               for spec in sig.inputs]
-    wanted, binary = _outputs(body.get("outputs"))
+    wanted, binary, as_json = _outputs(body.get("outputs"))
     params = _parameters(body, "request")
     if params.get("classification") is not None:
         raise InvalidInput("the classification extension is not supported")
     binary_all = params.get("binary_data_output", False)
     if not isinstance(binary_all, bool):
         raise InvalidInput("parameters.binary_data_output must be true or false")
-    return V2Request(arrays, body.get("id"), wanted, binary, binary_all)
+    return V2Request(arrays, body.get("id"), wanted, binary, binary_all, as_json)
 
 
 def _parameters(entry: Mapping[str, Any], where: str) -> Mapping[str, Any]:
@@ -162,20 +164,28 @@ def _input(entry: dict[str, Any], blob: bytes | None, spec: TensorSpec) -> np.nd
     return array
 
 
-def _outputs(value: Any) -> tuple[tuple[str, ...] | None, frozenset[str]]:
+def _outputs(value: Any
+             ) -> tuple[tuple[str, ...] | None, frozenset[str], frozenset[str]]:
+    """(requested names or None, names asked in binary, names asked in JSON)."""
     if value is None:
-        return None, frozenset()
+        return None, frozenset(), frozenset()
     if not isinstance(value, list) or not all(isinstance(o, dict) and "name" in o
                                               for o in value):
         raise InvalidInput('"outputs" must be a list of objects with a name', 400)
     binary = set()
+    as_json = set()
     for output in value:
         params = _parameters(output, f"output {output['name']!r}")
         if params.get("classification") is not None:
             raise InvalidInput("the classification extension is not supported")
-        if params.get("binary_data", False) is True:
+        flag = params.get("binary_data")
+        if flag is not None and not isinstance(flag, bool):
+            raise InvalidInput(f"output {output['name']!r}: binary_data must be true or false")
+        if flag is True:
             binary.add(str(output["name"]))
-    return tuple(str(o["name"]) for o in value), frozenset(binary)
+        elif flag is False:
+            as_json.add(str(output["name"]))
+    return tuple(str(o["name"]) for o in value), frozenset(binary), frozenset(as_json)
 
 
 def datatype(array: np.ndarray) -> str:
@@ -202,7 +212,7 @@ def encode_response(tree: Any, request: V2Request, model: str, version: str,
         array = named[name]
         entry: dict[str, Any] = {"name": name, "datatype": datatype(array),
                                  "shape": list(array.shape)}
-        if request.binary_all or name in request.binary:
+        if name in request.binary or (request.binary_all and name not in request.as_json):
             wire = _WIRE.get(entry["datatype"])
             data = array.astype(wire).tobytes() if wire else array.tobytes()
             entry["parameters"] = {"binary_data_size": len(data)}
