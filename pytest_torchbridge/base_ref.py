@@ -195,6 +195,7 @@ class SideWorker:
         self.log = tempfile.TemporaryFile(prefix="torchbridge-side-worker-")  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
         self.channel: Channel | None = None
+        self.ready = False
 
     def command(self, serve: str) -> list[str]:
         command = [sys.executable, "-m", "pytest", self.request.test_id, "-q",
@@ -241,6 +242,7 @@ class SideWorker:
             raise NotCompared(self._reason(str(exc))) from None
         if hello.get("event") != "ready":
             raise NotCompared(self._reason(str(hello.get("reason") or hello)))
+        self.ready = True
 
     def _reason(self, fallback: str) -> str:
         """Why the worker stopped: what it said, or what its output shows."""
@@ -281,6 +283,8 @@ class SideWorker:
             self.channel.close()
             self.channel = None
         if self.process is not None:
+            if not self.ready:  # the other side failed first: no need to wait for this one
+                self.process.kill()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
