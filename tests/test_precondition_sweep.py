@@ -86,9 +86,10 @@ def test_a_plain_callable_left_on_the_cpu_does_not_count_as_run_on_the_device() 
 
 def test_memory_headroom_that_cannot_be_checked_fails_saying_so(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchbridge.measure.memory as memory
+    import torchbridge.checks.memory as memory_check
 
-    monkeypatch.setattr(memory, "free_memory", lambda device: None)
+    # As on a machine without psutil, where the CPU's free memory is unknown.
+    monkeypatch.setattr(memory_check, "free_memory", lambda device: None)
     result = run("memory", Subject(zero_head(), torch.randn(2, 4)), headroom=0.2)
     assert result.status is Status.FAILED
     assert "free memory on cpu is unknown" in result.message
