@@ -850,3 +850,27 @@ def test_an_output_asked_in_json_stays_json_under_binary_data_output(
         "inputs": [entry], "outputs": [{"name": "output_0", "parameters": {"binary_data": False}}],
         "parameters": {"binary_data_output": True}})
     assert response.status_code == 200 and len(response.json()["outputs"][0]["data"]) == 4
+
+
+def test_huge_headers_of_a_pipelined_request_are_refused_while_the_first_runs() -> None:
+    inner = mlp()
+    held = Held(inner)
+    with LiveServer(held, sample(1), ServerConfig(max_batch_size=2)) as live:
+        body = json.dumps({"inputs": _rows(1, 0)}).encode()
+        first = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        held.hold.clear()
+        with socket.create_connection(("127.0.0.1", _port(live)), timeout=5) as sock:
+            sock.sendall(first + body + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+            assert held.entered.wait(10)
+            sent = 0
+            try:
+                while sent < 8 * 2**20:
+                    sock.sendall(b"a" * 65536)
+                    sent += 65536
+            except OSError:
+                pass
+            held.hold.set()
+            raw = _read_until_closed(sock, 2)
+    assert sent < 8 * 2**20, "the server read 8 MiB of a pipelined request's headers"
+    assert b"431" in raw

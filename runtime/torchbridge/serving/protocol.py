@@ -52,6 +52,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        self._in_headers = False
+        self._messages = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -65,7 +67,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         if self._header_timer is None:
-            self._header_bytes = 0
             self._header_timer = self.loop.call_later(self.read_timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
@@ -84,8 +85,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # A keep-alive connection's next request starts its own header deadline.
         if self.cycle is None or self.cycle.response_complete:
             self._arm()
-        if self._header_timer is not None:
-            self._header_bytes += len(data)
+        # A chunk read wholly inside one request's headers counts in full (httptools
+        # buffers a header value until it ends, so the callbacks alone would not see it).
+        inside, message = self._in_headers, self._messages
         try:
             super().data_received(data)
         except Exception as exc:  # an unparsable request, whatever raised
@@ -95,16 +97,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if not self.transport.is_closing():
                 self.send_400_response(f"Invalid HTTP request received ({type(exc).__name__})")
             return
-        # Still inside the headers (on_headers_complete disarms) past the limit: refuse
-        # before more arrives. A body sent in the same packet does not count.
-        if self._header_timer is not None and self._header_bytes > MAX_HEADER_BYTES and \
-                not self.transport.is_closing():
+        if inside and self._in_headers and message == self._messages:
+            self._header_bytes += len(data)
+        # Request line and headers past the limit (a body does not count, a pipelined
+        # request's headers do): refuse now.
+        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
             self._disarm()
             self.transport.write(json_error_bytes(
                 431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes"))
             self.transport.close()
 
+    def on_message_begin(self) -> None:
+        # Every request, a pipelined one too, gets its header deadline and byte count.
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._in_headers = True
+        self._messages += 1
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._header_bytes += len(name) + len(value) + 4
+
     def on_headers_complete(self) -> None:
+        self._in_headers = False
         self._disarm()
         super().on_headers_complete()
 
