@@ -14,6 +14,7 @@ from the product's own exporter.
 from __future__ import annotations
 
 import codecs
+import collections
 import hashlib
 import io
 import json
@@ -350,6 +351,22 @@ def _dynamic_pt2(directory: Path, marker: Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------- 12.5 load-time bombs
+
+#: The real gadget is ``set(range(10**12))`` (unbounded memory while torch.load runs); the
+#: corpus keeps a million so a regression costs a second, not the machine.
+_BOMB = 10**6
+
+
+def _consuming_bomb(make: Callable[[], Any]) -> Callable[[Path, Path], Path]:
+    """A state dict one of whose values is an allowlisted constructor fed a computed
+    object (or a size) instead of a literal: safe reconstructors, unbounded cost."""
+    def build(directory: Path, marker: Path) -> Path:
+        state = {"weight": [1.0, 2.0], "extra": make()}
+        return _write(directory, "bomb.pt", pickle.dumps(state, protocol=2))
+    return build
+
+
 # --------------------------------------------------------------------- TorchScript code
 
 
@@ -554,6 +571,12 @@ def _cases() -> list[Case]:
         Case("pt2_guard_quote_injection", pt2, True, UNSAFE,
              _pt2_program(_guard_quote_injection)),
         Case("pt2_dynamic_shapes", "benign", False, SAFE, _dynamic_pt2),
+        Case("set_of_range_bomb", "12.5 limits", True, UNSAFE,
+             _consuming_bomb(lambda: Reduce(set, Reduce(range, 0, _BOMB)))),
+        Case("deque_of_range_bomb", "12.5 limits", True, UNSAFE,
+             _consuming_bomb(lambda: Reduce(collections.deque, Reduce(range, _BOMB)))),
+        Case("bytearray_size_bomb", "12.5 limits", True, UNSAFE,
+             _consuming_bomb(lambda: Reduce(bytearray, _BOMB))),
         Case("torchscript_from_file_on_load", gadget, True, UNSAFE,
              _torchscript_io(_FromFileOnLoad)),
         Case("torchscript_save_on_forward", gadget, True, UNSAFE,

@@ -51,6 +51,12 @@ COMPUTED_CALL = "<call of a computed value>"
 REFERENCE_ONLY = frozenset(f"builtins.{t}" for t in (
     "list", "dict", "tuple", "int", "float", "str", "bool", "bytes", "object"))
 BUILD_ON_GLOBAL = "<BUILD on a class or function>"
+#: Allowlisted constructors that consume their argument whole: pickle hands them a
+#: literal (``set([1, 2])``); fed an object another call built (``set(range(10**12))``)
+#: or, for ``bytearray``, a size, they allocate without bound while the file loads.
+_CONSUMING = frozenset({"builtins.set", "builtins.frozenset", "builtins.bytearray",
+                        "collections.deque", "collections.Counter",
+                        "collections.OrderedDict", "collections.defaultdict"})
 
 _CHUNK = 1 << 16
 _STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE",
@@ -299,6 +305,8 @@ class _Walker:
         target = self.findings.rebuilt if new else self.findings.calls
         if callee.name not in target:
             target.append(callee.name)
+        if callee.name in _CONSUMING and _unbounded_input(callee.name, args):
+            self.findings.add_global(f"<call of {callee.name} on a computed value>")
         return _Made(callee.name, new, _small(args))
 
     # ----------------------------------------------------------------- arguments
@@ -535,6 +543,16 @@ class _Walker:
             padding = self.reader.read(1)[0]
             self.reader.skip(padding)
         self.reader.skip(math.prod(shape) * itemsize)
+
+
+def _unbounded_input(callee: str, args: Any) -> bool:
+    """Whether a consuming constructor gets an object built by another call (or, for
+    ``bytearray``, an integer size) instead of a literal."""
+    items = args if isinstance(args, tuple) else (args,)
+    if callee == "builtins.bytearray" and any(isinstance(a, int) and a > 0 for a in items):
+        return True
+    # Protocol 2 writes bytes as ``_codecs.encode(text, 'latin1')``: a literal too.
+    return any(isinstance(a, _Made) and a.callee != "_codecs.encode" for a in items)
 
 
 def _int_arg(name: str, arg: Any) -> int:

@@ -355,6 +355,10 @@ def explain(name: str) -> str:
     if name == COMPUTED_CALL:
         return ("calls a value an earlier call returned (a gadget chain: saved models only "
                 "call named reconstructors)")
+    if name.endswith(" on a computed value>"):
+        return (f"{name[1:-1]}: a constructor that consumes its argument whole, fed an "
+                "object another call built (or a size) instead of a literal: unbounded "
+                "memory and time while loading, e.g. set(range(10**12))")
     if name.startswith("<call of builtins."):
         return (f"{name[1:-1]}: a type pickle has opcodes for, called (only a gadget calls "
                 "it, e.g. list(range(10**12)))")

@@ -17,7 +17,9 @@ Example::
 from __future__ import annotations
 
 import functools
+import io
 import re
+import tokenize
 from collections.abc import Mapping
 
 #: Operators (by name) and operator namespaces with effects outside the model.
@@ -27,10 +29,10 @@ _IO_OPS = frozenset({"save", "from_file", "rpc_async", "rpc_sync", "remote",
                      "_load_jit_module"})
 _IO_NAMESPACES = frozenset({"c10d", "_c10d_functional", "_c10d_functional_autograd",
                             "symm_mem", "_dtensor", "_test", "debugprims",
-                            "debug_mode_ops", "rpc", "dist_c10d", "distributed"})
+                            "debug_mode_ops", "dist_c10d"})
 _FILE_ARGS = frozenset({"filename", "file_name", "path", "file", "f", "url", "host"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_QUOTED = re.compile(r"""["']([A-Za-z_][A-Za-z0-9_]*)["']""")
+_QUOTED = re.compile(r"""^[rbuRBU]?["']([A-Za-z_][A-Za-z0-9_]*)["']$""")
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,13 +56,29 @@ def source_members(names: list[str]) -> list[str]:
     return [n for n in names if "/code/" in f"/{n}" and n.endswith(".py")]
 
 
+def _names(text: str) -> set[str]:
+    """Identifiers of ``text`` and string constants that are one identifier
+    (``getattr(x, "save")``); words inside longer strings are not names. Source that
+    does not tokenize as Python is judged by every word in it."""
+    names: set[str] = set()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.NAME:
+                names.add(token.string)
+            elif token.type == tokenize.STRING:
+                names.update(_QUOTED.findall(token.string))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return set(_IDENTIFIER.findall(text))
+    return names
+
+
 def code_problems(sources: Mapping[str, str]) -> list[str]:
     """Why the TorchScript ``sources`` (member name → text) would act outside the model
     when loaded or run: one reason per member (empty: none found)."""
     banned = io_operators()
     problems = []
     for name, text in sources.items():
-        found = (set(_IDENTIFIER.findall(text)) | set(_QUOTED.findall(text))) & banned
+        found = _names(text) & banned
         if found:
             problems.append(f"{name}: TorchScript code calls {', '.join(sorted(found))} "
                             "(file or network access when torch.jit.load runs it)")
