@@ -874,3 +874,44 @@ def test_huge_headers_of_a_pipelined_request_are_refused_while_the_first_runs() 
             raw = _read_until_closed(sock, 2)
     assert sent < 8 * 2**20, "the server read 8 MiB of a pipelined request's headers"
     assert b"431" in raw
+
+
+def test_the_open_ready_route_does_not_echo_a_warm_up_error_message() -> None:
+    from torchbridge.serving import create_fastapi_server
+    from torchbridge.serving.server import ServerThread
+
+    class Secretive(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError(f"cannot load /srv/secret-weights for {x[0, 0].item():.5f}")
+
+    config = ServerConfig(max_batch_size=2, api_keys={"admin-key-0001": ("admin", "infer")})
+    app = create_fastapi_server(Secretive(), config, sample_input=sample(1))
+    with ServerThread(app) as thread, httpx.Client(base_url=thread.url) as client:
+        deadline = time.monotonic() + 20
+        while "warm-up failed" not in (body := client.get("/ready").text) and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert "warm-up failed (RuntimeError)" in body
+    assert "secret" not in body and f"{sample(1)[0, 0].item():.5f}" not in body
+
+
+class ExitOnClose(TinyGenerator):
+    """A stream whose clean-up raises SystemExit when the server closes it."""
+
+    def stream(self, input_ids: torch.Tensor, max_new_tokens: int,
+               eos_token_id: int | None = None) -> Iterator[torch.Tensor]:
+        try:
+            while True:
+                yield torch.ones(input_ids.shape[0], dtype=torch.long)
+        finally:
+            raise SystemExit(5)
+
+
+def test_a_stream_raising_system_exit_when_closed_leaves_generation_working() -> None:
+    with LiveServer(ExitOnClose(), torch.tensor([[1, 2]]), ServerConfig()) as live:
+        answers = [live.client.post("/generate", json={"input_ids": [1, 2],
+                                                       "max_new_tokens": 2})
+                   for _ in range(3)]
+        assert live.client.get("/health").status_code == 200
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert answers[-1].json()["tokens"] == [[1, 1]]

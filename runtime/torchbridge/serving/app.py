@@ -228,7 +228,7 @@ def _add_probe_routes(app: FastAPI, state: ServingState) -> None:
         """Readiness: 200 once the model is loaded and warmed up, else 503."""
         if state.ready:
             return json_response(orjson.dumps({"status": "ready"}))
-        return Response(error_body(f"not ready: {state.not_ready_reason}"), status_code=503,
+        return Response(error_body(f"not ready: {state.public_not_ready_reason}"), status_code=503,
                         media_type=JSON, headers={"Retry-After": "1"})
 
     @app.get("/metrics", tags=["observability"], responses=openapi.METRICS)

@@ -335,6 +335,17 @@ class ServingState:
             timeout = min(timeout, asked)
         return start + timeout
 
+    @property
+    def public_not_ready_reason(self) -> str:
+        """Why not ready, for the open ``/ready`` route: with API keys configured a warm-up
+        failure is named by its exception type only -- its message may quote the model's
+        internals or the sample, and the full text is in the server log."""
+        reason = self.not_ready_reason
+        if self.keys.enabled and reason.startswith("warm-up failed: "):
+            kind = reason.removeprefix("warm-up failed: ").partition(":")[0]
+            return f"warm-up failed ({kind}); see the server log"
+        return reason
+
     def require_ready(self) -> None:
         if not self.ready:
             raise overloaded(f"model not ready ({self.not_ready_reason})")
