@@ -6,6 +6,7 @@ import abc
 import dataclasses
 import time
 import traceback
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,8 @@ C = TypeVar("C", bound=CheckConfig)
 
 
 class Check(abc.ABC, Generic[C]):
-    """A checklist item. Subclasses set ``name``, ``config_type``, ``family`` and ``run``.
+    """A checklist item. Subclasses set ``name``, ``summary`` and ``run``; the config type
+    is the one they are parametrized with (``class LatencyCheck(Check[LatencyConfig])``).
 
     ``exclusive`` checks (performance measurements) must not overlap other tests.
     """
@@ -98,6 +100,20 @@ class Check(abc.ABC, Generic[C]):
     family: ClassVar[str] = "correctness"
     exclusive: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Check[LatencyConfig] names the config once: no config_type line to keep in step
+        for base in getattr(cls, "__orig_bases__", ()):
+            found = [arg for arg in typing.get_args(base)
+                     if isinstance(arg, type) and issubclass(arg, CheckConfig)]
+            if found:
+                cls.config_type = found[0]
+
+    def result_for(self, subject: Subject) -> CheckResult:
+        """A passing result of this check on ``subject``, for ``run`` to fill in (metrics,
+        budgets) and to turn failed with the reason."""
+        return CheckResult(self.name, Status.PASSED, "", subject.device)
 
     def parse(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> C:
         return self.config_type.from_args(args, kwargs)  # type: ignore[return-value]
@@ -109,6 +125,14 @@ class Check(abc.ABC, Generic[C]):
     @abc.abstractmethod
     def run(self, subject: Subject, config: C, context: RunContext) -> CheckResult:
         """Run the check. Raise :class:`CheckSkipped` when it cannot run here."""
+
+
+class PerformanceCheck(Check[C]):
+    """A measurement: its family is ``performance`` and it runs alone (``exclusive``), never
+    beside other tests under xdist."""
+
+    family: ClassVar[str] = "performance"
+    exclusive: ClassVar[bool] = True
 
 
 def execute(check: Check[Any], subject: Subject, config: CheckConfig,
