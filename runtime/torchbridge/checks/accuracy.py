@@ -89,12 +89,11 @@ def _reference_output(subject: Subject) -> Any:
 @register
 class AccuracyCheck(Check[AccuracyConfig]):
     name = "accuracy"
-    config_type = AccuracyConfig
     summary = "Outputs match stored golden outputs or a reference model within tolerance."
 
     def run(self, subject: Subject, config: AccuracyConfig, context: RunContext
             ) -> CheckResult:
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         if config.golden is None and subject.reference is None:
             result.status = Status.FAILED
             result.message = ("nothing to compare with: give golden='goldens/<name>.safetensors' "
