@@ -28,7 +28,6 @@ class CpuFallbackConfig(_tolerances.ToleranceConfig):
 @register
 class CpuFallbackCheck(Check[CpuFallbackConfig]):
     name = "cpu_fallback"
-    config_type = CpuFallbackConfig
     summary = "A copy of the model on the CPU matches the accelerator's outputs."
 
     def run(self, subject: Subject, config: CpuFallbackConfig, context: RunContext
@@ -38,7 +37,7 @@ class CpuFallbackCheck(Check[CpuFallbackConfig]):
                                "accelerator with the CPU (run with --tb-hardware=cuda)")
         model, _ = subject.placed()
         on_device = subject.run(model=model)
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         if not ran_on(model, on_device, subject.device):
             result.status = Status.FAILED
             result.message = not_on(subject.device)
