@@ -64,7 +64,6 @@ def _hint(model: Any) -> str:
 @register
 class DeterminismCheck(Check[DeterminismConfig]):
     name = "determinism"
-    config_type = DeterminismConfig
     summary = "Repeated runs and a fresh model instance produce identical outputs."
 
     def run(self, subject: Subject, config: DeterminismConfig, context: RunContext
@@ -92,7 +91,7 @@ class DeterminismCheck(Check[DeterminismConfig]):
 
     def _result(self, subject: Subject, config: DeterminismConfig, model: Any,
                 compared: list[tuple[str, OutputComparison]], across: bool) -> CheckResult:
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         worst = max((c.max_abs for _, c in compared), default=0.0)
         result.metric("runs", config.runs)
         result.metric("max_abs_error", worst)
