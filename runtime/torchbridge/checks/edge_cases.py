@@ -173,7 +173,6 @@ class _Runner:
 @register
 class EdgeCasesCheck(Check[EdgeCasesConfig]):
     name = "edge_cases"
-    config_type = EdgeCasesConfig
     summary = "Empty batch, batch of one, the largest batch, dynamic-dim extremes, " \
               "batch invariance."
 
@@ -286,7 +285,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
 
     def _result(self, subject: Subject, cases: list[Case],
                 invariance: tuple[Case, OutputComparison | None] | None, base: Any) -> CheckResult:
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         if invariance is not None:
             cases.append(invariance[0])
             if invariance[1] is not None:
