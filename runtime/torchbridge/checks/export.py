@@ -111,7 +111,6 @@ def result_from(report: Any, device: str) -> CheckResult:
 @register
 class ExportCheck(Check[ExportConfig]):
     name = "export"
-    config_type = ExportConfig
     family = "export"
     summary = "Exports to ONNX/TorchScript/SafeTensors/pt2 and proves the artifact matches."
 
