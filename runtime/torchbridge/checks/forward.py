@@ -37,11 +37,10 @@ def training_modules(model: Any) -> list[str]:
 @register
 class ForwardCheck(Check[ForwardConfig]):
     name = "forward"
-    config_type = ForwardConfig
     summary = "The model runs on the sample input, outputs are finite, eval mode is set."
 
     def run(self, subject: Subject, config: ForwardConfig, context: RunContext) -> CheckResult:
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         model, _ = subject.placed()
         in_training = training_modules(model)
         output = subject.run(model=model)
