@@ -31,7 +31,6 @@ def visible_gpus() -> int:
 @register
 class MultiGpuCheck(Check[MultiGpuConfig]):
     name = "multi_gpu"
-    config_type = MultiGpuConfig
     summary = "Outputs agree across every visible GPU."
 
     def run(self, subject: Subject, config: MultiGpuConfig, context: RunContext
@@ -57,7 +56,7 @@ class MultiGpuCheck(Check[MultiGpuConfig]):
             device: compare_outputs(outputs[device], outputs[first], rtol=config.rtol,
                                     atol=config.atol, per_output=config.per_output)
             for device in others}
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         result.metric("gpus", count)
         result.metric("max_abs_error", max(c.max_abs for c in compared.values()))
         result.details["comparisons"] = {d: c.to_dict() for d, c in compared.items()}
