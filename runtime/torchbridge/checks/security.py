@@ -56,7 +56,6 @@ class SecurityConfig(CheckConfig):
 @register
 class SecurityCheck(Check[SecurityConfig]):
     name = "security"
-    config_type = SecurityConfig
     family = "security"
     summary = "Artifacts load safely, no malicious pickles or secrets, checksums verify."
 
@@ -66,7 +65,7 @@ class SecurityCheck(Check[SecurityConfig]):
                        base_dir=context.golden_dir, secrets=config.secrets,
                        roundtrip=config.roundtrip, fresh_model=fresh,
                        allowed_globals=config.allowed_globals)
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         result.metric("artifacts", len(report.verdicts), "")
         result.metric("secrets", sum(len(v.secrets) for v in report.verdicts)
                       + len(report.model_secrets), "")
