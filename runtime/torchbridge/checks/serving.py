@@ -117,7 +117,6 @@ class _Report:
 @register
 class ServingCheck(Check[ServingConfig]):
     name = "serving"
-    config_type = ServingConfig
     family = "serving"
     summary = ("The model served over HTTP: health, readiness, metrics, parity with eager, "
                "error codes, deadlines, overload, auth.")
