@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.base import CheckConfig, PerformanceCheck, RunContext
 from torchbridge.checks.options import option, optional, positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
@@ -38,11 +38,8 @@ class GpuUtilizationConfig(CheckConfig):
 
 
 @register
-class GpuUtilizationCheck(Check[GpuUtilizationConfig]):
+class GpuUtilizationCheck(PerformanceCheck[GpuUtilizationConfig]):
     name = "gpu_utilization"
-    config_type = GpuUtilizationConfig
-    family = "performance"
-    exclusive = True
     summary = "Mean NVML GPU utilisation while running back to back at or above a floor."
 
     def run(self, subject: Subject, config: GpuUtilizationConfig, context: RunContext
@@ -53,7 +50,7 @@ class GpuUtilizationCheck(Check[GpuUtilizationConfig]):
         reason = nvml_unavailable(subject.device)  # the NVML package or driver
         if reason:
             raise CheckSkipped(reason)
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         try:
             call = bind(subject, config.batch_size)
         except ModelRejected as exc:
