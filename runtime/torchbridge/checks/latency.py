@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchbridge.checks._latency_sizing import Sizing, inconclusive_reason, size
-from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.base import CheckConfig, PerformanceCheck, RunContext
 from torchbridge.checks.options import (
     between,
     count,
@@ -106,15 +106,12 @@ def _stop_rule(stopper: Any, budgets_ns: dict[str, float], context: RunContext) 
 
 
 @register
-class LatencyCheck(Check[LatencyConfig]):
+class LatencyCheck(PerformanceCheck[LatencyConfig]):
     name = "latency"
-    config_type = LatencyConfig
-    family = "performance"
-    exclusive = True
     summary = "Per-call latency percentiles within budgets, with confidence bounds."
 
     def run(self, subject: Subject, config: LatencyConfig, context: RunContext) -> CheckResult:
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         budgets_ns = {k: v * 1e9 for k, v in config.budgets_for(subject.device).items()}
         with timing.threads(config.threads):
             try:
