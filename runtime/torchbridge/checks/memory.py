@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.base import CheckConfig, PerformanceCheck, RunContext
 from torchbridge.checks.options import option, per_device, positive_int
 from torchbridge.checks.registry import register
 from torchbridge.core.result import CheckResult, Status
@@ -48,15 +48,12 @@ class MemoryConfig(CheckConfig):
 
 
 @register
-class MemoryCheck(Check[MemoryConfig]):
+class MemoryCheck(PerformanceCheck[MemoryConfig]):
     name = "memory"
-    config_type = MemoryConfig
-    family = "performance"
-    exclusive = True
     summary = "Peak memory of a forward pass within budget; fits in free memory."
 
     def run(self, subject: Subject, config: MemoryConfig, context: RunContext) -> CheckResult:
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         free = free_memory(subject.device)
         try:
             call = bind(subject, config.batch_size)
