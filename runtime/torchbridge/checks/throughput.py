@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torchbridge.checks.base import Check, CheckConfig, RunContext
+from torchbridge.checks.base import CheckConfig, PerformanceCheck, RunContext
 from torchbridge.checks.options import (
     batch_sizes,
     flag,
@@ -51,16 +51,13 @@ def _round_rates(details: dict[str, Any]) -> list[float] | None:
 
 
 @register
-class ThroughputCheck(Check[ThroughputConfig]):
+class ThroughputCheck(PerformanceCheck[ThroughputConfig]):
     name = "throughput"
-    config_type = ThroughputConfig
-    family = "performance"
-    exclusive = True
     summary = "Samples per second (batch-size aware) at or above a floor."
 
     def run(self, subject: Subject, config: ThroughputConfig, context: RunContext
             ) -> CheckResult:
-        result = CheckResult(self.name, Status.PASSED, "", subject.device)
+        result = self.result_for(subject)
         sizes = config.batch_sizes or (subject.batch_size,)
 
         def make_fn(size: int) -> Callable[[], Any]:
