@@ -915,3 +915,29 @@ def test_a_stream_raising_system_exit_when_closed_leaves_generation_working() ->
         assert live.client.get("/health").status_code == 200
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert answers[-1].json()["tokens"] == [[1, 1]]
+
+
+class Labelled(nn.Module):
+    """Logits per row plus one string label per row (a list, not a tensor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        logits = self.inner(x)
+        return {"logits": logits, "labels": [f"class {int(i)}" for i in logits.argmax(1)],
+                "model": "mlp"}
+
+
+def test_per_row_strings_are_never_handed_to_other_requests() -> None:
+    inner = Labelled().eval()
+    held = Held(inner)
+    with LiveServer(held, sample(1), ServerConfig(max_batch_size=3)) as live:
+        bodies = [{"inputs": _rows(1, seed)} for seed in range(3)]
+        responses = _as_one_batch(live, held, bodies)
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200, response.text
+        alone = inner(torch.tensor(body["inputs"]))
+        assert response.json()["outputs"]["labels"] == alone["labels"]
+        assert response.json()["outputs"]["model"] == "mlp"

@@ -191,6 +191,9 @@ class OutputLayout:
     batch: Mapping[str, int]
     batched: bool
     reason: str = ""
+    #: the output with every array replaced by ``ARRAY``: what a batch's non-tensor parts
+    #: (strings, None, list lengths) must be to be handed to every request unchanged
+    skeleton: Any = None
 
 
 def batch_axis(one: np.ndarray, many: np.ndarray | None, rows: int) -> int | None:
@@ -212,6 +215,32 @@ def following_axis(one: np.ndarray, other: np.ndarray | None, size: int, changed
                 rest == other.shape[:axis] + other.shape[axis + 1:]:
             return axis
     return None
+
+
+def _pairs_rows(one: np.ndarray, many: np.ndarray | None, rows: int) -> bool:
+    """Whether a leaf is 1 on two or more axes at one row and ``rows`` on each of them at
+    ``rows`` rows, other dims unchanged: an in-batch pairwise output ((B, B) scores)."""
+    if many is None or one.ndim != many.ndim or rows < 2:
+        return False
+    grown = [a for a in range(one.ndim) if one.shape[a] == 1 and many.shape[a] == rows]
+    same = all(one.shape[a] == many.shape[a] for a in range(one.ndim) if a not in grown)
+    return len(grown) >= 2 and same
+
+
+ARRAY = "<array>"
+
+
+def skeleton(tree: Any) -> Any:
+    """``tree`` with its arrays replaced by :data:`ARRAY`: what is left (strings, None,
+    the lengths of lists, the keys) cannot be split by request, so a batch may share it
+    only when it is the same at every batch size."""
+    if isinstance(tree, np.ndarray):
+        return ARRAY
+    if isinstance(tree, dict):
+        return {k: skeleton(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [skeleton(v) for v in tree]
+    return tree
 
 
 def learn_layout(alone: Sequence[Any], runs: Mapping[int, Any], flipped: Any = None,
@@ -243,16 +272,31 @@ def learn_layout(alone: Sequence[Any], runs: Mapping[int, Any], flipped: Any = N
             if (axis := batch_axis(a, many.get(n), rows)) is not None}
     other = sorted(set(one) - set(axes))
     if other or set(many) != set(one):
-        ambiguous = [n for n in other if one[n].ndim and one[n].shape[0] == 1]
+        pairwise = [n for n in other if _pairs_rows(one[n], many.get(n), rows)]
+        ambiguous = [n for n in other if one[n].ndim and one[n].shape[0] == 1
+                     and n not in pairwise]
         shapes = ", ".join(f"{n} {list(one[n].shape)} at 1 row, "
                            f"{list(many[n].shape) if n in many else 'absent'} at {rows}"
                            for n in other) or "the outputs differ between the runs"
-        note = "" if not ambiguous else (
+        note = "" if not pairwise else (
+            f"; {', '.join(pairwise)} pair(s) every row with every other row of its batch "
+            "(the batch size on several axes, like CLIP's logits_per_image), so requests "
+            "batched together would see each other's rows; each request is run alone (to "
+            "batch, serve per-row outputs such as the embeddings and pair them in the "
+            "client)")
+        note += "" if not ambiguous else (
             f"; {', '.join(ambiguous)} keep(s) one row at any batch size, so requests of "
             "more than one row answer 500 (return a batch-level output without a batch "
             "dim, e.g. mean(0) without keepdim, to serve them)")
-        return OutputLayout({**axes, **dict.fromkeys(ambiguous, 0)}, False,
+        return OutputLayout({**axes, **dict.fromkeys([*pairwise, *ambiguous], 0)}, False,
                             f"output(s) that do not carry the batch: {shapes}{note}")
+    shared = skeleton(alone[0])
+    for size in sorted(runs):
+        if skeleton(runs[size]) != shared:
+            return OutputLayout(axes, False, f"outputs that are not tensors (strings, "
+                                             f"None, list lengths) differ at {size} rows "
+                                             "from 1 row (one string per row?); they "
+                                             "cannot be split between requests")
     by_row = [dict(leaves(tree)) for tree in alone]
     for size in sorted(runs):
         reason = _run_differs(dict(leaves(runs[size])), by_row, axes, size, rtol, atol)
@@ -264,7 +308,7 @@ def learn_layout(alone: Sequence[Any], runs: Mapping[int, Any], flipped: Any = N
                 np.flip(back[name], axis), many[name], rtol, atol)):
             return OutputLayout(axes, False, f"output {name!r} of a row changes with its "
                                              "place in the batch")
-    return OutputLayout(axes, True)
+    return OutputLayout(axes, True, skeleton=shared)
 
 
 def _run_differs(got: Mapping[str, np.ndarray], by_row: Sequence[Mapping[str, np.ndarray]],
@@ -396,6 +440,9 @@ class ModelRunner:
                                     "split between requests", "row_count")
         if len(rows) == 1:
             return [tree]
+        if skeleton(tree) != layout.skeleton:  # every request would get all of it
+            raise OutputInvalid("outputs that are not tensors differ from warm-up's; they "
+                                "cannot be split between requests", "row_count")
         parts = []
         start = 0
         for count in rows:
