@@ -107,3 +107,15 @@ def test_llama_exports_to_pt2_and_loads_through_the_safe_loader() -> None:
                       spec=SEQ_SPEC)
     result = run("export", subject, "pt2")
     assert result.status is Status.PASSED, result.message
+
+
+def test_the_server_names_pairwise_outputs_instead_of_promising_a_500() -> None:
+    np = pytest.importorskip("numpy")
+    from torchbridge.serving.runner import learn_layout
+
+    layout = learn_layout([{"logits_per_image": np.ones((1, 1)), "embeds": np.ones((1, 4))}],
+                          {4: {"logits_per_image": np.ones((4, 4)), "embeds": np.ones((4, 4))}})
+    assert not layout.batched
+    assert "logits_per_image pair(s) every row" in layout.reason
+    assert "answer 500" not in layout.reason
+    assert layout.batch["logits_per_image"] == 0  # its row count is still checked
