@@ -2,13 +2,15 @@
 
 The controller checks ``REF`` out once per session into a temporary git worktree
 (``git worktree add --detach``; removed at the end) and hands its path to xdist workers.
-For each latency or throughput item, after its own measurement, the process running it
-starts two **side workers**: ``python -m pytest <nodeid>`` in that worktree (the base)
-and the same in the working tree (the head), each with its tree's own ``conftest.py``,
-test module and package source first on its import path, so each side's code builds the
-model and inputs through its own fixtures (:mod:`pytest_torchbridge.base_worker`). The
-two then take turns timing short blocks (:mod:`torchbridge.measure.ab`); only one side
-runs at a time, and under xdist the item's exclusive lock covers both.
+Each process that runs latency or throughput items (the session, or each xdist worker)
+starts, at its first such item, two **side workers** that it keeps until the session ends:
+``python -m pytest <test files>`` in that worktree (the base) and in the working tree (the
+head), each with its tree's own ``conftest.py``, test modules and package source first on
+its import path. After an item's own measurement, both sides are asked for that item:
+each builds the model and inputs through its own fixtures
+(:mod:`pytest_torchbridge.base_worker`), and the two take turns timing short blocks
+(:mod:`torchbridge.measure.ab`); only one side runs at a time, and under xdist the item's
+exclusive lock covers both.
 
 Import path of a side worker, first to last: each ``--tb-baseline-pythonpath`` entry
 (relative to the tree's root), ``<tree>/src`` when it exists (src layout), the tree's root
@@ -41,6 +43,10 @@ from pytest_torchbridge.settings import BASELINE_REF_ENV, Settings, settings
 TREE_KEY = "tb_base_tree"
 _TREE = pytest.StashKey["BaseTree"]()
 _REPORTER = pytest.StashKey[Any]()
+_POOL = pytest.StashKey["SidePool"]()
+_FILES = pytest.StashKey[list[str]]()
+#: The checks a side worker can serve.
+COMPARED = ("latency", "throughput")
 #: A base worker must reach its first answer within this time (imports, collection,
 #: fixtures), and answer each later request within ``ANSWER_TIMEOUT_S``.
 START_TIMEOUT_S = 300.0
@@ -135,15 +141,31 @@ def reporter(config: pytest.Config) -> Any:
     return config.stash.get(_REPORTER, None)
 
 
+def remember_files(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The test files (rootdir-relative) of the items a side worker may be asked for."""
+    if _TREE not in config.stash:
+        return
+    from pytest_torchbridge.expansion import check_case
+
+    files: dict[str, None] = {}
+    for item in items:
+        case = check_case(item)
+        if case is not None and case.check in COMPARED:
+            files[item.nodeid.split("::")[0]] = None
+    config.stash[_FILES] = list(files)
+
+
 def paired_baseline(config: pytest.Config) -> Any:
     """The :class:`~torchbridge.measure.ab.PairedBaseline` of this session, or None."""
     tree = config.stash.get(_TREE, None)
     if tree is None:
         return None
-    from torchbridge.measure.ab import PairedBaseline, Sides
+    from torchbridge.measure.ab import NotCompared, PairedBaseline, Sides
 
-    opts = settings(config)
-    head_root = Path(tree.repo)
+    if _POOL not in config.stash:
+        config.stash[_POOL] = SidePool(config, tree)
+        config.add_cleanup(config.stash[_POOL].close)
+    pool = config.stash[_POOL]
 
     @contextlib.contextmanager
     def connect(request: Any) -> Iterator[Any]:
@@ -151,18 +173,61 @@ def paired_baseline(config: pytest.Config) -> Any:
         # both sides then live in equal fresh processes. Timed inside the test session
         # itself, identical code measured up to 30 % slower than in a fresh process
         # (docs/decisions.md), which no ratio can tell from a regression.
-        base = SideWorker(tree.ref, Path(tree.rootdir),
-                          import_path(Path(tree.path), opts), opts, request)
-        head = SideWorker("the working tree", config.rootpath,
-                          import_path(head_root, opts), opts, request)
-        with base, head:
-            base.start()
-            head.start()
+        path = request.test_id.split("::")[0]
+        if not (Path(tree.rootdir) / path).is_file():
+            raise NotCompared(f"no such test item at {tree.ref}")
+        base, head = pool.worker("base"), pool.worker("head")
+        try:
+            base.begin(request)
+            head.begin(request)
             base.handshake()
             head.handshake()
             yield Sides(base=base, head=head)
+        finally:
+            base.end()
+            head.end()
 
-    return PairedBaseline(tree.label, connect, opts.regression_threshold)
+    return PairedBaseline(tree.label, connect, settings(config).regression_threshold)
+
+
+class SidePool:
+    """This process's two side workers, started at first use, stopped at session end.
+
+    A worker that died is started again for the next item, unless it died before serving
+    anything: then its reason is given for every later item too.
+    """
+
+    def __init__(self, config: pytest.Config, tree: BaseTree) -> None:
+        opts = settings(config)
+        files = config.stash.get(_FILES, [])
+        head_root = Path(config.rootpath)
+        self.specs = {
+            "base": (tree.ref, Path(tree.rootdir), import_path(Path(tree.path), opts)),
+            "head": ("the working tree", head_root, import_path(Path(tree.repo), opts)),
+        }
+        self.opts = opts
+        self.files = files
+        self.workers: dict[str, SideWorker] = {}
+        self.failed: dict[str, str] = {}
+
+    def worker(self, side: str) -> SideWorker:
+        from torchbridge.measure.ab import NotCompared
+
+        if side in self.failed:
+            raise NotCompared(self.failed[side])
+        current = self.workers.get(side)
+        if current is None or not current.alive:
+            label, rootdir, paths = self.specs[side]
+            files = [f for f in self.files if (rootdir / f).is_file()]
+            current = SideWorker(side, label, rootdir, paths, self.opts, files, self)
+            current.start()
+            self.workers[side] = current
+        return current
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self.workers.clear()
 
 
 def import_path(root: Path, opts: Settings) -> list[str]:
@@ -177,37 +242,43 @@ def import_path(root: Path, opts: Settings) -> list[str]:
 
 
 class SideWorker:
-    """One side's worker process for one item, as a :class:`~torchbridge.measure.ab.Side`.
+    """One side's worker process, serving one item at a time as a
+    :class:`~torchbridge.measure.ab.Side`.
 
-    :meth:`start` launches it; :meth:`handshake` waits until it has built the item's
-    fixtures and bound the call. Anything that stops it on the way raises ``NotCompared``
-    with the reason; leaving the context stops the process.
+    :meth:`begin` asks for an item; :meth:`handshake` waits until the worker has built its
+    fixtures and bound the call, or raises ``NotCompared`` with the reason; :meth:`end`
+    finishes the item (the worker waits for the next).
     """
 
-    def __init__(self, label: str, rootdir: Path, paths: list[str], opts: Settings,
-                 request: Any) -> None:
+    def __init__(self, side: str, label: str, rootdir: Path, paths: list[str],
+                 opts: Settings, files: list[str], pool: SidePool) -> None:
+        self.side = side
         self.label = label
         self.rootdir = rootdir
         self.paths = paths
         self.opts = opts
-        self.request = request
+        self.files = files
+        self.pool = pool
         # The worker's own output, read back only to say why it stopped.
         self.log = tempfile.TemporaryFile(prefix="torchbridge-side-worker-")  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
         self.channel: Channel | None = None
-        self.ready = False
+        self.pending = False  # an item was asked for and not answered yet
+        self.ready = False  # the current item is being served
+        self.served = False  # some item was served: a later death is not a start-up failure
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def command(self, serve: str) -> list[str]:
-        command = [sys.executable, "-m", "pytest", self.request.test_id, "-q",
+        command = [sys.executable, "-m", "pytest", *self.files, "-q",
                    f"--rootdir={self.rootdir}", "-p", "no:cacheprovider",
                    f"--tb-ab-serve={serve}", "--tb-baseline-ref=",
                    f"--tb-hardware={self.opts.hardware}", "-W", "ignore"]
         if importlib.util.find_spec("xdist") is not None:
-            command.append("-n0")  # one item; never spread it out
+            command.append("-n0")  # items one at a time, on request; never spread out
         return command
-
-    def __enter__(self) -> SideWorker:
-        return self
 
     def start(self) -> None:
         to_worker, from_worker = os.pipe(), os.pipe()
@@ -227,39 +298,62 @@ class SideWorker:
             for fd in child:
                 os.close(fd)
 
+    def begin(self, request: Any) -> None:
+        from torchbridge.measure.ab import NotCompared
+
+        assert self.channel is not None
+        try:
+            self.channel.send({"op": "item", "nodeid": request.test_id,
+                               "device": request.device, "batch_size": request.batch_size,
+                               "threads": request.threads})
+        except ChannelClosed as exc:
+            raise NotCompared(self._died(str(exc))) from None
+        self.pending = True
+
     def handshake(self) -> None:
         from torchbridge.measure.ab import NotCompared
 
         assert self.channel is not None
         try:
-            hello = self.channel.receive(START_TIMEOUT_S)
-            if hello.get("event") == "hello":
-                request = self.request
-                hello = self.channel.request({"op": "bind", "device": request.device,
-                                              "batch_size": request.batch_size,
-                                              "threads": request.threads}, START_TIMEOUT_S)
+            answer = self.channel.receive(START_TIMEOUT_S)
         except ChannelClosed as exc:
-            raise NotCompared(self._reason(str(exc))) from None
-        if hello.get("event") != "ready":
-            raise NotCompared(self._reason(str(hello.get("reason") or hello)))
-        self.ready = True
+            raise NotCompared(self._died(str(exc))) from None
+        self.pending = False
+        if answer.get("event") != "ready":
+            reason = str(answer.get("reason") or answer)
+            raise NotCompared(reason.replace(" there", f" at {self.label}", 1))
+        self.ready = self.served = True
 
-    def _reason(self, fallback: str) -> str:
-        """Why the worker stopped: what it said, or what its output shows."""
+    def end(self) -> None:
+        """Finish the current item: ``quit`` when it is served, or take the answer still
+        due (the other side failed first), so that the next item starts in step."""
+        if self.channel is None:  # stopped already
+            self.pending = self.ready = False
+            return
+        try:
+            if self.pending:
+                answer = self.channel.receive(START_TIMEOUT_S)
+                self.ready = answer.get("event") == "ready"
+            if self.ready:
+                self.channel.send({"op": "quit"})
+        except ChannelClosed:
+            self.stop()
+        self.pending = self.ready = False
+
+    def _died(self, fallback: str) -> str:
+        """Why the worker stopped, from its output; remembered when it never served."""
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=30)
         self.log.seek(0)
-        output = self.log.read().decode(errors="replace")
-        if "not found:" in output or "file or directory not found" in output:
-            return f"no such test item at {self.label}"
-        if fallback.startswith("the other side") or fallback.startswith("no answer"):
-            lines = [line for line in output.splitlines() if line.strip()]
-            tail = "; ".join(lines[-3:]) if lines else "no output"
-            return f"the worker for {self.label} stopped ({fallback}): {tail}"
-        if self.label != self.opts.baseline_ref:
-            return f"{self.label}: {fallback}"
-        return fallback
+        lines = [line for line in self.log.read().decode(errors="replace").splitlines()
+                 if line.strip()]
+        tail = "; ".join(lines[-3:]) if lines else "no output"
+        reason = f"the worker for {self.label} stopped ({fallback}): {tail}"
+        if not self.served:
+            self.pool.failed[self.side] = reason
+        self.stop()
+        return reason
 
     def warm_up(self, seconds: float) -> None:
         self._ask({"op": "warm", "seconds": seconds})
@@ -274,21 +368,22 @@ class SideWorker:
         try:
             return self.channel.request(message, ANSWER_TIMEOUT_S)
         except ChannelClosed as exc:
-            raise NotCompared(self._reason(str(exc))) from None
+            self.ready = False
+            raise NotCompared(self._died(str(exc))) from None
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """End the worker's session (``exit``), or kill it when it does not go."""
         if self.channel is not None:
             with contextlib.suppress(ChannelClosed):
-                self.channel.send({"op": "quit"})
+                self.channel.send({"op": "exit"})
             self.channel.close()
             self.channel = None
         if self.process is not None:
-            if not self.ready:  # the other side failed first: no need to wait for this one
-                self.process.kill()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
             self.process = None
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()

@@ -1,22 +1,26 @@
-"""The base side of ``--tb-baseline-ref``: an inner pytest session in the base worktree.
+"""A side worker of ``--tb-baseline-ref``: an inner pytest session serving timing blocks.
 
-The head session starts ``python -m pytest <nodeid> --tb-ab-serve=R,W`` in a git worktree
-of the base ref (see :mod:`pytest_torchbridge.base_ref`). This session collects that one
-item with the base code, builds its model and inputs through the base's own fixtures,
-and, instead of running the check, serves timing blocks over the pipes, lock-step:
+The head session starts ``python -m pytest <test files> --tb-ab-serve=R,W`` once per side
+(in the base worktree, and in the working tree) and per process (see
+:mod:`pytest_torchbridge.base_ref`). This session collects those files with its side's
+code and then, instead of running the tests, waits for requests over the pipes; for each
+it runs that one item, which builds the model and inputs through the side's own fixtures
+and, instead of running the check, serves timing blocks, lock-step:
 
-====================================  =============================================
-head sends                            worker answers
-====================================  =============================================
-(nothing: the worker speaks first)    ``{"event": "hello"}`` once fixtures are built
-``{"op": "bind", "device", "batch_size", "threads"}``  ``{"event": "ready"}``
-``{"op": "warm", "seconds"}``         ``{"ok": true}``
-``{"op": "block", "calls"}``          ``{"ns": [<int>, ...]}`` (each call's time)
-``{"op": "quit"}``                    (the item passes, the session ends)
-====================================  =============================================
+=================================================  ====================================
+head sends                                         worker answers
+=================================================  ====================================
+``{"op": "item", "nodeid", "device",               ``{"event": "ready"}`` once built and
+"batch_size", "threads"}``                         bound, or ``{"event": "error",
+                                                   "reason"}``
+``{"op": "warm", "seconds"}``                      ``{"ok": true}``
+``{"op": "block", "calls"}``                       ``{"ns": [<int>, ...]}`` (each call)
+``{"op": "quit"}``                                 (the item ends; the next may follow)
+``{"op": "exit"}``                                 (the session ends)
+=================================================  ====================================
 
-Anything that goes wrong before ``ready`` (the item is absent, a fixture fails, the
-model rejects the batch) is sent as ``{"event": "error", "reason": ...}``.
+Anything that stops an item before ``ready`` (absent here, a collection or fixture error,
+the model rejecting the batch) is answered with the reason; the worker stays up.
 """
 
 from __future__ import annotations
@@ -39,33 +43,53 @@ def channel_from(spec: str) -> Channel:
 
 
 class WorkerReporter:
-    """Registered in the worker session: tells the head why no item came to serve."""
+    """Registered in a side worker's session: runs requested items, says why one failed."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.served = False
+        self.request: dict[str, Any] = {}
+        self.answered = False
+        self.broken: dict[str, str] = {}  # collection errors, by file
 
-    def _error(self, reason: str) -> None:
-        if not self.served:
-            self.served = True  # one reason is enough
+    def error(self, reason: str) -> None:
+        """Answer the current request with ``reason`` (once)."""
+        if not self.answered:
+            self.answered = True
             with contextlib.suppress(ChannelClosed):
                 self.channel.send({"event": "error", "reason": reason})
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if not session.items:
-            self._error("no such test item there")
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.broken[report.nodeid.split("::")[0]] = _last_line(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        items = {item.nodeid: item for item in session.items}
+        while True:
+            try:
+                message = self.channel.receive(IDLE_TIMEOUT_S)
+            except ChannelClosed:
+                return True
+            if message.get("op") != "item":
+                return True
+            self.request, self.answered = message, False
+            nodeid = str(message["nodeid"])
+            item = items.get(nodeid)
+            if item is None:
+                broken = self.broken.get(nodeid.split("::")[0])
+                self.error(f"collecting its file failed there: {broken}" if broken
+                           else "no such test item there")
+                continue
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+            self.error("the item ran no TorchBridge check there")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed or (report.skipped and report.when == "setup"):
             verb = "skipped" if report.skipped else f"failed in {report.when}"
-            self._error(f"the item {verb} there: {_last_line(report)}")
-
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self._error(f"the session ended (exit status {exitstatus}) before serving")
+            self.error(f"the item {verb} there: {_last_line(report)}")
 
 
-def _last_line(report: pytest.TestReport) -> str:
+def _last_line(report: pytest.TestReport | pytest.CollectReport) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
         return str(longrepr[2])
@@ -80,9 +104,8 @@ def serve(item: pytest.Item, subject: Any, reporter: WorkerReporter) -> None:
     from torchbridge.measure.runner import ModelRejected, bind
     from torchbridge.measure.timing import quiet_region, threads
 
-    channel = reporter.channel
-    reporter.served = True
-    request = channel.request({"event": "hello"}, IDLE_TIMEOUT_S)
+    channel, request = reporter.channel, reporter.request
+    reporter.answered = True
     with threads(int(request["threads"])):
         placed = dataclasses.replace(subject, device=str(request["device"]))
         try:

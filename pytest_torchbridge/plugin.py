@@ -62,6 +62,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         expansion.parametrize(metafunc, devices.session_devices(metafunc.config))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    base_ref.remember_files(config, items)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     mark = item.get_closest_marker("tb_requires")
     if mark is None:

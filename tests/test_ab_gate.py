@@ -168,7 +168,7 @@ def test_a_fixture_failing_at_the_ref_is_reported_not_compared_with_its_error(
     pytester.makeconftest(CONFTEST)
     run(pytester).assert_outcomes(passed=2)
     message = str(results_of(pytester)["test_model.py::test_clf[tb-latency]"]["message"])
-    assert "not compared against base: the item failed in setup there" in message
+    assert "not compared against base: the item failed in setup at base" in message
     assert "weights file missing at this commit" in message
 
 
