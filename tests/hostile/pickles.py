@@ -367,6 +367,17 @@ def _consuming_bomb(make: Callable[[], Any]) -> Callable[[Path, Path], Path]:
     return build
 
 
+def _alias_list_bomb(directory: Path, marker: Path) -> Path:
+    # ``NodeList = list[Node]``: a GenericAlias re-exported by torch, named like list and
+    # called like list, so ``NodeList(range(n))`` is list(range(n)) under another name.
+    import torch.fx.passes.tools_common  # noqa: F401 - imported, as a process using fx has
+
+    data = (b"\x80\x04" + _u("torch.fx.passes.tools_common") + _u("NodeList") + b"\x93"
+            + _u("builtins") + _u("range") + b"\x93" + b"J" + struct.pack("<i", _BOMB)
+            + b"\x85R\x85R.")
+    return _write(directory, "alias.pt", data)
+
+
 # --------------------------------------------------------------------- TorchScript code
 
 
@@ -577,6 +588,7 @@ def _cases() -> list[Case]:
              _consuming_bomb(lambda: Reduce(collections.deque, Reduce(range, _BOMB)))),
         Case("bytearray_size_bomb", "12.5 limits", True, UNSAFE,
              _consuming_bomb(lambda: Reduce(bytearray, _BOMB))),
+        Case("generic_alias_list_bomb", "12.5 limits", True, UNSAFE, _alias_list_bomb),
         Case("torchscript_from_file_on_load", gadget, True, UNSAFE,
              _torchscript_io(_FromFileOnLoad)),
         Case("torchscript_save_on_forward", gadget, True, UNSAFE,

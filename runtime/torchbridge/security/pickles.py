@@ -54,7 +54,7 @@ BUILD_ON_GLOBAL = "<BUILD on a class or function>"
 #: Allowlisted constructors that consume their argument whole: pickle hands them a
 #: literal (``set([1, 2])``); fed an object another call built (``set(range(10**12))``)
 #: or, for ``bytearray``, a size, they allocate without bound while the file loads.
-_CONSUMING = frozenset({"builtins.set", "builtins.frozenset", "builtins.bytearray",
+CONSUMING = frozenset({"builtins.set", "builtins.frozenset", "builtins.bytearray",
                         "collections.deque", "collections.Counter",
                         "collections.OrderedDict", "collections.defaultdict"})
 
@@ -305,7 +305,7 @@ class _Walker:
         target = self.findings.rebuilt if new else self.findings.calls
         if callee.name not in target:
             target.append(callee.name)
-        if callee.name in _CONSUMING and _unbounded_input(callee.name, args):
+        if callee.name in CONSUMING and _unbounded_input(callee.name, args):
             self.findings.add_global(f"<call of {callee.name} on a computed value>")
         return _Made(callee.name, new, _small(args))
 

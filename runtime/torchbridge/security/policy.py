@@ -34,6 +34,7 @@ from typing import Any
 from torchbridge.security.pickles import (
     BUILD_ON_GLOBAL,
     COMPUTED_CALL,
+    CONSUMING,
     REFERENCE_ONLY,
     UNRESOLVED,
 )
@@ -320,9 +321,42 @@ def alias_of(qualified: str) -> str | None:
         except AttributeError:
             return None
         module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        return f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) \
+        if not isinstance(module, str) or not isinstance(name, str):
+            return None
+        # The canonical name must reach this very object: ``list[Node]`` (a GenericAlias,
+        # callable like list) and functools.wraps wrappers borrow another's names.
+        return f"{module}.{name}" if _static_lookup(module, name) is _unwrapped(obj) \
             else None
     return None
+
+
+def _unwrapped(obj: Any) -> Any:
+    """The function a ``staticmethod``/``classmethod`` holds (what getattr returns)."""
+    return obj.__func__ if isinstance(obj, staticmethod | classmethod) else obj
+
+
+def _static_lookup(module: str, qualname: str) -> Any:
+    """``qualname`` inside the already-imported ``module``, without running any hook;
+    ``None`` when it cannot be found that way."""
+    obj: Any = sys.modules.get(module)
+    try:
+        for attr in qualname.split("."):
+            obj = inspect.getattr_static(obj, attr)
+    except AttributeError:
+        return None
+    return _unwrapped(obj)
+
+
+#: Allowlisted types whose *calls* the walker judges by name (``list(range(10**12))``,
+#: ``set(range(10**12))``): re-exported under another name they would escape that check.
+_CALL_CHECKED = REFERENCE_ONLY | CONSUMING
+
+
+def _allowed_alias(name: str, allowed: frozenset[str]) -> bool:
+    """Whether ``name`` is another spelling of an allowlisted object (``torch.nn.Parameter``
+    for ``torch.nn.parameter.Parameter``), other than of a call-checked type."""
+    alias = alias_of(name)
+    return alias in allowed and alias not in _CALL_CHECKED
 
 
 def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = (), *,
@@ -341,7 +375,7 @@ def classify(globals_: Iterable[str], extra_allowed: Iterable[str] = (), *,
     unsafe, code = [], []
     for name in sorted(set(globals_)):
         if name in allowed or (torchscript and name.startswith("__torch__.")
-                               and not dunder_segment(name)) or alias_of(name) in allowed:
+                               and not dunder_segment(name)) or _allowed_alias(name, allowed):
             continue
         if is_trusted_class(name, extra):
             code.append(name)
