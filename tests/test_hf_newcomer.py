@@ -119,3 +119,19 @@ def test_the_server_names_pairwise_outputs_instead_of_promising_a_500() -> None:
     assert "logits_per_image pair(s) every row" in layout.reason
     assert "answer 500" not in layout.reason
     assert layout.batch["logits_per_image"] == 0  # its row count is still checked
+
+
+def test_tracing_a_model_that_returns_a_cache_says_to_switch_the_cache_off() -> None:
+    model = llama()
+    model.config.use_cache = True
+    subject = Subject(model, {"input_ids": torch.randint(3, VOCAB, (2, 8))})
+    result = run("export", subject, "torchscript")
+    assert result.status is Status.FAILED
+    assert "model.config.use_cache = False" in result.message
+    assert "method='script'" not in result.message
+
+
+def test_tracing_clip_says_which_formats_take_its_nested_output() -> None:
+    result = run("export", Subject(clip(), clip_inputs()), "torchscript")
+    assert result.status is Status.FAILED
+    assert "cannot return a CLIPOutput object: export to pt2 or onnx" in result.message

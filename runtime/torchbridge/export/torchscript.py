@@ -13,6 +13,7 @@ falls on the other side.
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from pathlib import Path
@@ -48,6 +49,24 @@ def save_torchscript(module: Any, path: Path, inputs: Any) -> None:
                    _extra_files={SIGNATURE_FILE: signature} if signature else None)
 
 
+_UNTRACEABLE = re.compile(r"Tracer cannot infer type of (\w+)\(")
+
+
+def _trace_hint(text: str) -> str:
+    """What to do when tracing failed: an output object the tracer cannot return (a
+    transformers ``ModelOutput`` holding a ``DynamicCache``, or nesting other outputs, as
+    CLIP's) needs another fix than a model the tracer cannot follow."""
+    found = _UNTRACEABLE.search(text)
+    if found and "Cache(" in text:
+        return (f"; the output ({found.group(1)}) holds a KV cache object, which TorchScript "
+                "cannot return: switch the cache off (model.config.use_cache = False)")
+    if found:
+        return (f"; the tracer cannot return a {found.group(1)} object: export to pt2 or "
+                "onnx (they flatten registered output types), or wrap the model so forward "
+                "returns tensors")
+    return "; try method='script' or export to pt2"
+
+
 def to_torchscript(model: Any, subject: Subject, method: str) -> Any:
     """A ``ScriptModule`` of ``model`` by tracing on the subject's inputs or by scripting."""
     if method not in METHODS:
@@ -61,8 +80,7 @@ def to_torchscript(model: Any, subject: Subject, method: str) -> Any:
                                    check_trace=False)
         return torch.jit.trace(model, args, strict=False, check_trace=False)
     except Exception as exc:
-        hint = "; try method='trace'" if method == "script" else \
-            "; try method='script' or export to pt2"
+        hint = "; try method='trace'" if method == "script" else _trace_hint(str(exc))
         raise ExportFailed(f"torch.jit.{method} failed: {type(exc).__name__}: "
                            f"{condensed(str(exc), 300)}{hint}") from None
 
