@@ -17,6 +17,7 @@ from torchbridge.core.subject import Subject
 from torchbridge.errors import CheckSkipped, ConfigError, HardwareSkipped
 from torchbridge.measure.ab import PairedBaseline
 from torchbridge.measure.baseline import BaselineSettings
+from torchbridge.measure.runner import BoundCall, ModelRejected, bind
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,18 @@ class PerformanceCheck(Check[C]):
 
     family: ClassVar[str] = "performance"
     exclusive: ClassVar[bool] = True
+
+    @staticmethod
+    def bound(subject: Subject, batch_size: int | None, result: CheckResult
+              ) -> BoundCall | None:
+        """The subject's model and inputs bound for timing at ``batch_size``; ``None``, with
+        ``result`` failed and saying why, when the model rejects that batch."""
+        try:
+            return bind(subject, batch_size)
+        except ModelRejected as exc:
+            result.status = Status.FAILED
+            result.message = str(exc)
+            return None
 
 
 def execute(check: Check[Any], subject: Subject, config: CheckConfig,

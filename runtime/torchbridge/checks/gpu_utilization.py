@@ -18,7 +18,6 @@ from torchbridge.core.result import CheckResult, Status
 from torchbridge.core.subject import Subject
 from torchbridge.errors import CheckSkipped, ConfigError, HardwareSkipped
 from torchbridge.measure.gpu import UtilizationSampler, nvml_unavailable
-from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.measure.throughput import measure_batch
 from torchbridge.units import parse_duration
 
@@ -51,11 +50,8 @@ class GpuUtilizationCheck(PerformanceCheck[GpuUtilizationConfig]):
         if reason:
             raise CheckSkipped(reason)
         result = self.result_for(subject)
-        try:
-            call = bind(subject, config.batch_size)
-        except ModelRejected as exc:
-            result.status = Status.FAILED
-            result.message = str(exc)
+        call = self.bound(subject, config.batch_size, result)
+        if call is None:
             return result
         size = call.batch_size or 1
         with UtilizationSampler(subject.device, interval=0.02) as sampler:

@@ -20,7 +20,6 @@ from torchbridge.core.subject import Subject
 from torchbridge.errors import ConfigError
 from torchbridge.measure.estimate import estimate_memory
 from torchbridge.measure.memory import free_memory, measure_peak
-from torchbridge.measure.runner import ModelRejected, bind
 from torchbridge.units import PerDevice, format_bytes, parse_bytes
 
 
@@ -55,11 +54,8 @@ class MemoryCheck(PerformanceCheck[MemoryConfig]):
     def run(self, subject: Subject, config: MemoryConfig, context: RunContext) -> CheckResult:
         result = self.result_for(subject)
         free = free_memory(subject.device)
-        try:
-            call = bind(subject, config.batch_size)
-        except ModelRejected as exc:
-            result.status = Status.FAILED
-            result.message = str(exc)
+        call = self.bound(subject, config.batch_size, result)
+        if call is None:
             return result
         peak = measure_peak(call.model, call.inputs, subject.device)
         result.metric("peak_bytes", peak.peak_bytes, "bytes")
