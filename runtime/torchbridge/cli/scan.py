@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from torchbridge.cli import arguments as cli
 from torchbridge.cli.common import EXIT_FAILED, EXIT_OK, output_console, parser, print_json
 from torchbridge.security.policy import denylist_sources
 from torchbridge.security.scan import scan_path
@@ -43,8 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also fail on files that import classes outside torch's "
                          "weights_only allowlist (pickled whole modules)")
     ap.add_argument("--no-secrets", action="store_true", help="skip secret scanning")
-    ap.add_argument("--allow-global", action="append", default=[], metavar="MODULE.NAME",
-                    help="treat this global as safe (repeatable)")
+    cli.add_security_arguments(ap, pickle=False)
     args = ap.parse_args(argv)
     verdicts = [v for path in args.paths
                 for v in scan_path(path, secrets=not args.no_secrets,
