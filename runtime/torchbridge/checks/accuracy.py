@@ -91,8 +91,7 @@ class AccuracyCheck(Check[AccuracyConfig]):
     name = "accuracy"
     summary = "Outputs match stored golden outputs or a reference model within tolerance."
 
-    def run(self, subject: Subject, config: AccuracyConfig, context: RunContext
-            ) -> CheckResult:
+    def run(self, subject: Subject, config: AccuracyConfig, context: RunContext) -> CheckResult:
         result = self.result_for(subject)
         if config.golden is None and subject.reference is None:
             result.status = Status.FAILED
