@@ -30,8 +30,7 @@ class CpuFallbackCheck(Check[CpuFallbackConfig]):
     name = "cpu_fallback"
     summary = "A copy of the model on the CPU matches the accelerator's outputs."
 
-    def run(self, subject: Subject, config: CpuFallbackConfig, context: RunContext
-            ) -> CheckResult:
+    def run(self, subject: Subject, config: CpuFallbackConfig, context: RunContext) -> CheckResult:
         if not _tolerances.is_accelerator(subject.device):
             raise HardwareSkipped("the check runs on the CPU already; cpu_fallback compares an "
                                "accelerator with the CPU (run with --tb-hardware=cuda)")
