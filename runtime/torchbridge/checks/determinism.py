@@ -66,8 +66,7 @@ class DeterminismCheck(Check[DeterminismConfig]):
     name = "determinism"
     summary = "Repeated runs and a fresh model instance produce identical outputs."
 
-    def run(self, subject: Subject, config: DeterminismConfig, context: RunContext
-            ) -> CheckResult:
+    def run(self, subject: Subject, config: DeterminismConfig, context: RunContext) -> CheckResult:
         across = config.across_instances
         if across and subject.factory is None:
             raise ConfigError("across_instances=True needs a fixture named 'model_factory' "
