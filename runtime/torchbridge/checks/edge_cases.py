@@ -176,8 +176,7 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
     summary = "Empty batch, batch of one, the largest batch, dynamic-dim extremes, " \
               "batch invariance."
 
-    def run(self, subject: Subject, config: EdgeCasesConfig, context: RunContext
-            ) -> CheckResult:
+    def run(self, subject: Subject, config: EdgeCasesConfig, context: RunContext) -> CheckResult:
         model, _ = subject.placed()
         runner = _Runner(subject, model)
         base, problem = runner(subject.inputs)
