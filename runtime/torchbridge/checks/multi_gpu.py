@@ -33,8 +33,7 @@ class MultiGpuCheck(Check[MultiGpuConfig]):
     name = "multi_gpu"
     summary = "Outputs agree across every visible GPU."
 
-    def run(self, subject: Subject, config: MultiGpuConfig, context: RunContext
-            ) -> CheckResult:
+    def run(self, subject: Subject, config: MultiGpuConfig, context: RunContext) -> CheckResult:
         count = visible_gpus()
         if count < 2:
             raise HardwareSkipped(f"needs 2 GPUs, found {count}")
