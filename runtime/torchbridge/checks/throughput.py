@@ -55,8 +55,7 @@ class ThroughputCheck(PerformanceCheck[ThroughputConfig]):
     name = "throughput"
     summary = "Samples per second (batch-size aware) at or above a floor."
 
-    def run(self, subject: Subject, config: ThroughputConfig, context: RunContext
-            ) -> CheckResult:
+    def run(self, subject: Subject, config: ThroughputConfig, context: RunContext) -> CheckResult:
         result = self.result_for(subject)
         sizes = config.batch_sizes or (subject.batch_size,)
 
