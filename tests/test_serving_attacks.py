@@ -941,3 +941,45 @@ def test_per_row_strings_are_never_handed_to_other_requests() -> None:
         alone = inner(torch.tensor(body["inputs"]))
         assert response.json()["outputs"]["labels"] == alone["labels"]
         assert response.json()["outputs"]["model"] == "mlp"
+
+
+# ------------------------------------------------------- absurd parameters (held)
+
+
+@pytest.mark.parametrize(("shape", "data", "datatype"), [
+    ([-1, FEATURES], [0.0] * FEATURES, "FP32"),
+    ([2**62, 2**62], [], "FP32"),
+    ([3, 6148914691236517206], [0.0] * 3, "FP32"),
+    ([1, FEATURES], [0.0] * (FEATURES - 1), "FP32"),
+    ([1, FEATURES], [0.0] * FEATURES, "FP64"),
+    ([1, FEATURES], ["a"] * FEATURES, "BYTES"),
+    ("1,8", [0.0] * FEATURES, "FP32"),
+    ([1.0, FEATURES], [0.0] * FEATURES, "FP32"),
+    ([True, FEATURES], [0.0] * FEATURES, "FP32"),
+    ([0, FEATURES], [], "FP32"),
+])
+def test_v2_shapes_and_datatypes_that_do_not_fit_are_4xx(
+        keyless: LiveServer, shape: Any, data: list[Any], datatype: str) -> None:
+    response = keyless.client.post("/v2/models/model/infer", json={"inputs": [
+        {"name": "input_0", "shape": shape, "datatype": datatype, "data": data}]})
+    assert response.status_code in (400, 422), response.text
+
+
+@pytest.fixture(scope="module")
+def generator() -> Iterator[LiveServer]:
+    with LiveServer(TinyGenerator(), torch.tensor([[1, 2]]), ServerConfig()) as live:
+        yield live
+
+
+@pytest.mark.parametrize("body", [
+    {"input_ids": [1], "max_new_tokens": 10**9}, {"input_ids": [1], "max_new_tokens": -1},
+    {"input_ids": [1], "max_new_tokens": 2.5}, {"input_ids": [1], "max_new_tokens": True},
+    {"input_ids": [1], "eos_token_id": 10**30}, {"input_ids": [1], "eos_token_id": -1},
+    {"input_ids": [1], "eos_token_id": [1, 2]}, {"input_ids": []}, {"input_ids": [[]]},
+    {"input_ids": [[1], [1, 2]]}, {"input_ids": [1e30]}, {"input_ids": [[[1]]]},
+    {"input_ids": [1], "stream": "yes"}, {"input_ids": "hello"}, {},
+])
+def test_generate_refuses_absurd_parameters_with_422(generator: LiveServer,
+                                                     body: dict[str, Any]) -> None:
+    response = generator.client.post("/generate", json=body)
+    assert response.status_code == 422, (body, response.text)
