@@ -22,7 +22,8 @@ from torchbridge.core.subject import InputSpec, resolve_dims
 transformers.logging.set_verbosity_error()
 
 VOCAB = 100
-SEQ_SPEC = {"dims": {"seq": {"input": "input_ids", "axis": 1, "min": 1, "max": 32}}}
+SEQ_SPEC = InputSpec.coerce(
+    {"dims": {"seq": {"input": "input_ids", "axis": 1, "min": 1, "max": 32}}})
 
 
 def clip() -> torch.nn.Module:
@@ -44,7 +45,7 @@ def clip_inputs(seq: int = 8) -> dict[str, torch.Tensor]:
             "pixel_values": torch.rand(2, 3, 32, 32, generator=generator)}
 
 
-def llama() -> torch.nn.Module:
+def llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(
         vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -55,7 +56,7 @@ def llama() -> torch.nn.Module:
 
 def test_an_image_input_does_not_join_seq_because_its_channels_match_by_chance() -> None:
     # ids of length 3 beside (B, 3, H, W) pixels: axis 1 matches, but only by chance
-    spec, notes = resolve_dims(InputSpec.coerce(SEQ_SPEC), clip_inputs(seq=3))
+    spec, notes = resolve_dims(SEQ_SPEC, clip_inputs(seq=3))
     assert spec.dims["seq"].axes == {"input_ids": 1, "attention_mask": 1}
     assert any("not shared with 'pixel_values'" in note for note in notes)
 

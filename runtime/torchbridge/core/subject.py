@@ -229,11 +229,12 @@ def resolve_dims(spec: InputSpec, inputs: Inputs) -> tuple[InputSpec, list[str]]
     for name, dim in spec.dims.items():
         length = _check_dim(name, dim, inputs)
         key, axis = dim.first
-        twins = [] if dim.explicit or not isinstance(inputs, Mapping) else [
-            other for other, value in inputs.items()
+        named: Mapping[Any, Any] = inputs if isinstance(inputs, Mapping) else {}
+        twins = [] if dim.explicit else [
+            other for other, value in named.items()
             if other != key and _same_length(value, axis, spec.batch_axis(other), length)]
-        others = [o for o in twins if _token_level_like(inputs[o], inputs[key])]
-        notes.extend(_not_shared_note(name, key, axis, length, o, inputs[o], inputs[key])
+        others = [o for o in twins if _token_level_like(named[o], named[key])]
+        notes.extend(_not_shared_note(name, key, axis, length, o, named[o], named[key])
                      for o in twins if o not in others)
         if others:
             dims[name] = dataclasses.replace(dim, input=[key, *others])
