@@ -36,7 +36,6 @@ from pytest_torchbridge.settings import BASELINE_REF_ENV, settings
 
 LOCK_DIR_KEY = "tb_lock_dir"
 _LOCK_DIR = pytest.StashKey[str]()
-PERFORMANCE_CHECKS_KEY = pytest.StashKey[frozenset[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
