@@ -983,3 +983,29 @@ def test_generate_refuses_absurd_parameters_with_422(generator: LiveServer,
                                                      body: dict[str, Any]) -> None:
     response = generator.client.post("/generate", json=body)
     assert response.status_code == 422, (body, response.text)
+
+
+class Verdict(nn.Module):
+    """One string for the whole batch, from its first row: right for a request alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        logits = self.inner(x)
+        return {"logits": logits, "verdict": "high" if float(x[0, 0]) > 0 else "low"}
+
+
+def test_a_string_output_that_matches_at_warm_up_by_chance_is_not_batched() -> None:
+    inner = Verdict().eval()
+    held = Held(inner)
+    with LiveServer(held, sample(1).abs(), ServerConfig(max_batch_size=3)) as live:
+        assert "strings" in live.state.unbatched_reason
+        bodies = [{"inputs": [[abs(v) if i else v for i, v in enumerate(row)]
+                              for row in _rows(1, seed)]} for seed in range(3)]
+        bodies[1]["inputs"][0][0] = -1.0
+        responses = _as_one_batch(live, held, bodies)
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.json()["outputs"]["verdict"] == \
+            inner(torch.tensor(body["inputs"]))["verdict"]

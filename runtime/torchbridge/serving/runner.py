@@ -227,7 +227,13 @@ def _pairs_rows(one: np.ndarray, many: np.ndarray | None, rows: int) -> bool:
     return len(grown) >= 2 and same
 
 
-ARRAY = "<array>"
+class _ArrayMark:
+    def __repr__(self) -> str:
+        return "<array>"
+
+
+#: stands for an array in a :func:`skeleton`
+ARRAY: Any = _ArrayMark()
 
 
 def skeleton(tree: Any) -> Any:
@@ -241,6 +247,17 @@ def skeleton(tree: Any) -> Any:
     if isinstance(tree, list):
         return [skeleton(v) for v in tree]
     return tree
+
+
+def _strings(tree: Any, prefix: str = "") -> list[str]:
+    """Names of the string leaves of a skeleton."""
+    if isinstance(tree, str):
+        return [prefix or "output_0"]
+    if isinstance(tree, dict):
+        return [n for k, v in tree.items() for n in _strings(v, _child(prefix, k))]
+    if isinstance(tree, list):
+        return [n for i, v in enumerate(tree) for n in _strings(v, _child(prefix, i))]
+    return []
 
 
 def learn_layout(alone: Sequence[Any], runs: Mapping[int, Any], flipped: Any = None,
@@ -291,6 +308,10 @@ def learn_layout(alone: Sequence[Any], runs: Mapping[int, Any], flipped: Any = N
         return OutputLayout({**axes, **dict.fromkeys([*pairwise, *ambiguous], 0)}, False,
                             f"output(s) that do not carry the batch: {shapes}{note}")
     shared = skeleton(alone[0])
+    texts = _strings(shared)
+    if texts:  # a string cannot carry the batch: one per batch would go to every request
+        return OutputLayout(axes, False, f"output(s) {', '.join(texts)} are strings; a "
+                                         "string cannot be split between requests")
     for size in sorted(runs):
         if skeleton(runs[size]) != shared:
             return OutputLayout(axes, False, f"outputs that are not tensors (strings, "
