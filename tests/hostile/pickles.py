@@ -276,6 +276,29 @@ def _pt2_opaque_constant(directory: Path, marker: Path) -> Path:
     return path
 
 
+def _pt2_case_insensitive_constant(directory: Path, marker: Path) -> Path:
+    # torch finds members case-insensitively: the opaque constant "opaque_obj_0" that it
+    # pickle.loads is the member another entry declares raw as "OPAQUE_OBJ_0".
+    path = _real_pt2(directory)
+    evil = pickle.dumps(Reduce(os.system, _touch(marker)), protocol=2)
+    meta = {"dtype": 1, "sizes": [{"as_int": 1}], "requires_grad": False,  # uint8
+            "device": {"type": "cpu", "index": None}, "strides": [{"as_int": 1}],
+            "storage_offset": {"as_int": 0}, "layout": 7}
+    config = {"config": {
+        "c": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
+              "tensor_meta": None},
+        "d": {"path_name": "OPAQUE_OBJ_0", "is_param": False, "use_pickle": False,
+              "tensor_meta": meta}}}
+
+    def change(name: str, data: bytes) -> bytes | None:
+        if name == "data/constants/model_constants_config.json":
+            return json.dumps(config).encode()
+        return None
+
+    _rewrite_zip(path, change, {"data/constants/OPAQUE_OBJ_0": evil})
+    return path
+
+
 def _pt2_legacy_weights(directory: Path, marker: Path) -> Path:
     # data/weights/model.pt is read as a legacy weights file and torch.load-ed, falling
     # back to weights_only=False when the restricted load fails.
@@ -577,6 +600,8 @@ def _cases() -> list[Case]:
         Case("pt2_opaque_constant", pt2, True, UNSAFE, _pt2_opaque_constant),
         Case("pt2_legacy_weights_file", pt2, True, UNSAFE, _pt2_legacy_weights),
         Case("pt2_sample_inputs", pt2, True, UNSAFE, _pt2_sample_inputs),
+        Case("pt2_case_insensitive_constant", pt2, True, UNSAFE,
+             _pt2_case_insensitive_constant),
         Case("pt2_guards_code_exec", pt2, True, UNSAFE, _pt2_program(_guards_code)),
         Case("pt2_sympy_expr_eval", pt2, True, UNSAFE, _pt2_program(_sympy_size)),
         Case("pt2_guard_quote_injection", pt2, True, UNSAFE,

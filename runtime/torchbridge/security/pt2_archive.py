@@ -78,12 +78,17 @@ def unpickled_members(names: Iterable[str], read: Callable[[str], bytes]) -> lis
                     continue
                 raw |= found_raw
                 pickled |= found_pickled
-    raw -= pickled  # a path named by a pickled entry is unpickled, whatever else says raw
+    # torch finds members case-insensitively (miniz's default lookup), so a path named by
+    # a pickled entry is unpickled in any letter case, whatever else says it is raw.
+    pickled_lower = {p.lower() for p in pickled}
+    raw_lower = {r.lower() for r in raw} - pickled_lower
     out = []
     for name in names:
         short = tail(name)
-        if name.endswith("/") or short in _TEXT or short.endswith(".json") or \
-                short.startswith("extra/") or short in raw:
+        named_pickled = short.lower() in pickled_lower  # even when named like JSON/text
+        if not named_pickled and (name.endswith("/") or short in _TEXT or
+                                  short.endswith(".json") or short.startswith("extra/") or
+                                  short.lower() in raw_lower):
             continue
         out.append(name)
     return out
@@ -135,7 +140,7 @@ def program_problems(archive: zipfile.ZipFile, limits: ScanLimits = DEFAULT_LIMI
     sympy expressions, guards and node targets are code, not data."""
     problems = []
     for info in archive.infolist():
-        if not info.filename.endswith(".json"):
+        if not info.filename.lower().endswith(".json"):  # torch's lookup ignores case
             continue
         if info.file_size > limits.max_header_bytes:  # the JSON bound, as for safetensors
             problems.append(f"{info.filename}: {info.file_size} bytes > max_header_bytes "
@@ -144,7 +149,7 @@ def program_problems(archive: zipfile.ZipFile, limits: ScanLimits = DEFAULT_LIMI
         try:
             doc = json.loads(archive.read(info))
         except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-            if tail(info.filename).startswith("models/"):
+            if tail(info.filename).lower().startswith("models/"):
                 problems.append(f"{info.filename}: not readable JSON "
                                 f"({type(exc).__name__}); the program cannot be checked")
             continue
