@@ -1009,3 +1009,16 @@ def test_a_string_output_that_matches_at_warm_up_by_chance_is_not_batched() -> N
     for body, response in zip(bodies, responses, strict=True):
         assert response.json()["outputs"]["verdict"] == \
             inner(torch.tensor(body["inputs"]))["verdict"]
+
+
+def test_a_warm_up_failure_is_logged_without_its_message(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Quoting(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError(f"bad sample value {x[0, 0].item():.6f}")
+
+    caplog.set_level(logging.DEBUG, logger="torchbridge")
+    with pytest.raises(RuntimeError, match="warm-up failed"):
+        LiveServer(Quoting(), sample(1), ServerConfig(max_batch_size=2), ready_timeout=20).start()
+    text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    assert "warm-up failed" in text and f"{sample(1)[0, 0].item():.6f}" not in text

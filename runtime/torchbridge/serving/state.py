@@ -149,7 +149,9 @@ class ServingState:
         except Exception as exc:
             root = exc.__cause__ if isinstance(exc, ApiError) and exc.__cause__ else exc
             self.not_ready_reason = f"warm-up failed: {type(root).__name__}: {root}"
-            log.error("warm-up failed; the server stays not ready", exc_info=True)
+            # redacted like any model error: the sample may be real data
+            log_exception(log, "warm-up failed; the server stays not ready", root,
+                          self.config.log_payloads)
             return
         self.runner.layout = layout
         if layout.batched:
