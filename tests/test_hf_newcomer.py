@@ -136,3 +136,18 @@ def test_tracing_clip_says_which_formats_take_its_nested_output() -> None:
     result = run("export", Subject(clip(), clip_inputs()), "torchscript")
     assert result.status is Status.FAILED
     assert "cannot return a CLIPOutput object: export to pt2 or onnx" in result.message
+
+
+def test_a_model_factory_returning_the_model_itself_is_not_a_fresh_instance() -> None:
+    model = llama()
+    inputs = {"input_ids": torch.randint(3, VOCAB, (2, 8))}
+    result = run("determinism", Subject(model, inputs, factory=lambda: model))
+    assert result.status is Status.FAILED
+    assert "model_factory returned the model under test itself" in result.message
+
+
+def test_a_model_factory_building_the_model_again_is_a_fresh_instance() -> None:
+    result = run("determinism", Subject(llama(), {"input_ids": torch.randint(3, VOCAB, (2, 8))},
+                                        factory=llama))
+    assert result.status is Status.PASSED, result.message
+    assert "and a fresh instance identical" in result.message

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
 from torchbridge.checks.forward import training_modules
@@ -61,6 +63,22 @@ def _hint(model: Any) -> str:
             "before serving.")
 
 
+def _not_fresh(fresh: Any, *models: Any) -> str:
+    """Why the model from ``model_factory`` is not a fresh instance ("" when it is): the
+    model under test itself, or a wrapper whose every parameter is one of its tensors."""
+    if any(fresh is model for model in models):
+        return "model_factory returned the model under test itself"
+    if not isinstance(fresh, torch.nn.Module):
+        return ""
+    own = {p.data_ptr() for m in models if isinstance(m, torch.nn.Module)
+           for p in m.parameters()}
+    params = [p.data_ptr() for p in fresh.parameters()]
+    if params and own and all(ptr in own for ptr in params):
+        return "model_factory returned a model that shares every parameter with the model " \
+               "under test"
+    return ""
+
+
 @register
 class DeterminismCheck(Check[DeterminismConfig]):
     name = "determinism"
@@ -81,6 +99,14 @@ class DeterminismCheck(Check[DeterminismConfig]):
             across = subject.factory is not None
         if across:
             fresh = subject.fresh_model()
+            reused = _not_fresh(fresh, model, subject.model)
+            if reused:
+                result = self.result_for(subject)
+                result.status = Status.FAILED
+                result.message = (f"{reused}, so no fresh instance was compared; return a "
+                                  "newly built model from model_factory (e.g. the function "
+                                  "that builds or loads it, not lambda: model)")
+                return result
             compared.append(("a fresh model from model_factory vs the fixture's model",
                              _compare(subject.run(model=fresh), first, config)))
         result = self._result(subject, config, model, compared, across)
