@@ -445,6 +445,19 @@ def _torchscript_io(module: type[torch.nn.Module]) -> Callable[[Path, Path], Pat
     return build
 
 
+def _torchscript_upper_case(directory: Path, marker: Path) -> Path:
+    # torch.jit.load finds members case-insensitively: code/ renamed CODE/...PY still runs.
+    path = _torchscript_io(_FromFileOnLoad)(directory, marker)
+    with zipfile.ZipFile(path) as archive:
+        items = [(i.filename, archive.read(i)) for i in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in items:
+            root, _, rest = name.partition("/")
+            archive.writestr(f"{root}/{rest.upper()}" if rest.startswith("code/") else name,
+                             data)
+    return path
+
+
 # --------------------------------------------------------------------- benign
 
 
@@ -616,6 +629,7 @@ def _cases() -> list[Case]:
         Case("generic_alias_list_bomb", "12.5 limits", True, UNSAFE, _alias_list_bomb),
         Case("torchscript_from_file_on_load", gadget, True, UNSAFE,
              _torchscript_io(_FromFileOnLoad)),
+        Case("torchscript_code_upper_case", gadget, True, UNSAFE, _torchscript_upper_case),
         Case("torchscript_save_on_forward", gadget, True, UNSAFE,
              _torchscript_io(_SaveOnForward)),
         Case("state_dict_zip", "benign", False, SAFE, _state_dict(legacy=False)),

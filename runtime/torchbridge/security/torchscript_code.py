@@ -53,7 +53,8 @@ def io_operators() -> frozenset[str]:
 
 def source_members(names: list[str]) -> list[str]:
     """The members of a TorchScript archive that hold its source (``code/**/*.py``)."""
-    return [n for n in names if "/code/" in f"/{n}" and n.endswith(".py")]
+    # torch finds members case-insensitively: CODE/__TORCH__.PY is read as code too.
+    return [n for n in names if "/code/" in f"/{n.lower()}" and n.lower().endswith(".py")]
 
 
 def _names(text: str) -> set[str]:
