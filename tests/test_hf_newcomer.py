@@ -151,3 +151,14 @@ def test_a_model_factory_building_the_model_again_is_a_fresh_instance() -> None:
                                         factory=llama))
     assert result.status is Status.PASSED, result.message
     assert "and a fresh instance identical" in result.message
+
+
+def test_inputs_that_disagree_on_the_batch_size_are_a_config_error_with_the_fix() -> None:
+    inputs = {"input_ids": torch.randint(3, VOCAB, (2, 8)),
+              "position_ids": torch.arange(8)[None]}  # broadcast over the batch
+    result = run("edge_cases", Subject(llama(), inputs, spec=SEQ_SPEC), empty_batch="rejects")
+    assert result.status is Status.ERROR
+    assert "batch_dims={'position_ids': None}" in result.message
+    spec = InputSpec(dims=SEQ_SPEC.dims, batch_dims={"position_ids": None})
+    fixed = run("edge_cases", Subject(llama(), inputs, spec=spec), empty_batch="rejects")
+    assert fixed.status is Status.PASSED, fixed.message

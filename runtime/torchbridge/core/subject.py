@@ -327,11 +327,25 @@ class Subject:
 
     @property
     def batch_size(self) -> int:
-        for key, value in named_inputs(self.inputs):
-            axis = self.spec.batch_axis(key)
-            if isinstance(value, torch.Tensor) and axis is not None:
-                return int(value.shape[axis])
-        raise ConfigError("no input carries a batch dim; declare one in the input spec")
+        """Rows of the sample along the batch dims.
+
+        Raises :class:`ConfigError` when no input carries a batch dim, or when inputs
+        disagree on it (``position_ids`` of shape (1, S) broadcast beside (2, S) ids)."""
+        rows = {key: int(value.shape[axis]) for key, value in named_inputs(self.inputs)
+                if isinstance(value, torch.Tensor) and value.dim()
+                and (axis := self.spec.batch_axis(key)) is not None and axis < value.dim()}
+        if not rows:
+            raise ConfigError("no input carries a batch dim; declare one in the input spec")
+        if len(set(rows.values())) > 1:
+            most = max(rows.values())
+            odd = [key for key, n in rows.items() if n != most]
+            listed = ", ".join(f"{k!r} has {n}" for k, n in rows.items())
+            raise ConfigError(
+                f"the inputs disagree on the batch size ({listed} rows on the batch axis); "
+                f"give every input the batch size, or declare an input that broadcasts over "
+                f"the batch as having no batch dim: batch_dims={{{odd[0]!r}: None}} in the "
+                "input spec")
+        return next(iter(rows.values()))
 
     def placed(self, device: str | None = None) -> tuple[Any, Inputs]:
         """The model and inputs on ``device`` (the subject's device by default)."""
