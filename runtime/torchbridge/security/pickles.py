@@ -120,7 +120,9 @@ class PickleFindings:
     cannot be resolved statically is ``<unresolved>``); ``calls``: the globals called as
     plain callables (``REDUCE``/``INST``/``OBJ``), ``rebuilt``: classes instantiated with
     ``NEWOBJ`` (no ``__init__``); ``strings``: string constants (each cut to
-    ``max_string_chars``); ``pickles``: complete pickles read; ``error``: why parsing
+    ``max_string_chars``; at most ``max_strings`` of them and ``max_secret_bytes``
+    characters in all, ``strings_dropped`` counts the others); ``pickles``: complete
+    pickles read; ``error``: why parsing
     stopped early, if it did; ``opcodes``: opcodes read.
     """
 
@@ -130,6 +132,8 @@ class PickleFindings:
     strings: list[str] = field(default_factory=list)
     pickles: int = 0
     opcodes: int = 0
+    string_chars: int = 0
+    strings_dropped: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -291,8 +295,16 @@ class _Walker:
         return _Global(resolved)
 
     def _string(self, value: str) -> None:
-        if len(self.findings.strings) < self.limits.max_strings:
-            self.findings.strings.append(value[: self.limits.max_string_chars])
+        kept = value[: self.limits.max_string_chars]
+        found = self.findings
+        # Bounded by count and by total characters (max_secret_bytes): a pickle of 200k
+        # distinct 4k strings would otherwise hold 800 MB of text.
+        if len(found.strings) < self.limits.max_strings and \
+                found.string_chars + len(kept) <= self.limits.max_secret_bytes:
+            found.strings.append(kept)
+            found.string_chars += len(kept)
+        else:
+            found.strings_dropped += 1
 
     def _call(self, callee: Any, args: Any, new: bool) -> _Made | _Opaque:
         if isinstance(callee, _Global) and callee.name in REFERENCE_ONLY:
