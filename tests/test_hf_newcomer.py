@@ -162,3 +162,11 @@ def test_inputs_that_disagree_on_the_batch_size_are_a_config_error_with_the_fix(
     spec = InputSpec(dims=SEQ_SPEC.dims, batch_dims={"position_ids": None})
     fixed = run("edge_cases", Subject(llama(), inputs, spec=spec), empty_batch="rejects")
     assert fixed.status is Status.PASSED, fixed.message
+
+
+def test_aten_bitwise_operators_are_operators_but_their_dunder_attributes_are_not() -> None:
+    from torchbridge.security.pt2_program import target_problem
+
+    assert target_problem("torch.ops.aten.__and__.Tensor") is None
+    assert target_problem("torch.ops.aten.__and__.__globals__") is not None
+    assert target_problem("torch.ops.aten.__class__") is not None

@@ -130,8 +130,16 @@ _TORCH_NODE_FUNCTIONS = frozenset({
 })
 
 
+#: aten's bitwise operators keep Python's dunder names (``torch.ops.aten.__and__.Tensor``
+#: in every causal mask transformers builds); each resolves to an ``OpOverload``.
+_ATEN_DUNDER = re.compile(r"^torch\.ops\.aten\.__i?(?:and|or|xor|lshift|rshift)__"
+                          r"(?:\.[A-Za-z][A-Za-z0-9_]*)?$")  # overload: no dunder
+
+
 def target_problem(text: str) -> str | None:
     """Why a node ``target`` may resolve to something other than an operator."""
+    if _ATEN_DUNDER.match(text) and text.count("__") == 2:
+        return None
     if text in _TORCH_NODE_FUNCTIONS or (text.startswith("torch._functorch.predispatch.") \
             and "__" not in text and text.count(".") == 3):
         return None
