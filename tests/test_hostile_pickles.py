@@ -316,3 +316,19 @@ def test_a_pt2_with_aotinductor_native_code_is_refused(built: BUILT, tmp_path: P
         load_pt2(path)
     with zipfile.ZipFile(path) as archive:
         assert any("AOTInductor native code" in p for p in check_archive(archive))
+
+
+def test_allowing_one_name_trusts_its_module_not_its_whole_package(tmp_path: Path) -> None:
+    # --allow-global torch.Size used to trust every class under torch., and
+    # torch.package.PackageExporter(path) creates the file it is given.
+    from torch.package.package_exporter import PackageExporter
+
+    marker = tmp_path / "MARKER"
+    path = tmp_path / "exporter.pkl"
+    path.write_bytes(pickle.dumps(Reduce(PackageExporter, str(marker)), protocol=4))
+    exporter = "torch.package.package_exporter.PackageExporter"
+    assert classify([exporter], ["torch.Size"])[0] == [exporter]
+    with pytest.raises(UnsafeModelError):
+        load_checkpoint(path, allowed_globals=["torch.Size"], allow_code=True)
+    assert not marker.exists()
+    assert classify([exporter], ["torch.*"]) == ([], [exporter])  # asked for, explicitly

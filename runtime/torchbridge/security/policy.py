@@ -10,8 +10,9 @@ them, the way :mod:`pickle` does):
   reconstructors, joblib's array wrapper, and the names the user allowed
   (``--allow-global module.Name``).
 * **code** — a *class* (never a plain function) from a module whose classes the user
-  trusts to be rebuilt: ``torch.nn``/``torch.optim`` modules, the module of any name the
-  user allowed, or ``--allow-global module.*``. Loading it runs those classes'
+  trusts to be rebuilt: ``torch.nn``/``torch.optim`` modules, exactly the module of any
+  name the user allowed (not its package), or ``--allow-global module.*`` (submodules
+  too). Loading it runs those classes'
   constructors and ``__setstate__``; loaders refuse it unless ``allow_code`` /
   ``--allow-pickle``.
 * **unsafe** — everything else: any other function or class, anything reached through a
@@ -253,22 +254,32 @@ def safe_names(extra_allowed: Iterable[str] = ()) -> frozenset[str]:
 
 
 def trusted_modules(extra_allowed: Iterable[str] = ()) -> tuple[str, ...]:
-    """Module prefixes whose classes may be rebuilt (``code``): the built-in ones, each
-    ``module.*`` the user allowed and the module of each ``module.Name`` allowed."""
+    """Where classes may be rebuilt (``code``): module prefixes (``torch.nn.``, and each
+    ``module.*`` the user allowed, submodules included) and, for each ``module.Name`` the
+    user allowed, exactly that module (``module:``; ``--allow-global torch.Size`` must not
+    trust every class of torch, ``torch.package.PackageExporter`` writes files)."""
     prefixes = list(TRUSTED_CLASS_MODULES)
     for name in extra_allowed:
-        module = name[:-2] if name.endswith(".*") else name.rpartition(".")[0]
-        if module:
-            prefixes.append(module + ".")
+        if name.endswith(".*"):
+            prefixes.append(name[:-2] + ".")
+        elif name.rpartition(".")[0]:
+            prefixes.append(name.rpartition(".")[0] + ":")
     return tuple(dict.fromkeys(prefixes))
 
 
+def _in_trusted(module: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether classes of ``module`` are trusted by ``prefixes`` (see
+    :func:`trusted_modules`)."""
+    return any(module + ":" == p or (p.endswith(".") and (module + ".").startswith(p))
+               for p in prefixes)
+
+
 def _import_trusted(module: str, prefixes: tuple[str, ...]) -> Any:
-    """Import ``module`` only when it lies under a trusted prefix (or is already
-    imported): a hostile file must never get an arbitrary module imported."""
+    """Import ``module`` only when it is trusted (or is already imported): a hostile file
+    must never get an arbitrary module imported."""
     if module in sys.modules:
         return sys.modules[module]
-    if not any((module + ".").startswith(p) for p in prefixes):
+    if not _in_trusted(module, prefixes):
         return None
     try:
         return importlib.import_module(module)
@@ -277,13 +288,13 @@ def _import_trusted(module: str, prefixes: tuple[str, ...]) -> Any:
 
 
 def is_trusted_class(qualified: str, extra_allowed: Iterable[str] = ()) -> bool:
-    """Whether ``qualified`` names a class defined under a trusted module prefix, found
-    without dunder attributes and without importing anything outside those modules."""
+    """Whether ``qualified`` names a class defined in a trusted module, found without
+    dunder attributes and without importing anything outside those modules."""
     prefixes = trusted_modules(extra_allowed)
-    if not any(qualified.startswith(p) for p in prefixes) or dunder_segment(qualified) \
-            or denylisted_path(qualified):
-        return False
     parts = qualified.split(".")
+    if not any(_in_trusted(".".join(parts[:cut]), prefixes) for cut in range(1, len(parts))) \
+            or dunder_segment(qualified) or denylisted_path(qualified):
+        return False
     for cut in range(len(parts) - 1, 0, -1):
         obj = _import_trusted(".".join(parts[:cut]), prefixes)
         if obj is None:
@@ -292,8 +303,7 @@ def is_trusted_class(qualified: str, extra_allowed: Iterable[str] = ()) -> bool:
             obj = getattr(obj, attr, None)
             if obj is None:
                 return False
-        return isinstance(obj, type) and any(
-            f"{obj.__module__}.".startswith(p) for p in prefixes)
+        return isinstance(obj, type) and _in_trusted(obj.__module__, prefixes)
     return False
 
 
