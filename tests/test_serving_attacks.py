@@ -1022,3 +1022,23 @@ def test_a_warm_up_failure_is_logged_without_its_message(
         LiveServer(Quoting(), sample(1), ServerConfig(max_batch_size=2), ready_timeout=20).start()
     text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
     assert "warm-up failed" in text and f"{sample(1)[0, 0].item():.6f}" not in text
+
+
+def test_a_worker_hung_in_a_forward_pass_is_not_live() -> None:
+    inner = mlp()
+    held = Held(inner)
+    with LiveServer(held, sample(1), ServerConfig(max_batch_size=2, timeout_seconds=1)) as live:
+        live.state.stuck_after_s = 0.5  # 10 s at least by default
+        held.hold.clear()
+        held.entered.clear()
+        stuck = live.client.post("/predict", json={"inputs": _rows(1, 0)})
+        assert held.entered.wait(5) and stuck.status_code == 504
+        time.sleep(0.6)
+        probes = {p: live.client.get(p).status_code
+                  for p in ("/health", "/ready", "/v2/health/live", "/v2/health/ready")}
+        message = live.client.get("/health").json()["error"]
+        held.hold.set()
+        time.sleep(0.2)
+        after = live.client.get("/health").status_code
+    assert probes == dict.fromkeys(probes, 503) and "stuck" in message
+    assert after == 200

@@ -219,17 +219,19 @@ def _add_probe_routes(app: FastAPI, state: ServingState) -> None:
     async def health() -> Response:
         """Liveness: 200 while the process can serve (it may still be warming up); 503 once
         its inference worker died (the process then exits for a restart)."""
-        if state.failed:
-            return Response(error_body(state.failed), status_code=503, media_type=JSON)
+        dead = state.dead()
+        if dead:
+            return Response(error_body(dead), status_code=503, media_type=JSON)
         return json_response(orjson.dumps({"status": "alive"}))
 
     @app.get("/ready", tags=["probes"], responses=openapi.PROBE)
     async def ready() -> Response:
         """Readiness: 200 once the model is loaded and warmed up, else 503."""
-        if state.ready:
+        dead = state.dead()
+        if state.ready and not dead:
             return json_response(orjson.dumps({"status": "ready"}))
-        return Response(error_body(f"not ready: {state.public_not_ready_reason}"), status_code=503,
-                        media_type=JSON, headers={"Retry-After": "1"})
+        return Response(error_body(f"not ready: {dead or state.public_not_ready_reason}"),
+                        status_code=503, media_type=JSON, headers={"Retry-After": "1"})
 
     @app.get("/metrics", tags=["observability"], responses=openapi.METRICS)
     async def metrics() -> Response:
@@ -304,12 +306,12 @@ def _add_v2_routes(app: FastAPI, state: ServingState,
     @app.get("/v2/health/live", tags=["v2"], responses=openapi.PROBE)
     async def v2_live() -> Response:
         """v2 liveness: 200 with an empty body (503 once the inference worker died)."""
-        return Response(status_code=503 if state.failed else 200)
+        return Response(status_code=503 if state.dead() else 200)
 
     @app.get("/v2/health/ready", tags=["v2"], responses=openapi.PROBE)
     async def v2_ready() -> Response:
         """v2 readiness: 200 when ready, else 503 (empty bodies)."""
-        return Response(status_code=200 if state.ready else 503)
+        return Response(status_code=200 if state.ready and not state.dead() else 503)
 
     def check_version(version: str) -> None:
         if version != config.model_version:

@@ -108,6 +108,8 @@ class Batcher:
         self._current: list[Work] = []
         self.fallbacks = 0
         self.death: BaseException | None = None
+        #: when the batch being computed started (time.monotonic), None when idle
+        self.busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ------------------------------------------------------------------ event-loop side
@@ -260,9 +262,11 @@ class Batcher:
         for work in batch:
             work.queued_s = start - work.enqueued
         self._current = batch
+        self.busy_since = start
         try:
             results = self._run_batch(batch)
         finally:
+            self.busy_since = None
             with self._cond:
                 self._busy = False
         _call(self._hooks, "on_queued", [w.queued_s for w in batch])

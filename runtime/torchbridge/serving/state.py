@@ -90,6 +90,9 @@ class ServingState:
         self.unbatched_reason = "not warmed up"
         #: set when the inference worker died: the server is not live any more
         self.failed = ""
+        #: a forward pass longer than this (seconds) means the worker hangs: every request
+        #: in it has long passed its deadline, so liveness says so (see :meth:`dead`)
+        self.stuck_after_s = max(2.0 * config.timeout_seconds, 10.0)
         #: called (from any thread) when the server cannot serve any more; ``run_server``
         #: makes it end the process with a non-zero status
         self.on_fatal: Callable[[str], None] | None = None
@@ -336,6 +339,20 @@ class ServingState:
                 raise ApiError(400, "X-Request-Timeout must be a positive number of seconds")
             timeout = min(timeout, asked)
         return start + timeout
+
+    def dead(self) -> str:
+        """Why the server is not live ("" while it is): its inference worker died, or
+        (once warmed up) hangs inside one forward pass for over ``stuck_after_s`` -- a
+        hung CUDA call or a deadlocked model, which no request can get past and which
+        only a restart cures."""
+        if self.failed:
+            return self.failed
+        since = self.batcher.busy_since
+        if since is not None and self.ready and \
+                time.monotonic() - since > self.stuck_after_s:
+            return (f"inference worker stuck in one forward pass for "
+                    f"{time.monotonic() - since:.0f} s")
+        return ""
 
     @property
     def public_not_ready_reason(self) -> str:
