@@ -170,3 +170,27 @@ def test_aten_bitwise_operators_are_operators_but_their_dunder_attributes_are_no
     assert target_problem("torch.ops.aten.__and__.Tensor") is None
     assert target_problem("torch.ops.aten.__and__.__globals__") is not None
     assert target_problem("torch.ops.aten.__class__") is not None
+
+
+def llama_with_attention_dropout() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=64, max_position_embeddings=32,
+        attention_dropout=0.5, use_cache=False))
+
+
+def test_a_model_left_in_train_mode_with_functional_dropout_fails_forward() -> None:
+    # transformers' attention drops out functionally: no nn.Dropout module to spot
+    model = llama_with_attention_dropout().train()
+    result = run("forward", Subject(model, {"input_ids": torch.randint(3, VOCAB, (2, 8))}))
+    assert result.status is Status.FAILED
+    assert "model.eval() changes its outputs" in result.message
+    assert model.training  # the check restored the mode it found
+
+
+def test_a_model_in_train_mode_that_eval_does_not_change_passes_forward_saying_so() -> None:
+    model = llama().train()
+    result = run("forward", Subject(model, {"input_ids": torch.randint(3, VOCAB, (2, 8))}))
+    assert result.status is Status.PASSED, result.message
+    assert "model.eval() gives the same outputs" in result.message

@@ -13,7 +13,7 @@ import torch
 
 from torchbridge.checks import _tolerances
 from torchbridge.checks.base import Check, CheckConfig, RunContext
-from torchbridge.checks.forward import training_modules
+from torchbridge.checks.forward import in_training_mode, training_modules
 from torchbridge.checks.options import option
 from torchbridge.checks.registry import register
 from torchbridge.core.compare import OutputComparison, compare_outputs
@@ -57,6 +57,9 @@ def _compare(actual: Any, expected: Any, config: DeterminismConfig) -> OutputCom
 
 def _hint(model: Any) -> str:
     modules = training_modules(model)
+    if not modules and in_training_mode(model):
+        return (" The model is in training mode (its forward may read self.training, e.g. "
+                "functional dropout in attention); call model.eval() before serving.")
     if not modules:
         return ""
     return (f" The model is in training mode ({', '.join(modules[:3])}); call model.eval() "
