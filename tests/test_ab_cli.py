@@ -34,7 +34,7 @@ def slow():
 
 @pytest.fixture
 def models(tmp_path: Path) -> Path:
-    path = tmp_path / "models.py"
+    path = tmp_path / "ab_cli_models.py"  # a name no other test module imports
     path.write_text(MODELS)
     return path
 
