@@ -356,6 +356,19 @@ def _guard_quote_injection(doc: dict[str, Any], marker: Path) -> None:
     doc["guards_code"] = [f"1 == 1 or 'a\"+str(exec(\"{code}\"))+\"a'"]
 
 
+def _placeholder_default(doc: dict[str, Any], marker: Path) -> None:
+    # Graph input names become the parameters of the forward torch.fx generates and
+    # exec's inside torch.export.load: a name with "=" gives the parameter a default.
+    specs = doc["graph_module"]["signature"]["input_specs"]
+    user = next(s["user_input"]["arg"]["as_tensor"]["name"] for s in specs
+                if "user_input" in s)
+    name = f"{user}=__import__('os').system({_touch(marker)!r})"
+    text = json.dumps(doc).replace(json.dumps({"name": user}), json.dumps({"name": name})) \
+        .replace(json.dumps(user) + ":", json.dumps(name) + ":")  # tensor_values' key
+    doc.clear()
+    doc.update(json.loads(text))
+
+
 def _dynamic_pt2(directory: Path, marker: Path) -> Path:
     """A benign ``.pt2`` with a derived dynamic dim: guards and sympy expressions."""
     class Head(torch.nn.Module):
@@ -619,6 +632,8 @@ def _cases() -> list[Case]:
         Case("pt2_sympy_expr_eval", pt2, True, UNSAFE, _pt2_program(_sympy_size)),
         Case("pt2_guard_quote_injection", pt2, True, UNSAFE,
              _pt2_program(_guard_quote_injection)),
+        Case("pt2_placeholder_name_code", pt2, True, UNSAFE,
+             _pt2_program(_placeholder_default)),
         Case("pt2_dynamic_shapes", "benign", False, SAFE, _dynamic_pt2),
         Case("set_of_range_bomb", "12.5 limits", True, UNSAFE,
              _consuming_bomb(lambda: Reduce(set, Reduce(range, 0, _BOMB)))),

@@ -1,6 +1,6 @@
 """The serialized program of a ``.pt2`` archive (``models/*.json``) holds code torch runs.
 
-``torch.export.load`` and ``ExportedProgram.module()`` turn three kinds of strings from
+``torch.export.load`` and ``ExportedProgram.module()`` turn four kinds of strings from
 that JSON into code, none of them a pickle:
 
 * every ``expr_str`` (symbolic sizes, strides, ``range_constraints`` keys) goes through
@@ -8,7 +8,9 @@ that JSON into code, none of them a pickle:
   reaches ``__import__``;
 * every ``guards_code`` entry is pasted into a function that ``module()`` ``exec``\\ s and
   each forward call runs;
-* a node ``target`` is resolved by ``getattr`` from ``torch``, ``operator`` or ``math``.
+* a node ``target`` is resolved by ``getattr`` from ``torch``, ``operator`` or ``math``;
+* graph input names become the parameters of the ``forward`` torch.fx generates and
+  ``exec``-s while loading (``x=__import__('os').system(...)`` is a default value).
 
 So these strings are judged by an allowlist of syntax (:mod:`ast`): sympy expressions may
 only call torch's and sympy's arithmetic constructors on numbers, names and the symbol
@@ -51,6 +53,8 @@ _TARGET = re.compile(r"^(torch\.ops|_operator|operator|math|torch\.sym_\w+|torch
 _ARITH = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp,
           ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.Load, ast.Tuple)
 _MAX_TEXT = 10_000
+#: Keys whose values torch uses as Python identifiers (graph inputs become parameters).
+_IDENTIFIER_KEYS = frozenset({"name", "as_name", "forward_arg_names"})
 
 
 def _number_or_word(node: ast.AST) -> bool:
@@ -180,4 +184,21 @@ def check_program(doc: Any) -> list[str]:
                 judge("range constraint", expr, sympy_problem)
         elif key == "target" and isinstance(value, str):
             judge("node target", value, target_problem)
+        elif key in _IDENTIFIER_KEYS and isinstance(value, str):
+            judge("name", value, identifier_problem)
+        elif (key.endswith("_name") or key.endswith("fqn")) and isinstance(value, str):
+            judge("attribute path", value, path_problem)
     return problems
+
+
+def identifier_problem(text: str) -> str | None:
+    """Why ``text`` is not a Python identifier: torch.fx pastes placeholder names into the
+    ``def forward(self, <name>)`` it generates and ``exec``s at load time."""
+    return None if text.isidentifier() else \
+        "is not an identifier (torch.fx pastes names into the code it generates)"
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` is not a dotted attribute path (``enc.linear1.weight``)."""
+    return None if _WORD.match(text) and "__" not in text.replace("__torch__", "") else \
+        "is not a dotted attribute path"
