@@ -194,3 +194,27 @@ def test_a_model_in_train_mode_that_eval_does_not_change_passes_forward_saying_s
     result = run("forward", Subject(model, {"input_ids": torch.randint(3, VOCAB, (2, 8))}))
     assert result.status is Status.PASSED, result.message
     assert "model.eval() gives the same outputs" in result.message
+
+
+class ShortPositions(torch.nn.Module):
+    """Token + position embeddings with a table of 16 positions: fails beyond length 16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = torch.nn.Embedding(VOCAB, 8)
+        self.positions = torch.nn.Embedding(16, 8)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        where = torch.arange(input_ids.shape[1], device=input_ids.device)
+        hidden = self.tokens(input_ids) + self.positions(where)
+        return (hidden * attention_mask[..., None]).sum(1)
+
+
+def test_serving_sends_each_declared_dims_ends_and_fails_where_the_model_breaks() -> None:
+    pytest.importorskip("fastapi")
+    torch.manual_seed(0)
+    inputs = {"input_ids": torch.randint(3, VOCAB, (2, 8)),
+              "attention_mask": torch.ones(2, 8, dtype=torch.long)}
+    result = run("serving", Subject(ShortPositions().eval(), inputs, spec=SEQ_SPEC))
+    assert result.status is Status.FAILED
+    assert "dim_parity: seq=32: the eager reference raised IndexError" in result.message

@@ -308,7 +308,8 @@ def padded_lengths(subject: Subject, name: str, cap: int) -> list[int]:
     return sorted({n for n in (low, sample, (low + high) // 2, high) if low <= n <= high})
 
 
-def _resized(inputs: Inputs, axes: Mapping[InputKey, int], size: int) -> Inputs:
+def resized(inputs: Inputs, axes: Mapping[InputKey, int], size: int) -> Inputs:
+    """``inputs`` with each listed input cut or tiled to ``size`` along its axis."""
     values = []
     for key, value in named_inputs(inputs):
         if key in axes and isinstance(value, torch.Tensor):
@@ -348,7 +349,7 @@ def padded_parity(server: Any, gate: Gate, subject: Subject, model: Any,
         lengths = [*lengths[:limit - 1], lengths[-1]]
     grown = distinct_rows(subject.inputs, subject.spec, len(lengths))
     rows = dataclasses.replace(subject, inputs=grown)
-    requests = [_resized(rows.row(i), axes, n) for i, n in enumerate(lengths)]
+    requests = [resized(rows.row(i), axes, n) for i, n in enumerate(lengths)]
     wanted = [_reference(subject, model, r) for r in requests]
     held = Held(server, gate)
     mark = len(gate.passes)

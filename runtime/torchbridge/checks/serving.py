@@ -30,8 +30,10 @@ from torchbridge.checks._serving_parity import (
     ParityTolerance,
     batched_parity,
     like,
+    padded_lengths,
     padded_parity,
     padding_of,
+    resized,
     rows_counter,
     served_form,
     until,
@@ -231,6 +233,8 @@ def _parity(server: Any, gate: Gate, subject: Subject, model: Any, config: Servi
     silent: list[str] = []
     report.run("predict_parity", whole)
     report.steps[-1].data["no_signal"] = silent
+    if subject.spec.dims:
+        report.run("dim_parity", lambda: _dim_parity(server, subject, model, config))
     report.step("batched_parity",
                 lambda: batched_parity(server, gate, subject, model, count, tol))
     declared = padding_of(model)
@@ -238,6 +242,38 @@ def _parity(server: Any, gate: Gate, subject: Subject, model: Any, config: Servi
         report.step("padded_parity",
                     lambda: padded_parity(server, gate, subject, model, declared, tol,
                                           limit=count))
+
+
+def _dim_parity(server: Any, subject: Subject, model: Any, config: ServingConfig
+                ) -> tuple[bool, str]:
+    """One single-row request at each end of every declared dynamic dim (every input it
+    lives on resized), against eager: the server accepts the dim's whole range, and the
+    other sub-checks only send the sample's length."""
+    row = dataclasses.replace(subject, inputs=subject.row(0))
+    checked: list[str] = []
+    for name, dim in subject.spec.dims.items():
+        lengths = padded_lengths(row, name, cap=1024)
+        for size in sorted({lengths[0], lengths[-1]} - {row.dim_size(name)}):
+            label = f"{name}={size}"
+            inputs = resized(row.inputs, dim.axes, size)
+            try:
+                expected, _ = served_form(row.run(inputs, model=model))
+            except Exception as exc:
+                return False, (f"{label}: the eager reference raised {type(exc).__name__}: "
+                               f"{exc}; narrow the dim's declared range to what the model "
+                               "takes")
+            response = server.client.post("/predict", json=request_body(inputs))
+            if response.status_code != 200:
+                return False, (f"{label}: /predict answered {response.status_code}: "
+                               f"{response.text[:200]}")
+            comparison = compare_outputs(like(expected, response.json()["outputs"]), expected,
+                                         rtol=config.rtol, atol=config.atol)
+            if not comparison.ok:
+                return False, f"{label}: {comparison.describe()}"
+            checked.append(label)
+    if not checked:
+        return True, "every declared dim's range is the sample's length only"
+    return True, f"served outputs match eager PyTorch at {', '.join(checked)}"
 
 
 def _agreement(comparison: Any) -> str:
