@@ -35,6 +35,9 @@ _TEXT = {"archive_format", "archive_version", "version", ".data/version", "byteo
 _PAYLOAD_DIRS = {"weights": "data/weights/", "constants": "data/constants/"}
 AOTI_DIR = "data/aotinductor/"
 _ZIP_MAGIC = b"PK\x03\x04"
+#: JSON objects/arrays a program may hold (a large exported LLM has well under a million;
+#: 100 MiB of "{}," would be 33 million dicts, gigabytes once parsed).
+_MAX_JSON_CONTAINERS = 4_000_000
 
 
 def tail(name: str) -> str:
@@ -146,8 +149,14 @@ def program_problems(archive: zipfile.ZipFile, limits: ScanLimits = DEFAULT_LIMI
             problems.append(f"{info.filename}: {info.file_size} bytes > max_header_bytes "
                             f"{limits.max_header_bytes}; the program cannot be checked")
             continue
+        data = archive.read(info)
+        containers = data.count(b"{") + data.count(b"[")
+        if containers > _MAX_JSON_CONTAINERS:  # json.loads would build them all first
+            problems.append(f"{info.filename}: {containers} JSON objects and arrays > "
+                            f"{_MAX_JSON_CONTAINERS}; the program cannot be checked")
+            continue
         try:
-            doc = json.loads(archive.read(info))
+            doc = json.loads(data)
         except (ValueError, RecursionError, UnicodeDecodeError) as exc:
             if tail(info.filename).lower().startswith("models/"):
                 problems.append(f"{info.filename}: not readable JSON "
