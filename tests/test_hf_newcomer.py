@@ -218,3 +218,11 @@ def test_serving_sends_each_declared_dims_ends_and_fails_where_the_model_breaks(
     result = run("serving", Subject(ShortPositions().eval(), inputs, spec=SEQ_SPEC))
     assert result.status is Status.FAILED
     assert "dim_parity: seq=32: the eager reference raised IndexError" in result.message
+
+
+def test_a_synthesized_attention_mask_is_a_mask_not_random_ids() -> None:
+    from torchbridge.inputs import synthesize_inputs
+
+    ids, mask = synthesize_inputs([(2, 8), (2, 8)], ["int64", "int64"], model=llama())
+    assert int(ids.max()) >= 2  # ids still span the vocabulary
+    assert torch.equal(mask, torch.ones(2, 8, dtype=torch.int64))

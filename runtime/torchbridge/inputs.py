@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -127,7 +128,8 @@ def synthesize_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str] =
     ``[0, high)``: ``int_high`` when given (one bound, or one per input with ``None``
     for "from the model"), else, with ``model``, the embedding tables each input feeds
     (:func:`embedding_bounds`; an integer input that feeds none directly keeps the
-    smallest table's size, which is valid wherever it goes), else 100. The draw is
+    smallest table's size, which is valid wherever it goes; one named ``*mask*`` is all
+    ones, attending everywhere), else 100. The draw is
     seeded, so two calls give the same inputs. ``names``: the model takes the inputs as
     these keywords (for probing the tables). Raises :class:`ConfigError` for a bad shape,
     dtype or bound.
@@ -157,7 +159,23 @@ def synthesize_inputs(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str] =
             bounds = [None] * len(tensors)
         highs = [bounds[i] or highs[i] if i in probe else highs[i] for i in range(len(highs))]
         tensors = _draw(shapes, dtypes_, highs, seed, device)
+        labels = input_labels(model, names, len(tensors))
+        for i in probe:  # a mask of random ids is no mask: attend everywhere
+            if bounds[i] is None and "mask" in labels[i].lower():
+                tensors[i] = torch.ones_like(tensors[i])
     return tensors[0] if len(tensors) == 1 else tuple(tensors)
+
+
+def input_labels(model: Any, names: Sequence[str] | None, count: int) -> list[str]:
+    """What each of ``count`` inputs is called: ``names`` when given, else the model's
+    ``forward`` parameters in order (positional inputs), else ``""``."""
+    if names:
+        return [str(n) for n in names]
+    try:
+        params = list(inspect.signature(getattr(model, "forward", model)).parameters)
+    except (TypeError, ValueError):
+        params = []
+    return [*params[:count], *[""] * (count - len(params[:count]))]
 
 
 def _integer(dtype: torch.dtype) -> bool:
