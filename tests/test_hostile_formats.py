@@ -288,3 +288,20 @@ def test_safetensors_whose_header_length_reads_as_a_pickle_proto_is_safe(tmp_pat
     assert path.read_bytes()[:2] == b"\x80\x02"  # PROTO 2, to a pickle sniffer
     verdict = scan_file(path)
     assert verdict.verdict is Verdict.SAFE, verdict.reasons
+
+
+def test_every_malformed_safetensors_case_is_one_safetensors_itself_refuses(
+        tmp_path: Path) -> None:
+    # The corpus must not call "malformed" what the real loader accepts.
+    from hostile.formats import BAD_HEADERS, _bad_safetensors
+    from safetensors.torch import load_file
+
+    accepted = []
+    for key in BAD_HEADERS:
+        path = _bad_safetensors(key)(tmp_path, tmp_path / "MARKER")
+        try:
+            load_file(str(path))
+        except Exception:  # any refusal by safetensors is the point
+            continue
+        accepted.append(key)
+    assert not accepted

@@ -229,6 +229,11 @@ BAD_HEADERS: dict[str, dict[str, Any] | bytes] = {
     "metadata_not_strings": {"__metadata__": {"epoch": 3}, "w": _W},
     "header_not_object": b"[1, 2, 3]",
     "entry_not_object": {"w": 7},
+    # JSON Python's parser takes and safetensors' serde_json refuses:
+    "repeated_field": b'{"w": {"dtype": "F32", "shape": [4], "shape": [4], '
+                      b'"data_offsets": [0, 16]}}',
+    "negative_zero_offset": b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [-0, 16]}}',
+    "lone_surrogate_name": b'{"\\ud800": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}',
 }
 
 

@@ -96,10 +96,14 @@ def parse_header(raw: bytes, data_size: int, name: str) -> dict[str, Any]:
         raise InvalidArtifact(f"{name}: header holds {items} JSON items, more than the "
                               f"{MAX_HEADER_ITEMS} a file of a million tensors needs")
     try:
-        header = json.loads(raw)
+        header = json.loads(raw, object_pairs_hook=_object_like_serde,
+                            parse_int=_int_like_serde)
     except RecursionError:
         raise InvalidArtifact(f"{name}: header JSON nested too deep to be a "
                               "safetensors header") from None
+    except _SerdeRefuses as exc:
+        raise InvalidArtifact(f"{name}: header JSON that safetensors refuses: {exc}") \
+            from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidArtifact(f"{name}: header is not valid JSON "
                               f"({type(exc).__name__} at {getattr(exc, 'pos', '?')})"
@@ -108,6 +112,41 @@ def parse_header(raw: bytes, data_size: int, name: str) -> dict[str, Any]:
         raise InvalidArtifact(f"{name}: header is not a JSON object")
     check_entries(name, header, data_size)
     return header
+
+
+class _SerdeRefuses(ValueError):
+    """JSON that Python's parser takes but safetensors' (serde_json) refuses."""
+
+
+def _object_like_serde(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as safetensors reads it: a repeated field of a tensor entry
+    (``dtype``/``shape``/``data_offsets``) is an error there (Python keeps the last);
+    keys must be valid Unicode (a lone surrogate ``"\\ud800"`` is refused)."""
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        _utf8(key)
+    if len(set(keys)) != len(keys) and {"dtype", "shape", "data_offsets"} & set(keys):
+        raise _SerdeRefuses("a tensor entry repeats a field")
+    out = {}
+    for key, value in pairs:
+        if isinstance(value, str):
+            _utf8(value)
+        out[key] = value
+    return out
+
+
+def _utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _SerdeRefuses("a string that is not valid Unicode (lone surrogate)") from None
+
+
+def _int_like_serde(literal: str) -> int:
+    """serde reads offsets and dims as unsigned integers: ``-0`` is refused too."""
+    if literal == "-0":
+        raise _SerdeRefuses("-0 is not an unsigned integer")
+    return int(literal)
 
 
 def _is_int(value: Any) -> bool:
