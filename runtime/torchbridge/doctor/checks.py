@@ -105,45 +105,40 @@ def _visible_devices() -> list[str] | None:
 
 
 def check_gpu_agreement(hw: HardwareInfo) -> list[Diagnostic]:
-    torch_ids = [g.uuid for g in hw.gpus]
-    nvml_ids = [g.uuid for g in hw.nvml_gpus]
     details = {"torch": [g.name for g in hw.gpus], "nvml": [g.name for g in hw.nvml_gpus],
                "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
                "nvml_error": hw.nvml_error}
-    if not hw.gpus and not hw.nvml_gpus:
-        return [Diagnostic("gpu_visibility", "gpu", Health.SKIP, "no GPU visible to torch or "
-                           "NVML", details)]
+    health, summary, fix = _gpu_agreement(hw)
+    return [Diagnostic("gpu_visibility", "gpu", health, summary, details, fix)]
+
+
+def _gpu_agreement(hw: HardwareInfo) -> tuple[Health, str, str]:
+    """Whether torch and NVML see the same GPUs: health, what was seen, what to do."""
+    torch_n, nvml_n = len(hw.gpus), len(hw.nvml_gpus)
+    if not torch_n and not nvml_n:
+        return Health.SKIP, "no GPU visible to torch or NVML", ""
     if hw.hip_version:
-        return [Diagnostic("gpu_visibility", "gpu", Health.OK,
-                           f"{len(hw.gpus)} ROCm GPU(s) visible to torch (NVML does not "
-                           "apply)", details)]
-    if hw.gpus and not hw.nvml_gpus:
-        return [Diagnostic("gpu_visibility", "gpu", Health.WARN,
-                           f"torch sees {len(hw.gpus)} GPU(s) but NVML cannot be read",
-                           details, "pip install 'pytest-torchbridge[nvidia]' for "
-                           "utilisation and driver checks")]
-    if hw.nvml_gpus and not hw.gpus and _visible_devices() == []:
-        return [Diagnostic("gpu_visibility", "gpu", Health.SKIP,
-                           f"CUDA_VISIBLE_DEVICES hides all {len(hw.nvml_gpus)} GPU(s) "
-                           "from torch", details)]
-    if hw.nvml_gpus and not hw.gpus:
-        return [Diagnostic("gpu_visibility", "gpu", Health.FAIL,
-                           f"NVML sees {len(hw.nvml_gpus)} GPU(s) but torch sees none",
-                           details, "check CUDA_VISIBLE_DEVICES and that torch is a CUDA "
-                           "build matching the driver")]
-    unknown = [u for u in torch_ids if u and not any(_same_uuid(u, n) for n in nvml_ids)]
+        return Health.OK, f"{torch_n} ROCm GPU(s) visible to torch (NVML does not apply)", ""
+    if not nvml_n:
+        return (Health.WARN, f"torch sees {torch_n} GPU(s) but NVML cannot be read",
+                "pip install 'pytest-torchbridge[nvidia]' for utilisation and driver checks")
     visible = _visible_devices()
-    expected = len(hw.nvml_gpus) if visible is None else min(len(visible), len(hw.nvml_gpus))
+    if not torch_n:
+        if visible == []:
+            return Health.SKIP, f"CUDA_VISIBLE_DEVICES hides all {nvml_n} GPU(s) from torch", ""
+        return (Health.FAIL, f"NVML sees {nvml_n} GPU(s) but torch sees none",
+                "check CUDA_VISIBLE_DEVICES and that torch is a CUDA build matching the "
+                "driver")
+    nvml_ids = [g.uuid for g in hw.nvml_gpus]
+    unknown = [g.uuid for g in hw.gpus
+               if g.uuid and not any(_same_uuid(g.uuid, n) for n in nvml_ids)]
     if unknown:
-        return [Diagnostic("gpu_visibility", "gpu", Health.FAIL,
-                           f"torch sees GPU(s) NVML does not know: {unknown}", details)]
-    if len(hw.gpus) != expected:
-        return [Diagnostic("gpu_visibility", "gpu", Health.WARN,
-                           f"torch sees {len(hw.gpus)} GPU(s), NVML {len(hw.nvml_gpus)}, "
-                           f"CUDA_VISIBLE_DEVICES allows {expected}", details,
-                           "check CUDA_VISIBLE_DEVICES")]
-    return [Diagnostic("gpu_visibility", "gpu", Health.OK,
-                       f"torch and NVML agree on {len(hw.gpus)} GPU(s)", details)]
+        return Health.FAIL, f"torch sees GPU(s) NVML does not know: {unknown}", ""
+    expected = nvml_n if visible is None else min(len(visible), nvml_n)
+    if torch_n != expected:
+        return (Health.WARN, f"torch sees {torch_n} GPU(s), NVML {nvml_n}, "
+                f"CUDA_VISIBLE_DEVICES allows {expected}", "check CUDA_VISIBLE_DEVICES")
+    return Health.OK, f"torch and NVML agree on {torch_n} GPU(s)", ""
 
 
 def _same_uuid(torch_uuid: str, nvml_uuid: str | None) -> bool:
