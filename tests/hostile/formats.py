@@ -323,6 +323,19 @@ def _targz_member(directory: Path, marker: Path) -> Path:
     return _write(directory, "model.tar.gz", data)
 
 
+def _tar_pax_header_secret(directory: Path, marker: Path) -> Path:
+    # A PAX record (here ``comment``) travels in the member's header, not its data.
+    secret = _planted("tar_pax_header_secret", _github_token())
+    data = pickle.dumps({"w": [1.0, 2.0]}, protocol=2)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("model/state.pkl")
+        info.size = len(data)
+        info.pax_headers = {"comment": f"uploaded with token {secret}"}
+        archive.addfile(info, io.BytesIO(data))
+    return _write(directory, "model.tar", buffer.getvalue())
+
+
 def _long_pickle_secret(directory: Path, marker: Path) -> Path:
     secret = _planted("secret_deep_in_long_pickle", _github_token())
     data = {"vocab": [f"tok{i}" for i in range(20_000)],
@@ -473,6 +486,7 @@ def _cases() -> list[Case]:
         Case("numpy_unicode_array_secret", missed, True, SECRETS, _numpy_unicode),
         Case("utf16_text_member_secret", missed, True, SECRETS, _utf16_member),
         Case("tar_gz_member_secret", missed, True, SECRETS, _targz_member),
+        Case("tar_pax_header_secret", missed, True, SECRETS, _tar_pax_header_secret),
         Case("secret_deep_in_long_pickle", missed, True, SECRETS, _long_pickle_secret),
         Case("config_json_beside_model_secret", missed, True, SECRETS, _config_json_secret),
         Case("utf16_notes_file_secret", missed, True, SECRETS, _utf16_notes_secret),

@@ -523,6 +523,7 @@ class _Walk:
                 names.append(info.name)
                 label = _named(info.name, f"{location}: member name #{index}", self)
                 where = f"{location}:{label}"
+                self._tar_header_text(info, where)
                 if not info.isreg():
                     self.result.notes.append(f"{where}: not a regular file; not read")
                     continue
@@ -536,6 +537,15 @@ class _Walk:
                                                f"({type(exc).__name__}: {str(exc)[:200]})")
         if top:
             self.result.format = "torch-legacy-tar" if set(names) >= _LEGACY_TAR else "tar"
+
+    def _tar_header_text(self, info: tarfile.TarInfo, where: str) -> None:
+        """A tar header's own strings (PAX records such as ``comment``, the link target,
+        user and group names) are text a secret can hide in."""
+        header = [f"{key}={value}" for key, value in info.pax_headers.items()
+                  if key != "path"]  # the name is judged as the member's name
+        header += [text for text in (info.linkname, info.uname, info.gname) if text]
+        if header:
+            self.text(f"{where}: tar header", "\n".join(header))
 
     def _tar_members(self, archive: tarfile.TarFile, location: str
                      ) -> Iterator[tarfile.TarInfo]:
