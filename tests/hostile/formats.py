@@ -336,6 +336,27 @@ def _tar_pax_header_secret(directory: Path, marker: Path) -> Path:
     return _write(directory, "model.tar", buffer.getvalue())
 
 
+def _zip_member_comment_secret(directory: Path, marker: Path) -> Path:
+    # Each zip member has its own comment (and extra field), apart from the archive's.
+    secret = _planted("zip_member_comment_secret", _github_token())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("model/state.pkl")
+        info.comment = f"pushed with {secret}".encode()
+        archive.writestr(info, pickle.dumps({"w": [1.0, 2.0]}, protocol=2))
+    return _write(directory, "model.zip", buffer.getvalue())
+
+
+def _gzip_header_secret(directory: Path, marker: Path) -> Path:
+    # gzip's header carries an original file name (FNAME) that gzip.open never returns.
+    secret = _planted("gzip_header_name_secret", _github_token())
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename=f"state {secret}.pkl", mode="wb", fileobj=buffer,
+                       mtime=0) as stream:
+        stream.write(pickle.dumps({"w": [1.0, 2.0]}, protocol=2))
+    return _write(directory, "state.pkl.gz", buffer.getvalue())
+
+
 def _long_pickle_secret(directory: Path, marker: Path) -> Path:
     secret = _planted("secret_deep_in_long_pickle", _github_token())
     data = {"vocab": [f"tok{i}" for i in range(20_000)],
@@ -487,6 +508,8 @@ def _cases() -> list[Case]:
         Case("utf16_text_member_secret", missed, True, SECRETS, _utf16_member),
         Case("tar_gz_member_secret", missed, True, SECRETS, _targz_member),
         Case("tar_pax_header_secret", missed, True, SECRETS, _tar_pax_header_secret),
+        Case("zip_member_comment_secret", missed, True, SECRETS, _zip_member_comment_secret),
+        Case("gzip_header_name_secret", missed, True, SECRETS, _gzip_header_secret),
         Case("secret_deep_in_long_pickle", missed, True, SECRETS, _long_pickle_secret),
         Case("config_json_beside_model_secret", missed, True, SECRETS, _config_json_secret),
         Case("utf16_notes_file_secret", missed, True, SECRETS, _utf16_notes_secret),

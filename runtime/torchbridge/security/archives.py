@@ -426,6 +426,8 @@ class _Walk:
                 self.result.members += 1
                 label = _named(info.filename, f"{location}: member name #{index}", self)
                 where = f"{location}:{label}"
+                if info.comment or info.extra:  # header bytes a secret can hide in
+                    self.text_bytes(f"{where}: member header", info.comment + info.extra)
                 self._zip_member(archive, info, where, fmt, depth, info.filename in forced)
 
     def _zip_within_limits(self, infos: list[zipfile.ZipInfo], location: str) -> bool:
@@ -577,6 +579,9 @@ class _Walk:
         zeros costs its first megabyte."""
         where = f"{location}:<{kind}>"
         f.seek(0)
+        if kind == "gzip":
+            self.text(f"{where}: gzip header", _gzip_header_text(f.read(1 << 16)))
+            f.seek(0)
         cap = max(self.limits.ratio_min_bytes, int(self.limits.max_ratio * size))
         try:
             self.member(lambda: formats.open_decompressed(kind, f), None, "", where,
@@ -612,6 +617,25 @@ class _Walk:
             text = raw[: len(raw) // 4 * 4 if kind == "U" else len(raw)].decode(
                 codec, "replace").replace("\0", "\n")
             self.text(location, text)
+
+
+def _gzip_header_text(head: bytes) -> str:
+    """The strings of a gzip member header (RFC 1952: FEXTRA, FNAME, FCOMMENT), which
+    :mod:`gzip` reads past without returning."""
+    if len(head) < 10 or head[:2] != b"\x1f\x8b":
+        return ""
+    flags, at, parts = head[3], 10, []
+    if flags & 4 and len(head) >= at + 2:  # FEXTRA: little-endian length, then bytes
+        length = int.from_bytes(head[at:at + 2], "little")
+        parts.append(head[at + 2:at + 2 + length])
+        at += 2 + length
+    for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated Latin-1
+        if flags & bit:
+            end = head.find(b"\0", at)
+            end = len(head) if end < 0 else end
+            parts.append(head[at:end])
+            at = end + 1
+    return "\n".join(p.decode("latin-1") for p in parts if p)
 
 
 def _extract(archive: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
