@@ -357,6 +357,16 @@ def _gzip_header_secret(directory: Path, marker: Path) -> Path:
     return _write(directory, "state.pkl.gz", buffer.getvalue())
 
 
+def _npy_field_name_secret(directory: Path, marker: Path) -> Path:
+    # A structured dtype's field names live in the .npy header, not in the data.
+    import numpy as np
+
+    secret = _planted("npy_field_name_secret", _github_token())
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(2, dtype=[(f"token {secret}", "f4"), ("step", "i4")]))
+    return _write(directory, "stats.npy", buffer.getvalue())
+
+
 def _long_pickle_secret(directory: Path, marker: Path) -> Path:
     secret = _planted("secret_deep_in_long_pickle", _github_token())
     data = {"vocab": [f"tok{i}" for i in range(20_000)],
@@ -510,6 +520,7 @@ def _cases() -> list[Case]:
         Case("tar_pax_header_secret", missed, True, SECRETS, _tar_pax_header_secret),
         Case("zip_member_comment_secret", missed, True, SECRETS, _zip_member_comment_secret),
         Case("gzip_header_name_secret", missed, True, SECRETS, _gzip_header_secret),
+        Case("npy_field_name_secret", missed, True, SECRETS, _npy_field_name_secret),
         Case("secret_deep_in_long_pickle", missed, True, SECRETS, _long_pickle_secret),
         Case("config_json_beside_model_secret", missed, True, SECRETS, _config_json_secret),
         Case("utf16_notes_file_secret", missed, True, SECRETS, _utf16_notes_secret),

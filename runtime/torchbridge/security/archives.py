@@ -603,6 +603,8 @@ class _Walk:
             self.result.invalid.append(f"{location}: malformed .npy header "
                                        f"({type(exc).__name__}: {str(exc)[:200]})")
             return
+        if getattr(dtype, "names", None):  # a structured dtype's field names are text
+            self.text(f"{location}: .npy field names", "\n".join(dtype.names))
         if getattr(dtype, "hasobject", False):
             self.result.notes.append(f"{location}: object array (np.load(allow_pickle=True)"
                                      " unpickles it)")
