@@ -148,7 +148,7 @@ def test_graph_export_of_an_output_holding_a_cache_fails_with_the_use_cache_hint
     result = run("export", subject("t5"), "pt2")
     assert result.status is Status.FAILED
     assert "returns a EncoderDecoderCache object" in result.message
-    assert "use_cache = False" in result.message
+    assert "use_cache=False" in result.message
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt2"])

@@ -12,6 +12,7 @@ import torch
 
 pytest.importorskip("transformers")
 
+import hf_models as hf
 import transformers
 from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
 
@@ -128,7 +129,7 @@ def test_tracing_a_model_that_returns_a_cache_says_to_switch_the_cache_off() -> 
     subject = Subject(model, {"input_ids": torch.randint(3, VOCAB, (2, 8))})
     result = run("export", subject, "torchscript")
     assert result.status is Status.FAILED
-    assert "model.config.use_cache = False" in result.message
+    assert "from_pretrained(..., use_cache=False)" in result.message
     assert "method='script'" not in result.message
 
 
@@ -226,3 +227,14 @@ def test_a_synthesized_attention_mask_is_a_mask_not_random_ids() -> None:
     ids, mask = synthesize_inputs([(2, 8), (2, 8)], ["int64", "int64"], model=llama())
     assert int(ids.max()) >= 2  # ids still span the vocabulary
     assert torch.equal(mask, torch.ones(2, 8, dtype=torch.int64))
+
+
+def test_the_cache_hint_names_a_switch_that_works_for_t5() -> None:
+    model = hf.t5()
+    model.config.use_cache = False  # T5's decoder keeps its own config copy: no effect
+    result = run("export", Subject(model, hf.seq2seq_inputs()), "pt2")
+    assert result.status is Status.FAILED
+    assert "from_pretrained(..., use_cache=False)" in result.message
+    built_off = transformers.T5ForConditionalGeneration(
+        transformers.T5Config(**{**hf.t5().config.to_dict(), "use_cache": False})).eval()
+    assert built_off(**hf.seq2seq_inputs()).past_key_values is None

@@ -178,11 +178,18 @@ def opaque_leaves(obj: Any) -> list[tuple[str, Opaque]]:
     return [(path, leaf) for path, leaf in flatten(obj) if isinstance(leaf, Opaque)]
 
 
+#: How to switch a transformers model's KV cache off so that it holds. Setting
+#: ``model.config.use_cache = False`` on a built model misses the config copies some
+#: models keep (T5's decoder stack still returns an ``EncoderDecoderCache``).
+CACHE_OFF_HINT = ("build the model with the cache off: from_pretrained(..., use_cache=False) "
+                  "or use_cache=False in the config it is built from (setting "
+                  "model.config.use_cache afterwards misses the copy T5's decoder keeps)")
+
+
 def opaque_reason(leaf: Opaque) -> str:
     """Why ``leaf`` cannot be compared and how to make it comparable."""
     name = type(leaf.value).__name__
-    hint = ("return plain tensors, e.g. call the model with use_cache=False (or set "
-            "model.config.use_cache = False)" if "cache" in name.lower() else
+    hint = (f"return plain tensors: {CACHE_OFF_HINT}" if "cache" in name.lower() else
             "return tensors, or register the type with torch.utils._pytree."
             "register_pytree_node or torchbridge.core.trees.register_flattener")
     return (f"cannot compare a {leaf.type_name} (not a tensor, container, dataclass or "

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from torchbridge.core.subject import Subject, named_inputs
+from torchbridge.core.trees import CACHE_OFF_HINT
 from torchbridge.export.common import ExportFailed, as_call, condensed, quiet
 
 BATCH = "batch"
@@ -120,7 +121,7 @@ def explain_capture_error(exc: BaseException) -> str:
     unknown = _UNKNOWN_OUTPUT.search(text)
     if unknown:
         cls = unknown.group(1).rsplit(".", 1)[-1]
-        hint = ("export with the cache switched off (model.config.use_cache = False)"
+        hint = (f"export with the cache switched off: {CACHE_OFF_HINT}"
                 if "cache" in cls.lower() else
                 "return tensors, or register the type with torch.utils._pytree."
                 "register_pytree_node")

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from torchbridge.core.subject import Subject, call_model
+from torchbridge.core.trees import CACHE_OFF_HINT
 from torchbridge.export.checksums import write_checksum
 from torchbridge.export.common import (
     ExportFailed,
@@ -59,7 +60,7 @@ def _trace_hint(text: str) -> str:
     found = _UNTRACEABLE.search(text)
     if found and "Cache(" in text:
         return (f"; the output ({found.group(1)}) holds a KV cache object, which TorchScript "
-                "cannot return: switch the cache off (model.config.use_cache = False)")
+                f"cannot return: {CACHE_OFF_HINT}")
     if found:
         return (f"; the tracer cannot return a {found.group(1)} object: export to pt2 or "
                 "onnx (they flatten registered output types), or wrap the model so forward "
