@@ -184,6 +184,10 @@ def check_program(doc: Any) -> list[str]:
                 judge("range constraint", expr, sympy_problem)
         elif key == "target" and isinstance(value, str):
             judge("node target", value, target_problem)
+        elif key in ("in_spec", "out_spec") and isinstance(value, str) and "'" in value:
+            # torch.fx pastes dict keys of the input spec between single quotes in the
+            # forward it generates ({'y': y}); a quote in a key is code, never a name.
+            problems.append(f"{key}: a pytree key holds a quote (torch would run it)")
         elif key in _IDENTIFIER_KEYS and isinstance(value, str):
             judge("name", value, identifier_problem)
         elif (key.endswith("_name") or key.endswith("fqn")) and isinstance(value, str):
