@@ -235,6 +235,15 @@ def test_the_cache_hint_names_a_switch_that_works_for_t5() -> None:
     result = run("export", Subject(model, hf.seq2seq_inputs()), "pt2")
     assert result.status is Status.FAILED
     assert "from_pretrained(..., use_cache=False)" in result.message
-    built_off = transformers.T5ForConditionalGeneration(
-        transformers.T5Config(**{**hf.t5().config.to_dict(), "use_cache": False})).eval()
+    config = transformers.T5Config(**{**hf.t5().config.to_dict(), "use_cache": False})
+    built_off: Any = transformers.T5ForConditionalGeneration(config).eval()
     assert built_off(**hf.seq2seq_inputs()).past_key_values is None
+
+
+def test_a_dim_longer_than_the_models_positions_fails_naming_the_config_limit() -> None:
+    spec = InputSpec.coerce(
+        {"dims": {"seq": {"input": "input_ids", "axis": 1, "min": 1, "max": 512}}})
+    result = run("edge_cases", Subject(hf.gpt2(), hf.text_inputs(token_types=False), spec=spec),
+                 empty_batch="rejects")
+    assert result.status is Status.FAILED
+    assert "config.max_position_embeddings is 32, shorter than 512" in result.message

@@ -154,6 +154,23 @@ def _pairwise_note(pairwise: dict[str, list[int]]) -> str:
             "further axis), so row i is compared on its own entry [i, i]")
 
 
+#: config attributes where transformers models keep their longest sequence
+_LENGTH_LIMITS = ("max_position_embeddings", "n_positions", "max_source_positions",
+                  "max_target_positions")
+
+
+def _length_limit_hint(model: Any, size: int) -> str:
+    """``; the model's config.max_position_embeddings is 32 ...`` when a failing dim case
+    is longer than a length limit the model's config declares ("" otherwise)."""
+    config = getattr(model, "config", None)
+    for attr in _LENGTH_LIMITS:
+        limit = getattr(config, attr, None)
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < size:
+            return (f"; the model's config.{attr} is {limit}, shorter than {size}: declare "
+                    f"the dim's max as at most {limit}")
+    return ""
+
+
 class _Runner:
     """Runs one edge case, turning an exception or a non-finite output into a problem."""
 
@@ -195,7 +212,8 @@ class EdgeCasesCheck(Check[EdgeCasesConfig]):
         for name, size in dims:
             resized = subject.with_dim(name, size)
             _, problem = runner(resized)
-            problem += subject.sharing_hint(name) if problem else ""
+            problem += subject.sharing_hint(name) + _length_limit_hint(subject.model, size) \
+                if problem else ""
             cases.append(Case(f"{name}={size}", not problem, problem, _shapes(resized)))
         invariance = self._invariance(runner, subject, base, batch, config) \
             if config.batch_invariance else None
