@@ -332,3 +332,20 @@ def test_allowing_one_name_trusts_its_module_not_its_whole_package(tmp_path: Pat
         load_checkpoint(path, allowed_globals=["torch.Size"], allow_code=True)
     assert not marker.exists()
     assert classify([exporter], ["torch.*"]) == ([], [exporter])  # asked for, explicitly
+
+
+@pytest.mark.parametrize("text", ["2**(10**10)", "Pow(Integer(10), Integer(10**12))",
+                                  "1 << 10**9", "S(\"Symbol('a')\")", "s0.func(s1)"])
+def test_pt2_sympy_strings_that_cost_or_run_more_than_arithmetic_are_refused(
+        text: str) -> None:
+    from torchbridge.security.pt2_program import sympy_problem
+
+    assert sympy_problem(text)
+
+
+@pytest.mark.parametrize("text", ["Mul(Integer(2), Symbol('s74', positive=True, integer=True))",
+                                  "2*s74", "Max(1, s0)", "FloorDiv(s0, 2)", "s0**2"])
+def test_pt2_sympy_strings_torch_writes_pass(text: str) -> None:
+    from torchbridge.security.pt2_program import sympy_problem
+
+    assert sympy_problem(text) is None

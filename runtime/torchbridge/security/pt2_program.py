@@ -53,6 +53,8 @@ _TARGET = re.compile(r"^(torch\.ops|_operator|operator|math|torch\.sym_\w+|torch
 _ARITH = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp,
           ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.Load, ast.Tuple)
 _MAX_TEXT = 10_000
+_MAX_INT = 2**64
+_POWERS = frozenset({"Pow", "FloatPow", "PowByNatural", "LShift"})
 #: Keys whose values torch uses as Python identifiers (graph inputs become parameters).
 _IDENTIFIER_KEYS = frozenset({"name", "as_name", "forward_arg_names"})
 
@@ -120,9 +122,41 @@ def _parse(text: str) -> ast.Expression | str:
     if "__" in text:
         return "names a dunder attribute"
     try:
-        return ast.parse(text, mode="eval")
+        tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError) as exc:
         return f"not a Python expression ({exc.__class__.__name__})"
+    return _unbounded(tree) or tree
+
+
+def _unbounded(tree: ast.Expression) -> str | None:
+    """Arithmetic whose evaluation alone exhausts time or memory (``2**10**10``,
+    ``Pow(10, 10**9)``, ``1 << 10**9``): integers past 64 bits or exponents and shifts
+    past 64, which no shape needs."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int) and \
+                not isinstance(node.value, bool) and abs(node.value) > _MAX_INT:
+            return f"integer {str(node.value)[:20]}... wider than 64 bits"
+        exponent = None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow | ast.LShift):
+            exponent = node.right
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in _POWERS and len(node.args) > 1:
+            exponent = node.args[1]
+        if exponent is not None and not _small_constant(exponent):
+            return f"{ast.unparse(node)[:60]!r}: an exponent or shift that is not a " \
+                "constant up to 64"
+    return None
+
+
+def _small_constant(node: ast.AST) -> bool:
+    """A literal integer in [-64, 64], possibly wrapped as ``Integer(n)`` or negated."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == "Integer" and len(node.args) == 1:
+        node = node.args[0]
+    return isinstance(node, ast.Constant) and isinstance(node.value, int) and \
+        abs(node.value) <= 64
 
 
 #: The torch functions ``torch._export.verifier`` accepts as graph nodes besides operators.
