@@ -159,7 +159,10 @@ def _pt2_verdict(path: Path, names: list[str], limits: ScanLimits) -> FileVerdic
         problems = check_archive(archive, names, limits)
     if not problems:
         return None
-    return FileVerdict(str(path), "pt2", Verdict.UNSAFE, problems)
+    from torchbridge.security.secrets import redact_secrets  # reasons quote member names
+
+    return FileVerdict(str(path), "pt2", Verdict.UNSAFE,
+                       [redact_secrets(p) for p in problems])
 
 
 def check_file(path: str | Path, *, allowed_globals: Iterable[Any] = (),
