@@ -639,6 +639,8 @@ def _cases() -> list[Case]:
              _consuming_bomb(lambda: Reduce(set, Reduce(range, 0, _BOMB)))),
         Case("deque_of_range_bomb", "12.5 limits", True, UNSAFE,
              _consuming_bomb(lambda: Reduce(collections.deque, Reduce(range, _BOMB)))),
+        Case("torch_size_of_range_bomb", "12.5 limits", True, UNSAFE,
+             _consuming_bomb(lambda: Reduce(torch.Size, Reduce(range, _BOMB)))),
         Case("bytearray_size_bomb", "12.5 limits", True, UNSAFE,
              _consuming_bomb(lambda: Reduce(bytearray, _BOMB))),
         Case("generic_alias_list_bomb", "12.5 limits", True, UNSAFE, _alias_list_bomb),

@@ -317,7 +317,8 @@ class _Walker:
         target = self.findings.rebuilt if new else self.findings.calls
         if callee.name not in target:
             target.append(callee.name)
-        if callee.name in CONSUMING and _unbounded_input(callee.name, args):
+        if (callee.name in CONSUMING and _unbounded_input(callee.name, args)) or \
+                _fed_a_range(args):
             self.findings.add_global(f"<call of {callee.name} on a computed value>")
         return _Made(callee.name, new, _small(args))
 
@@ -565,6 +566,13 @@ def _unbounded_input(callee: str, args: Any) -> bool:
         return True
     # Protocol 2 writes bytes as ``_codecs.encode(text, 'latin1')``: a literal too.
     return any(isinstance(a, _Made) and a.callee != "_codecs.encode" for a in items)
+
+
+def _fed_a_range(args: Any) -> bool:
+    """Whether any callable gets a ``range`` object: a saved model rebuilds ranges but
+    never passes one on; fed to ``torch.Size`` or a tensor's size, it is iterated whole."""
+    items = args if isinstance(args, tuple) else (args,)
+    return any(isinstance(a, _Made) and a.callee == "builtins.range" for a in items)
 
 
 def _int_arg(name: str, arg: Any) -> int:
