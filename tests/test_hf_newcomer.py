@@ -247,3 +247,13 @@ def test_a_dim_longer_than_the_models_positions_fails_naming_the_config_limit() 
                  empty_batch="rejects")
     assert result.status is Status.FAILED
     assert "config.max_position_embeddings is 32, shorter than 512" in result.message
+
+
+def test_a_static_export_says_its_dims_were_fixed_not_resized() -> None:
+    subject = Subject(llama(), {"input_ids": torch.randint(3, VOCAB, (2, 8)),
+                                "attention_mask": torch.ones(2, 8, dtype=torch.long)},
+                      spec=SEQ_SPEC)
+    result = run("export", subject, "pt2", dynamic=False)
+    assert result.status is Status.PASSED, result.message
+    assert "batch, seq fixed at the export sizes, and only those sizes validated" in result.message
+    assert "resized together" not in result.message

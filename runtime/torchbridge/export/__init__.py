@@ -64,7 +64,12 @@ def export_model(subject: Subject, fmt: str, path: Path,
     options = options or ExportOptions()
     report = exporter(fmt)(subject, path, options)
     report.details["validated"] = options.validate
-    if subject.notes:  # e.g. a dim found shared by several inputs: exported as one symbol
+    if not options.dynamic and fmt != "safetensors":
+        # nothing is resized in a static graph, so the sharing notes would mislead
+        fixed = ", ".join(["batch", *subject.spec.dims])
+        report.details["notes"] = [f"static graph (dynamic=False): {fixed} fixed at the export "
+                                   "sizes, and only those sizes validated"]
+    elif subject.notes:  # e.g. a dim found shared by several inputs: exported as one symbol
         report.details["notes"] = list(subject.notes)
     return report
 

@@ -121,7 +121,7 @@ def explain_capture_error(exc: BaseException) -> str:
     unknown = _UNKNOWN_OUTPUT.search(text)
     if unknown:
         cls = unknown.group(1).rsplit(".", 1)[-1]
-        hint = (f"export with the cache switched off: {CACHE_OFF_HINT}"
+        hint = (CACHE_OFF_HINT
                 if "cache" in cls.lower() else
                 "return tensors, or register the type with torch.utils._pytree."
                 "register_pytree_node")
