@@ -317,8 +317,9 @@ class _Walker:
         target = self.findings.rebuilt if new else self.findings.calls
         if callee.name not in target:
             target.append(callee.name)
-        if (callee.name in CONSUMING and _unbounded_input(callee.name, args)) or \
-                _fed_a_range(args):
+        if callee.name not in REFERENCE_ONLY and (  # those calls are flagged already
+                (callee.name in CONSUMING and _unbounded_input(callee.name, args)) or
+                _fed_a_range(args)):
             self.findings.add_global(f"<call of {callee.name} on a computed value>")
         return _Made(callee.name, new, _small(args))
 
