@@ -257,3 +257,12 @@ def test_a_static_export_says_its_dims_were_fixed_not_resized() -> None:
     assert result.status is Status.PASSED, result.message
     assert "batch, seq fixed at the export sizes, and only those sizes validated" in result.message
     assert "resized together" not in result.message
+
+
+def test_a_safetensors_export_does_not_claim_to_resize_shared_inputs() -> None:
+    subject = Subject(llama(), {"input_ids": torch.randint(3, VOCAB, (2, 8)),
+                                "attention_mask": torch.ones(2, 8, dtype=torch.long)},
+                      spec=SEQ_SPEC)
+    result = run("export", subject, "safetensors")
+    assert result.status is Status.PASSED, result.message
+    assert "resized together" not in result.message

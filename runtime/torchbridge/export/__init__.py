@@ -64,7 +64,9 @@ def export_model(subject: Subject, fmt: str, path: Path,
     options = options or ExportOptions()
     report = exporter(fmt)(subject, path, options)
     report.details["validated"] = options.validate
-    if not options.dynamic and fmt != "safetensors":
+    if fmt == "safetensors":
+        pass  # weights only, validated at the sample's sizes: no dim is resized or exported
+    elif not options.dynamic:
         # nothing is resized in a static graph, so the sharing notes would mislead
         fixed = ", ".join(["batch", *subject.spec.dims])
         report.details["notes"] = [f"static graph (dynamic=False): {fixed} fixed at the export "
