@@ -26,10 +26,20 @@ CheckT = TypeVar("CheckT", bound=type[Check[Any]])
 def register(cls: CheckT) -> CheckT:
     """Class decorator adding a check to the registry under ``cls.name``."""
     existing = _CHECKS.get(cls.name)
-    if existing is not None and existing is not cls:
+    if existing is not None and existing is not cls and not _same_definition(existing, cls):
         raise ValueError(f"check {cls.name!r} registered twice ({existing} and {cls})")
     _CHECKS[cls.name] = cls
     return cls
+
+
+def _same_definition(a: type, b: type) -> bool:
+    """Whether ``b`` is ``a`` defined again by re-importing its module.
+
+    A module imported afresh (``importlib.reload``, or pytester unloading the modules an
+    inner session imported) re-runs its ``@register``; the newer class replaces the old.
+    Two different classes claiming one name are still an error.
+    """
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
 def _load_builtin() -> None:
