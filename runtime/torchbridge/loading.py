@@ -354,11 +354,15 @@ def _import_factory(spec: str) -> Callable[..., Any]:
         file = Path(target)
         if not file.is_file():
             raise ModelLoadError(f"--model {spec!r}: no such file {file}")
-        module_spec = importlib.util.spec_from_file_location(file.stem, file)
+        # A name of its own: registered under its stem, ``models.py`` would shadow (or be
+        # shadowed by) every other module called ``models`` for the rest of the process.
+        name = f"_tb_model_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}"
+        module_spec = importlib.util.spec_from_file_location(name, file)
         if module_spec is None or module_spec.loader is None:
             raise ModelLoadError(f"--model {spec!r}: cannot import {file}")
         module = importlib.util.module_from_spec(module_spec)
-        sys.modules.setdefault(file.stem, module)
+        # dataclasses and pickling look the module up while it executes
+        sys.modules[name] = module
         try:
             module_spec.loader.exec_module(module)
         except Exception as exc:
