@@ -266,3 +266,10 @@ def test_a_safetensors_export_does_not_claim_to_resize_shared_inputs() -> None:
     result = run("export", subject, "safetensors")
     assert result.status is Status.PASSED, result.message
     assert "resized together" not in result.message
+
+
+def test_serving_an_encoder_decoder_does_not_offer_a_generate_it_cannot_serve() -> None:
+    pytest.importorskip("fastapi")
+    result = run("serving", Subject(hf.t5(), hf.seq2seq_inputs(), spec=hf.TEXT_SPEC))
+    assert result.status is Status.PASSED, result.message
+    assert "token_latency" not in result.message

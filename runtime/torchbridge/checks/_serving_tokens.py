@@ -21,9 +21,11 @@ NAME = "token_latency"
 
 
 def generates(model: Any) -> bool:
-    """Whether the server mounts ``/generate`` for ``model``."""
-    return callable(getattr(model, "stream", None)) or callable(getattr(model, "generate",
-                                                                       None))
+    """Whether the server mounts ``/generate`` for ``model`` (the server's own rule)."""
+    # imported here: the serving stack needs the optional `serve` extra (orjson, fastapi)
+    from torchbridge.serving.state import has_generate
+
+    return has_generate(model)
 
 
 def prompt(subject: Subject) -> list[int] | None:

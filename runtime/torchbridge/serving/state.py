@@ -378,7 +378,14 @@ class ServingState:
 
 
 def has_generate(model: Any) -> bool:
-    return callable(getattr(model, "stream", None)) or callable(getattr(model, "generate", None))
+    """Whether ``/generate`` can serve ``model``: it has ``stream``, or a ``generate`` that
+    continues the prompt. An encoder-decoder's ``generate`` (transformers' T5, BART,
+    Whisper: ``config.is_encoder_decoder``) returns decoder ids that do not start with the
+    prompt, so every request would fail; such a model is served on ``/predict`` only."""
+    if callable(getattr(model, "stream", None)):
+        return True
+    encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+    return callable(getattr(model, "generate", None)) and encoder_decoder is not True
 
 
 def sample_arrays(sample: Any, sig: Signature, rows: int, vary: bool = False,
