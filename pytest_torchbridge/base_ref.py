@@ -230,6 +230,22 @@ class SidePool:
         self.workers.clear()
 
 
+def _pin(process: subprocess.Popen[bytes] | None, threads: int) -> None:
+    """Run both sides' workers on the same ``threads`` CPUs.
+
+    The sides take turns, so sharing CPUs costs no time; on separate CPUs a neighbour
+    loading one of them (another xdist worker, a CI sidecar) slows one side only, and the
+    paired ratio then measures the neighbour. Linux only; elsewhere a no-op.
+    """
+    if process is None or not hasattr(os, "sched_setaffinity"):
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads < 1 or threads > len(allowed):
+        return
+    with contextlib.suppress(OSError):  # the worker may have exited; begin() reports it
+        os.sched_setaffinity(process.pid, set(allowed[-threads:]))
+
+
 def import_path(root: Path, opts: Settings) -> list[str]:
     """The worker's import path: explicit entries, ``src/`` (src layout), the root (flat
     layout), then the inherited ``PYTHONPATH``."""
@@ -309,6 +325,7 @@ class SideWorker:
         except ChannelClosed as exc:
             raise NotCompared(self._died(str(exc))) from None
         self.pending = True
+        _pin(self.process, request.threads)
 
     def handshake(self) -> None:
         from torchbridge.measure.ab import NotCompared
