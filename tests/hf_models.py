@@ -6,6 +6,7 @@ No weights are downloaded: every model is a fresh, seeded initialisation of its 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,27 @@ from transformers import (
 # the test module loads, keeps that first import out of pytester's inner sessions, which
 # unload the modules they imported and would leave the lazy importer half-initialised.
 transformers.logging.set_verbosity_error()
+
+# The same for torch.export and the ONNX exporter: they import much of torch (the prims
+# operator registry, the compile caches) on first use, and an inner session that unloads
+# those modules makes the outer session import them again and register their operators and
+# cache artifact types twice (RuntimeError / "already registered", or an abort in native
+# code). One tiny export when this module loads keeps that first import out of the inner
+# sessions.
+def _warm_up_exporters() -> None:
+    tiny = torch.nn.Linear(2, 2).eval()
+    sample = (torch.zeros(1, 2),)
+    torch.export.export(tiny, sample)
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+    except ImportError:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tiny, sample, dynamo=True, verbose=False)
+
+
+_warm_up_exporters()
 
 VOCAB = 100
 MAX_LEN = 32
