@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hostile import Case
+from hostile import Built, build_all
 from hostile.pickles import CASES, Reduce
 
 from torchbridge.cli.scan import main as scan_main
@@ -28,20 +28,13 @@ from torchbridge.security.safe_load import (
 from torchbridge.security.scan import scan_file
 from torchbridge.security.verdict import Verdict
 
-BUILT = dict[str, tuple[Case, Path, Path]]
+BUILT = Built
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> BUILT:
     """Every case built once, each in its own folder: name → (case, file, marker)."""
-    root = tmp_path_factory.mktemp("hostile-pickles")
-    out = {}
-    for case in CASES:
-        folder = root / case.name
-        folder.mkdir()
-        marker = folder / "MARKER"
-        out[case.name] = (case, case.build(folder, marker), marker)
-    return out
+    return build_all(CASES, tmp_path_factory.mktemp("hostile-pickles"))
 
 
 def test_every_case_gets_its_verdict_and_runs_nothing(built: BUILT) -> None:

@@ -41,3 +41,18 @@ def all_cases() -> list[Case]:
     from . import formats, pickles
 
     return [*pickles.CASES, *formats.CASES]
+
+
+#: name → (case, built file, marker path)
+Built = dict[str, tuple[Case, Path, Path]]
+
+
+def build_all(cases: list[Case], root: Path) -> Built:
+    """Build every case once, each in its own folder under ``root``."""
+    out: Built = {}
+    for case in cases:
+        folder = root / case.name
+        folder.mkdir()
+        marker = folder / "MARKER"
+        out[case.name] = (case, case.build(folder, marker), marker)
+    return out
